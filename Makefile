@@ -1,0 +1,94 @@
+# vunify — see README.md.  make / make check / make demo / make bench / make install
+CC ?= cc
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral \
+	-Wstrict-prototypes -Wpointer-arith -Wvla
+CSTD := -std=gnu17
+OPT ?= -O2 -g
+CPPFLAGS += -Ilib -D_FILE_OFFSET_BITS=64 -DVUNIFY_VERSION=\"0.1\"
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) $(CFLAGS)
+LDLIBS += -lcrypto -lpthread
+
+LIB_SRC := $(sort $(wildcard lib/*.c))
+CMD_SRC := $(sort $(wildcard src/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CMD_OBJ := $(CMD_SRC:%.c=$(BUILD)/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+
+.PHONY: all check unit integration lint format format-check cppcheck asan install demo bench deps clean
+all: $(BUILD)/vunify $(TOOL_BIN)
+
+$(BUILD)/%.o: %.c $(wildcard lib/*.h src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/libvunify.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/vunify: $(CMD_OBJ) $(BUILD)/libvunify.a
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvunify.a $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS_ALL) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< $(BUILD)/libvunify.a $(LDLIBS) -lcmocka
+
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libvunify.a $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(LDFLAGS) -o $@ $< $(BUILD)/libvunify.a $(LDLIBS)
+
+# Unit tests, run against the plain and the sanitizer build.
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		LDFLAGS="-fsanitize=address,undefined" all $(UNIT_SRC:tests/unit/%.c=build-asan/tests/%)
+
+integration: all asan
+	tests/integration/run.sh
+
+format:
+	clang-format -i lib/*.c lib/*.h src/*.c src/*.h tests/unit/*.c tests/tools/*.c
+
+format-check:
+	@clang-format --dry-run --Werror lib/*.c lib/*.h src/*.c src/*.h tests/unit/*.c tests/tools/*.c
+
+cppcheck:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
+		--std=c11 --inline-suppr --suppress=missingIncludeSystem -Ilib lib src tests/tools
+
+lint: format-check cppcheck
+
+# The README's test command: everything, as CI runs it.
+check: deps
+	$(MAKE) all asan
+	$(MAKE) lint
+	$(MAKE) unit
+	$(MAKE) BUILD=build-asan unit
+	tests/integration/run.sh
+
+deps:
+	scripts/deps.sh
+
+demo: deps
+	$(MAKE) all
+	scripts/demo.sh
+
+bench: deps
+	$(MAKE) BUILD=build-release OPT="-O3 -march=native -DNDEBUG" all
+	scripts/bench.sh
+
+install: $(BUILD)/vunify
+	install -D -m 0755 $(BUILD)/vunify $(DESTDIR)$(PREFIX)/sbin/vunify
+	install -D -m 0644 docs/vunify.8 $(DESTDIR)$(PREFIX)/share/man/man8/vunify.8
+
+clean:
+	rm -rf build build-asan build-release

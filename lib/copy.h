@@ -1,0 +1,28 @@
+/* Faithful copies: file data (sparse-aware) and whole trees. */
+#ifndef VUNIFY_COPY_H
+#define VUNIFY_COPY_H
+
+#include <stdint.h>
+
+/* Copy SIZE bytes of data from src_fd to dst_fd (both at offset 0; dst
+ * empty).  Holes stay holes: only data extents are copied (with
+ * copy_file_range, which reflinks where the filesystem can), and dst is
+ * extended to SIZE with ftruncate.  Returns 0 or -errno (-EIO if the
+ * source shrank). */
+int copy_data(int src_fd, int dst_fd, uint64_t size);
+
+enum copy_tree_flags {
+	COPY_TREE_DEFAULT = 0,
+};
+
+/* Copy the tree under src_fd into the (empty, existing) directory dst_fd:
+ * every file type, mode, owner, times, xattrs (ACLs and capabilities
+ * included, trusted.overlay.* left out), hard links (as links), sparse
+ * files as sparse.  Never follows a symlink.  The root directory's own
+ * metadata is copied too.  On failure *ret_path (if non-NULL) is set to a
+ * malloc'd relative path of the entry that failed.  A character device
+ * 0:0 cannot be represented in an overlayfs upper layer (it means
+ * "whiteout") and is refused with -EINVAL.  Returns 0 or -errno. */
+int copy_tree(int src_fd, int dst_fd, unsigned flags, char **ret_path);
+
+#endif

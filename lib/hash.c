@@ -1,0 +1,223 @@
+/* Content hashing.  The read loop is sparse-aware: it asks the filesystem
+ * where data lives and feeds zeros for holes, so a sparse disk image hashes
+ * at memory speed and nothing is read twice. */
+#define _GNU_SOURCE
+#include "hash.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+#include "banned.h"
+
+#define READ_CHUNK (1 << 20)
+
+struct hash_ctx {
+	EVP_MD_CTX *md;
+	bool started;
+};
+
+struct hash_ctx *hash_new(void)
+{
+	struct hash_ctx *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->md = EVP_MD_CTX_new();
+	if (!c->md) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void hash_free(struct hash_ctx *c)
+{
+	if (!c)
+		return;
+	EVP_MD_CTX_free(c->md);
+	free(c);
+}
+
+static int hash_start(struct hash_ctx *c)
+{
+	if (c->started)
+		return 0;
+	if (EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1)
+		return -EIO;
+	c->started = true;
+	return 0;
+}
+
+int hash_update(struct hash_ctx *c, const void *buf, size_t len)
+{
+	int r = hash_start(c);
+
+	if (r < 0)
+		return r;
+	if (len && EVP_DigestUpdate(c->md, buf, len) != 1)
+		return -EIO;
+	return 0;
+}
+
+int hash_final(struct hash_ctx *c, unsigned char ret[HASH_LEN])
+{
+	unsigned int n = 0;
+	int r = hash_start(c);
+
+	if (r < 0)
+		return r;
+	c->started = false;
+	if (EVP_DigestFinal_ex(c->md, ret, &n) != 1 || n != HASH_LEN)
+		return -EIO;
+	return 0;
+}
+
+int hash_buffer(const void *buf, size_t len, unsigned char ret[HASH_LEN])
+{
+	struct hash_ctx *c = hash_new();
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	r = hash_update(c, buf, len);
+	if (r == 0)
+		r = hash_final(c, ret);
+	hash_free(c);
+	return r;
+}
+
+static int hash_zeros(struct hash_ctx *c, const unsigned char *zeros, uint64_t n)
+{
+	while (n > 0) {
+		size_t k = (size_t)MIN(n, (uint64_t)READ_CHUNK);
+		int r = hash_update(c, zeros, k);
+		if (r < 0)
+			return r;
+		n -= k;
+	}
+	return 0;
+}
+
+static int hash_range(struct hash_ctx *c, int fd, unsigned char *buf, uint64_t off, uint64_t end)
+{
+	while (off < end) {
+		size_t want = (size_t)MIN(end - off, (uint64_t)READ_CHUNK);
+		ssize_t n = pread(fd, buf, want, (off_t)off);
+		int r;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return neg_errno();
+		}
+		if (n == 0)
+			return -EIO; /* shrank under us */
+		r = hash_update(c, buf, (size_t)n);
+		if (r < 0)
+			return r;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int hash_fd(int fd, uint64_t size, unsigned char ret[HASH_LEN])
+{
+	_cleanup_free_ unsigned char *buf = NULL;
+	_cleanup_free_ unsigned char *zeros = NULL;
+	struct hash_ctx *c;
+	uint64_t off = 0;
+	int r = 0;
+
+	buf = malloc(READ_CHUNK);
+	if (!buf)
+		return -ENOMEM;
+	c = hash_new();
+	if (!c)
+		return -ENOMEM;
+	while (off < size && r == 0) {
+		off_t data = lseek(fd, (off_t)off, SEEK_DATA);
+		uint64_t hole;
+
+		if (data < 0) {
+			if (errno == ENXIO) {
+				data = (off_t)size; /* only a hole remains */
+			} else {
+				/* SEEK_DATA unsupported: read it all */
+				r = hash_range(c, fd, buf, off, size);
+				off = size;
+				break;
+			}
+		}
+		if ((uint64_t)data > size)
+			data = (off_t)size;
+		if ((uint64_t)data > off) {
+			if (!zeros) {
+				zeros = calloc(1, READ_CHUNK);
+				if (!zeros) {
+					r = -ENOMEM;
+					break;
+				}
+			}
+			r = hash_zeros(c, zeros, (uint64_t)data - off);
+			off = (uint64_t)data;
+			if (r < 0 || off >= size)
+				break;
+		}
+		{
+			off_t h = lseek(fd, (off_t)off, SEEK_HOLE);
+			hole = h < 0 ? size : MIN((uint64_t)h, size);
+		}
+		r = hash_range(c, fd, buf, off, hole);
+		off = hole;
+	}
+	if (r == 0) {
+		/* The file must not have grown either. */
+		char probe;
+		ssize_t n = pread(fd, &probe, 1, (off_t)size);
+		if (n > 0)
+			r = -EIO;
+	}
+	if (r == 0)
+		r = hash_final(c, ret);
+	hash_free(c);
+	return r;
+}
+
+void hash_to_hex(const unsigned char h[HASH_LEN], char out[HASH_HEX_LEN + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < HASH_LEN; i++) {
+		out[2 * i] = digits[h[i] >> 4];
+		out[2 * i + 1] = digits[h[i] & 15];
+	}
+	out[HASH_HEX_LEN] = '\0';
+}
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+int hash_is_hex(const char *s)
+{
+	for (size_t i = 0; i < HASH_HEX_LEN; i++)
+		if (hexval(s[i]) < 0)
+			return 0;
+	return 1;
+}
+
+int hash_from_hex(const char *hex, unsigned char ret[HASH_LEN])
+{
+	if (strlen(hex) != HASH_HEX_LEN || !hash_is_hex(hex))
+		return -EINVAL;
+	for (size_t i = 0; i < HASH_LEN; i++)
+		ret[i] = (unsigned char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+	return 0;
+}

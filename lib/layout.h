@@ -1,0 +1,64 @@
+/* The interface both lower-layer layouts implement.
+ *
+ * redirect: the lower layer is HOME/meta, on the guest's own filesystem.
+ *   Each unified inode is a sparse stub carrying the file's metadata plus
+ *   trusted.overlay.metacopy and trusted.overlay.redirect="/XX/HASH"; the
+ *   pool's objects/ is mounted as a data-only lower layer.  Objects are
+ *   keyed by content alone.
+ * link: the lower layer is POOL/roots/GUEST, hard links into objects/.
+ *   The object inode *is* the file the guest sees, so objects are keyed by
+ *   content and metadata. */
+#ifndef VUNIFY_LAYOUT_H
+#define VUNIFY_LAYOUT_H
+
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "hash.h"
+#include "pool.h"
+#include "xattr.h"
+
+/* A guest inode as unify saw it in the upper layer. */
+struct file_meta {
+	struct stat st;
+	struct xattr_list xattrs; /* without trusted.overlay.* */
+	unsigned char hash[HASH_LEN];
+};
+
+/* Where a layout places things for one guest. */
+struct layout_target {
+	struct pool *pool;
+	int lower_fd;   /* HOME/meta or POOL/roots/NAME */
+	int staging_fd; /* HOME/staging (redirect) or POOL/tmp (link) */
+};
+
+struct layout_ops {
+	enum layout_kind kind;
+	/* Object name for this inode (OBJECT_NAME_MAX bytes).  Returns 0 or
+	 * -errno. */
+	int (*object_name)(const struct file_meta *m, char *ret_name);
+	/* Give a freshly written temp object the metadata it must carry.
+	 * Returns 0 or -errno. */
+	int (*object_finish)(int tmp_fd, const struct file_meta *m);
+	/* Make PATHS (relative to the lower layer; one hard-link group) show
+	 * the object NAME with metadata M.  All or nothing: on failure no path
+	 * was changed in a way the upper does not still hide.  Returns 0 or
+	 * -errno (-EISDIR/-ENOTDIR: the lower has a directory in the way;
+	 * -EMLINK: the object has too many links). */
+	int (*place)(const struct layout_target *t, const struct file_meta *m, const char *name, char *const *paths,
+		     size_t n_paths);
+	/* Which object does the lower entry (dir_fd, name) reference?
+	 * Returns 1 and fills ret_name, 0 when the entry is not a unified file
+	 * (e.g. a directory), or -errno for a malformed entry (-EBADMSG). */
+	int (*lower_ref)(struct pool *p, int dir_fd, const char *entry, const struct stat *st, char *ret_name);
+};
+
+extern const struct layout_ops layout_redirect_ops;
+extern const struct layout_ops layout_link_ops;
+
+const struct layout_ops *layout_ops_for(enum layout_kind kind);
+
+/* Shared by both layouts: remove placed names again after a failure. */
+void layout_unplace(int lower_fd, char *const *paths, size_t n);
+
+#endif

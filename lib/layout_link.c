@@ -1,0 +1,135 @@
+/* link layout: the guest's lower layer is a tree of hard links into
+ * objects/.  Each link is made under a staging name in POOL/tmp and renamed
+ * into place, so a path in the lower layer is always either absent, a
+ * complete older link, or the new one. */
+#define _GNU_SOURCE
+#include "layout.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "object.h"
+#include "util.h"
+#include "walk.h"
+#include "banned.h"
+
+/* Metadata key: what must be equal for two files to share one inode. */
+static int link_meta_key(const struct file_meta *m, unsigned char ret[HASH_LEN])
+{
+	struct {
+		uint32_t mode, uid, gid, pad;
+		int64_t mtime_sec, mtime_nsec;
+	} k = { .mode = m->st.st_mode & 07777,
+		.uid = m->st.st_uid,
+		.gid = m->st.st_gid,
+		.mtime_sec = m->st.st_mtim.tv_sec,
+		.mtime_nsec = m->st.st_mtim.tv_nsec };
+	struct hash_ctx *c = hash_new();
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	r = hash_update(c, &k, sizeof(k));
+	if (r == 0)
+		r = xattr_list_hash(&m->xattrs, c);
+	if (r == 0)
+		r = hash_final(c, ret);
+	hash_free(c);
+	return r;
+}
+
+static int link_object_name(const struct file_meta *m, char *ret_name)
+{
+	unsigned char key[HASH_LEN];
+	char hex[HASH_HEX_LEN + 1];
+	int r = link_meta_key(m, key);
+
+	if (r < 0)
+		return r;
+	hash_to_hex(m->hash, ret_name);
+	hash_to_hex(key, hex);
+	ret_name[HASH_HEX_LEN] = '.';
+	memcpy(ret_name + HASH_HEX_LEN + 1, hex, 16);
+	ret_name[HASH_HEX_LEN + 17] = '\0';
+	return 0;
+}
+
+static int link_object_finish(int fd, const struct file_meta *m)
+{
+	struct timespec ts[2] = { m->st.st_atim, m->st.st_mtim };
+	int r;
+
+	if (fchown(fd, m->st.st_uid, m->st.st_gid) < 0)
+		return neg_errno();
+	if (fchmod(fd, m->st.st_mode & 07777) < 0)
+		return neg_errno();
+	r = xattr_list_apply(fd, false, &m->xattrs);
+	if (r < 0)
+		return r;
+	if (futimens(fd, ts) < 0)
+		return neg_errno();
+	return 0;
+}
+
+static int link_place(const struct layout_target *t, const struct file_meta *m, const char *name, char *const *paths,
+		      size_t n_paths)
+{
+	static unsigned long counter;
+	char rel[OBJECT_NAME_MAX + 4];
+	int r = 0;
+
+	(void)m;
+	object_relpath(name, rel);
+	for (size_t i = 0; i < n_paths && r == 0; i++) {
+		const char *ename;
+		char s[64];
+		_cleanup_close_ int dfd = open_parent_beneath(t->lower_fd, paths[i], true, &ename);
+		struct stat st;
+
+		if (dfd < 0) {
+			r = dfd;
+		} else if (fstatat(dfd, ename, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+			r = -EISDIR;
+		} else {
+			snprintf(s, sizeof(s), "l.%ld.%lu", (long)getpid(),
+				 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+			if (linkat(t->pool->objects_fd, rel, t->staging_fd, s, 0) < 0)
+				r = neg_errno();
+			else if (renameat(t->staging_fd, s, dfd, ename) < 0) {
+				r = neg_errno();
+				unlinkat(t->staging_fd, s, 0);
+			}
+		}
+		if (r < 0)
+			layout_unplace(t->lower_fd, paths, i);
+	}
+	return r;
+}
+
+/* The inode number alone cannot name the object; the name comes from a
+ * map built by the caller.  Here we only check the entry is a regular
+ * file of the pool's filesystem with at least two links (itself and the
+ * object).  ret_name is filled by lower_scan through its inode map. */
+static int link_lower_ref(struct pool *p, int dir_fd, const char *entry, const struct stat *st, char *ret_name)
+{
+	(void)p;
+	(void)dir_fd;
+	(void)entry;
+	if (!S_ISREG(st->st_mode))
+		return 0;
+	if (st->st_nlink < 2)
+		return -EBADMSG;
+	ret_name[0] = '\0';
+	return 1;
+}
+
+const struct layout_ops layout_link_ops = {
+	.kind = LAYOUT_LINK,
+	.object_name = link_object_name,
+	.object_finish = link_object_finish,
+	.place = link_place,
+	.lower_ref = link_lower_ref,
+};

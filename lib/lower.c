@@ -1,0 +1,345 @@
+/* Lower-layer and object-store scans.  Both are plain stat walks: they
+ * never read file data, so status stays cheap on large pools. */
+#define _GNU_SOURCE
+#include "lower.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "object.h"
+#include "util.h"
+#include "walk.h"
+#include "banned.h"
+
+struct object_entry {
+	ino_t ino;
+	char name[OBJECT_NAME_MAX];
+};
+
+struct object_map {
+	struct object_entry *v;
+	size_t n, cap;
+};
+
+void object_map_free(struct object_map *m)
+{
+	if (!m)
+		return;
+	free(m->v);
+	free(m);
+}
+
+static int cmp_ino(const void *a, const void *b)
+{
+	ino_t x = ((const struct object_entry *)a)->ino, y = ((const struct object_entry *)b)->ino;
+	return x < y ? -1 : x > y;
+}
+
+const char *object_map_find(const struct object_map *m, ino_t ino)
+{
+	struct object_entry key = { .ino = ino };
+	const struct object_entry *e = bsearch(&key, m->v, m->n, sizeof(*m->v), cmp_ino);
+	return e ? e->name : NULL;
+}
+
+/* Valid object names: 64 hex, optionally ".<16 hex>" (link layout). */
+static bool object_name_ok(const char *n)
+{
+	size_t l = strlen(n);
+
+	if (!hash_is_hex(n))
+		return false;
+	if (l == HASH_HEX_LEN)
+		return true;
+	if (l != HASH_HEX_LEN + 17 || n[HASH_HEX_LEN] != '.')
+		return false;
+	for (size_t i = HASH_HEX_LEN + 1; i < l; i++)
+		if (!((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')))
+			return false;
+	return true;
+}
+
+int objects_scan(struct pool *p, struct object_info *ret_info, struct object_map **ret_map, object_fn on_object,
+		 void *ud)
+{
+	struct object_info info = { 0 };
+	struct object_map *m = NULL;
+	int r = 0;
+
+	if (ret_map) {
+		m = calloc(1, sizeof(*m));
+		if (!m)
+			return -ENOMEM;
+	}
+	for (unsigned i = 0; i < 256 && r == 0; i++) {
+		char fan[3];
+		_cleanup_closedir_ DIR *d = NULL;
+		struct dirent *de;
+		int fd;
+
+		snprintf(fan, sizeof(fan), "%02x", i);
+		fd = openat(p->objects_fd, fan, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				continue;
+			r = neg_errno();
+			break;
+		}
+		d = fdopendir(fd);
+		if (!d) {
+			r = neg_errno();
+			close(fd);
+			break;
+		}
+		while (r == 0 && (de = readdir(d))) {
+			struct stat st;
+			if (de->d_name[0] == '.')
+				continue;
+			if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				r = neg_errno();
+				break;
+			}
+			if (on_object) {
+				r = on_object(fd, de->d_name, &st, ud);
+				if (r < 0)
+					break;
+			}
+			if (!S_ISREG(st.st_mode) || !object_name_ok(de->d_name) || strncmp(de->d_name, fan, 2))
+				continue;
+			info.objects++;
+			info.bytes += (uint64_t)st.st_size;
+			if (m) {
+				if (m->n == m->cap) {
+					size_t nc = m->cap ? m->cap * 2 : 1024;
+					struct object_entry *nv = realloc(m->v, nc * sizeof(*nv));
+					if (!nv) {
+						r = -ENOMEM;
+						break;
+					}
+					m->v = nv;
+					m->cap = nc;
+				}
+				m->v[m->n].ino = st.st_ino;
+				memcpy(m->v[m->n].name, de->d_name, strlen(de->d_name) + 1);
+				m->n++;
+			}
+		}
+	}
+	if (r < 0) {
+		object_map_free(m);
+		return r;
+	}
+	if (m) {
+		qsort(m->v, m->n, sizeof(*m->v), cmp_ino);
+		*ret_map = m;
+	}
+	if (ret_info)
+		*ret_info = info;
+	return 0;
+}
+
+/* A set of inode numbers (for counting hard-linked inodes once). */
+struct ino_set {
+	ino_t *v;
+	size_t n, cap; /* open addressing; cap a power of two */
+};
+
+static int ino_set_add(struct ino_set *s, ino_t ino)
+{
+	if ((s->n + 1) * 2 > s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 1024;
+		ino_t *nv = calloc(nc, sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		for (size_t i = 0; i < s->cap; i++) {
+			if (!s->v[i])
+				continue;
+			size_t h = (size_t)(s->v[i] * 0x9E3779B97F4A7C15ULL) & (nc - 1);
+			while (nv[h])
+				h = (h + 1) & (nc - 1);
+			nv[h] = s->v[i];
+		}
+		free(s->v);
+		s->v = nv;
+		s->cap = nc;
+	}
+	{
+		ino_t key = ino ? ino : (ino_t)-1;
+		size_t h = (size_t)(key * 0x9E3779B97F4A7C15ULL) & (s->cap - 1);
+		while (s->v[h]) {
+			if (s->v[h] == key)
+				return 0;
+			h = (h + 1) & (s->cap - 1);
+		}
+		s->v[h] = key;
+		s->n++;
+	}
+	return 1;
+}
+
+struct lscan {
+	struct pool *p;
+	const struct layout_ops *ops;
+	const struct object_map *map;
+	bool check;
+	lower_problem_fn on_problem;
+	void *ud;
+	struct ino_set inos;
+	struct lower_stats st;
+	size_t refs_cap;
+	uint64_t problems;
+};
+
+static void problem(struct lscan *s, const char *path, const char *what)
+{
+	s->problems++;
+	if (s->on_problem)
+		s->on_problem(path, what, s->ud);
+}
+
+static int lscan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+{
+	struct lscan *s = ud;
+	char name[OBJECT_NAME_MAX];
+	int r, added;
+
+	if (ev != WALK_ENTRY)
+		return 0;
+	if (!S_ISREG(e->st.st_mode)) {
+		if (s->check)
+			problem(s, e->path, "not a regular file in the lower layer");
+		return 0;
+	}
+	r = s->ops->lower_ref(s->p, e->parent_fd, e->name, &e->st, name);
+	if (r == -EBADMSG) {
+		problem(s, e->path, s->ops->kind == LAYOUT_LINK ? "not linked into the pool" : "malformed stub");
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	if (r == 0)
+		return 0;
+	if (s->ops->kind == LAYOUT_LINK) {
+		const char *n = s->map ? object_map_find(s->map, e->st.st_ino) : NULL;
+		if (!n) {
+			problem(s, e->path, "not linked to any object");
+			return 0;
+		}
+		memcpy(name, n, strlen(n) + 1);
+	}
+	s->st.files++;
+	added = e->st.st_nlink > 1 ? ino_set_add(&s->inos, e->st.st_ino) : 1;
+	if (added < 0)
+		return added;
+	if (added)
+		s->st.bytes += (uint64_t)e->st.st_size;
+	if (s->check && s->ops->kind == LAYOUT_REDIRECT) {
+		struct stat ost;
+		r = pool_object_stat(s->p, name, &ost);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			problem(s, e->path, "references a missing object");
+		else if (ost.st_size != e->st.st_size)
+			problem(s, e->path, "size differs from its object");
+	}
+	if (s->st.n_refs + 1 >= s->refs_cap) {
+		size_t nc = s->refs_cap ? s->refs_cap * 2 : 1024;
+		char **nv = realloc(s->st.refs, nc * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		s->st.refs = nv;
+		s->refs_cap = nc;
+	}
+	s->st.refs[s->st.n_refs] = strdup(name);
+	if (!s->st.refs[s->st.n_refs])
+		return -ENOMEM;
+	s->st.n_refs++;
+	s->st.refs[s->st.n_refs] = NULL;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void lower_stats_free(struct lower_stats *s)
+{
+	for (size_t i = 0; i < s->n_refs; i++)
+		free(s->refs[i]);
+	free(s->refs);
+	s->refs = NULL;
+	s->n_refs = 0;
+}
+
+int lower_scan(struct pool *p, int lower_fd, const struct object_map *map, bool check, lower_problem_fn on_problem,
+	       void *ud, struct lower_stats *ret, uint64_t *ret_problems)
+{
+	struct lscan s = { .p = p,
+			   .ops = layout_ops_for(p->layout),
+			   .map = map,
+			   .check = check,
+			   .on_problem = on_problem,
+			   .ud = ud };
+	int r = walk_tree(lower_fd, lscan_cb, &s);
+
+	free(s.inos.v);
+	if (r < 0) {
+		lower_stats_free(&s.st);
+		return r;
+	}
+	if (s.st.n_refs > 1) {
+		size_t k = 0;
+		qsort(s.st.refs, s.st.n_refs, sizeof(*s.st.refs), cmp_str);
+		for (size_t i = 0; i < s.st.n_refs; i++) {
+			if (k > 0 && !strcmp(s.st.refs[k - 1], s.st.refs[i]))
+				free(s.st.refs[i]);
+			else
+				s.st.refs[k++] = s.st.refs[i];
+		}
+		s.st.n_refs = k;
+		s.st.refs[k] = NULL;
+	}
+	*ret = s.st;
+	if (ret_problems)
+		*ret_problems = s.problems;
+	return 0;
+}
+
+struct du {
+	struct ino_set inos;
+	uint64_t bytes;
+};
+
+static int du_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+{
+	struct du *d = ud;
+	int added = 1;
+
+	if (ev == WALK_DIR_POST)
+		return 0;
+	if (!S_ISDIR(e->st.st_mode) && e->st.st_nlink > 1)
+		added = ino_set_add(&d->inos, e->st.st_ino);
+	if (added < 0)
+		return added;
+	if (added)
+		d->bytes += (uint64_t)e->st.st_blocks * 512;
+	return 0;
+}
+
+int tree_disk_usage(int dir_fd, uint64_t *ret_bytes)
+{
+	struct du d = { 0 };
+	int r = walk_tree(dir_fd, du_cb, &d);
+
+	free(d.inos.v);
+	if (r == 0)
+		*ret_bytes = d.bytes;
+	return r;
+}

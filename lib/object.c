@@ -1,0 +1,148 @@
+/* Object writing.  Hashing during the copy costs no extra read and closes
+ * the window in which a source could change between hashing and copying:
+ * an object's name is always the hash of the bytes that were written. */
+#define _GNU_SOURCE
+#include "object.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+#include "banned.h"
+
+#define CHUNK (1 << 20)
+
+char *object_relpath(const char *name, char buf[OBJECT_NAME_MAX + 4])
+{
+	snprintf(buf, OBJECT_NAME_MAX + 4, "%c%c/%s", name[0], name[1], name);
+	return buf;
+}
+
+static int copy_hash_range(int src, int dst, struct hash_ctx *c, unsigned char *buf, uint64_t off, uint64_t end)
+{
+	while (off < end) {
+		ssize_t n = pread(src, buf, (size_t)MIN(end - off, (uint64_t)CHUNK), (off_t)off);
+		int r;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return neg_errno();
+		}
+		if (n == 0)
+			return -EBADMSG; /* shrank: not what was hashed */
+		r = hash_update(c, buf, (size_t)n);
+		if (r < 0)
+			return r;
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = pwrite(dst, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				return neg_errno();
+			}
+			done += w;
+		}
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int copy_hash(int src, int dst, uint64_t size, unsigned char ret[HASH_LEN])
+{
+	_cleanup_free_ unsigned char *buf = malloc(CHUNK);
+	_cleanup_free_ unsigned char *zeros = NULL;
+	struct hash_ctx *c;
+	uint64_t off = 0;
+	int r = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	c = hash_new();
+	if (!c)
+		return -ENOMEM;
+	while (off < size && r == 0) {
+		off_t data = lseek(src, (off_t)off, SEEK_DATA), hole;
+		if (data < 0) {
+			if (errno != ENXIO) {
+				r = copy_hash_range(src, dst, c, buf, off, size);
+				off = size;
+				break;
+			}
+			data = (off_t)size;
+		}
+		if ((uint64_t)data > size)
+			data = (off_t)size;
+		while (off < (uint64_t)data && r == 0) {
+			/* holes hash as zeros and are not written */
+			size_t k = (size_t)MIN((uint64_t)data - off, (uint64_t)CHUNK);
+			if (!zeros && !(zeros = calloc(1, CHUNK))) {
+				r = -ENOMEM;
+				break;
+			}
+			r = hash_update(c, zeros, k);
+			off += k;
+		}
+		if (r < 0 || off >= size)
+			break;
+		hole = lseek(src, (off_t)off, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > size)
+			hole = (off_t)size;
+		r = copy_hash_range(src, dst, c, buf, off, (uint64_t)hole);
+		off = (uint64_t)hole;
+	}
+	if (r == 0) {
+		char probe;
+		if (pread(src, &probe, 1, (off_t)size) > 0)
+			r = -EBADMSG; /* grew: not what was hashed */
+	}
+	if (r == 0 && ftruncate(dst, (off_t)size) < 0)
+		r = neg_errno();
+	if (r == 0)
+		r = hash_final(c, ret);
+	hash_free(c);
+	return r;
+}
+
+int object_write_tmp(struct pool *p, int src_fd, uint64_t size, const unsigned char *want, char ret_tmp[OBJECT_TMP_MAX],
+		     int *ret_fd)
+{
+	static unsigned long counter;
+	unsigned char got[HASH_LEN];
+	char name[OBJECT_TMP_MAX];
+	int fd, r;
+
+	snprintf(name, sizeof(name), "o.%ld.%lu", (long)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+	fd = openat(p->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+	if (fd < 0)
+		return neg_errno();
+	r = copy_hash(src_fd, fd, size, got);
+	if (r == 0 && want && memcmp(got, want, HASH_LEN))
+		r = -EBADMSG;
+	if (r < 0) {
+		close(fd);
+		unlinkat(p->tmp_fd, name, 0);
+		return r;
+	}
+	memcpy(ret_tmp, name, sizeof(name));
+	*ret_fd = fd;
+	return 0;
+}
+
+int object_commit(struct pool *p, const char *tmp, const char *name)
+{
+	char rel[OBJECT_NAME_MAX + 4];
+
+	object_relpath(name, rel);
+	if (renameat2(p->tmp_fd, tmp, p->objects_fd, rel, RENAME_NOREPLACE) < 0) {
+		int r = neg_errno();
+		if (r != -EEXIST)
+			return r;
+		if (unlinkat(p->tmp_fd, tmp, 0) < 0)
+			return neg_errno();
+	}
+	return 0;
+}

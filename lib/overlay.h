@@ -1,0 +1,43 @@
+/* overlayfs: mount options, the kernel feature probe, mount/umount and
+ * finding mounts of a guest.
+ *
+ * vunify mounts with redirect_dir=off,index=off,xino=off,metacopy=off: the
+ * kernel documents offline changes to lower layers as valid only when none
+ * of those features was used (Documentation/filesystems/overlayfs.rst,
+ * "Changes to underlying filesystems"), and re-unification changes the
+ * lower layer offline.  Data-only lower layers ("::") follow the stubs'
+ * redirects even with metacopy=off; see docs/DESIGN.md. */
+#ifndef VUNIFY_OVERLAY_H
+#define VUNIFY_OVERLAY_H
+
+#include <stdbool.h>
+
+#define OVL_XATTR_METACOPY "trusted.overlay.metacopy"
+#define OVL_XATTR_REDIRECT "trusted.overlay.redirect"
+#define OVL_XATTR_OPAQUE "trusted.overlay.opaque"
+#define OVL_FIXED_OPTIONS "redirect_dir=off,index=off,xino=off,metacopy=off"
+
+/* Build the mount option string.  DATA is NULL for the link layout.
+ * Returns a malloc'd string or NULL on allocation failure. */
+char *overlay_options(const char *lower, const char *data, const char *upper, const char *work);
+
+/* Mount an overlay at TARGET with OPTIONS.  Returns 0 or -errno. */
+int overlay_mount(const char *options, const char *target);
+
+/* Unmount TARGET.  Returns 0 or -errno. */
+int overlay_umount(const char *target);
+
+/* Find overlay mounts (in this mount namespace) whose upperdir is UPPER
+ * (an absolute, canonical path).  Returns the number found (0 if none)
+ * and, when ret_target is non-NULL and one was found, a malloc'd mount
+ * point of the first.  Returns count or -errno. */
+int overlay_find_mounts(const char *upper, char **ret_target);
+
+/* Does this kernel serve data from a data-only lower layer through a
+ * metacopy stub's redirect?  Really mounts a tiny overlay in a scratch
+ * directory under dir_fd (which must support trusted.* xattrs).  Returns 1
+ * (yes), 0 (no: the kernel refused the mount or served wrong data), or
+ * -errno when the probe itself could not run. */
+int overlay_probe_data_only(int dir_fd);
+
+#endif

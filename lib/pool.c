@@ -1,0 +1,629 @@
+/* Pool on-disk state.  vunify.conf is written last by init, so a pool
+ * without it is an unfinished init that may be completed.  Registry files
+ * are small and always replaced atomically (write_file_atomic_at). */
+#define _GNU_SOURCE
+#include "pool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+#include "banned.h"
+
+#define CONF_NAME "vunify.conf"
+#define POLICY_NAME "policy.conf"
+
+const char *layout_name(enum layout_kind k)
+{
+	return k == LAYOUT_LINK ? "link" : "redirect";
+}
+
+int layout_from_name(const char *s, enum layout_kind *ret)
+{
+	if (!strcmp(s, "redirect"))
+		*ret = LAYOUT_REDIRECT;
+	else if (!strcmp(s, "link"))
+		*ret = LAYOUT_LINK;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+bool guest_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	static const char extra[] = "._-";
+
+	if (n < 1 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		if (!alnum && (i == 0 || !strchr(extra, c)))
+			return false;
+	}
+	return true;
+}
+
+static int mkdirat_ok(int dfd, const char *name, mode_t mode)
+{
+	if (mkdirat(dfd, name, mode) < 0 && errno != EEXIST)
+		return neg_errno();
+	return 0;
+}
+
+/* mkdir -p for the pool path itself (an admin-given path, trusted). */
+static int mkdir_parents(const char *path)
+{
+	_cleanup_free_ char *p = strdup(path);
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			return neg_errno();
+		*s = '/';
+	}
+	if (mkdir(p, 0700) < 0 && errno != EEXIST)
+		return neg_errno();
+	return 0;
+}
+
+int pool_init(const char *path, enum layout_kind layout)
+{
+	_cleanup_close_ int fd = -1, ofd = -1;
+	_cleanup_free_ char *policy = NULL;
+	unsigned char rnd[16];
+	char id[40], conf[256];
+	struct stat st;
+	int r;
+
+	r = mkdir_parents(path);
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return neg_errno();
+	if (fstatat(fd, CONF_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return -EEXIST;
+	{
+		/* Refuse a non-empty directory that is not an unfinished pool,
+		 * so init never scribbles over someone's data. */
+		_cleanup_closedir_ DIR *d = NULL;
+		int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		struct dirent *de;
+		static const char *const ours[] = { "objects", "guests", "roots", "tmp", "lock", POLICY_NAME };
+		if (dfd < 0)
+			return neg_errno();
+		d = fdopendir(dfd);
+		if (!d) {
+			r = neg_errno();
+			close(dfd);
+			return r;
+		}
+		while ((de = readdir(d))) {
+			bool known = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+				     !strncmp(de->d_name, ".tmp.", 5) || !strcmp(de->d_name, "lost+found");
+			for (size_t i = 0; i < ARRAY_SIZE(ours) && !known; i++)
+				known = !strcmp(de->d_name, ours[i]);
+			if (!known)
+				return -ENOTEMPTY;
+		}
+	}
+	if ((r = mkdirat_ok(fd, "objects", 0755)) < 0 || (r = mkdirat_ok(fd, "guests", 0700)) < 0 ||
+	    (r = mkdirat_ok(fd, "roots", 0755)) < 0 || (r = mkdirat_ok(fd, "tmp", 0700)) < 0)
+		return r;
+	ofd = openat(fd, "objects", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (ofd < 0)
+		return neg_errno();
+	for (unsigned i = 0; i < 256; i++) {
+		char fan[3];
+		snprintf(fan, sizeof(fan), "%02x", i);
+		r = mkdirat_ok(ofd, fan, 0755);
+		if (r < 0)
+			return r;
+	}
+	if (fsync(ofd) < 0)
+		return neg_errno();
+	{
+		int lfd = openat(fd, "lock", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (lfd < 0)
+			return neg_errno();
+		close(lfd);
+	}
+	if (fstatat(fd, POLICY_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		policy = policy_default_text();
+		if (!policy)
+			return -ENOMEM;
+		r = write_file_atomic_at(fd, POLICY_NAME, policy, strlen(policy), 0644);
+		if (r < 0)
+			return r;
+	}
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+		return neg_errno();
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+	snprintf(conf, sizeof(conf), "# vunify pool; see docs/FORMAT.md\nformat %d\nlayout %s\nid %s\n", POOL_FORMAT,
+		 layout_name(layout), id);
+	return write_file_atomic_at(fd, CONF_NAME, conf, strlen(conf), 0644);
+}
+
+static char *conf_value(char *text, const char *key)
+{
+	size_t kl = strlen(key);
+
+	for (char *line = text; line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if (!strncmp(line, key, kl) && line[kl] == ' ') {
+			char *v = strdup(line + kl + 1);
+			if (nl)
+				*nl = '\n';
+			return v;
+		}
+		if (nl)
+			*nl = '\n';
+		line = nl ? nl + 1 : NULL;
+	}
+	return NULL;
+}
+
+void pool_close(struct pool *p)
+{
+	if (!p)
+		return;
+	if (p->fd >= 0)
+		close(p->fd);
+	if (p->objects_fd >= 0)
+		close(p->objects_fd);
+	if (p->guests_fd >= 0)
+		close(p->guests_fd);
+	if (p->tmp_fd >= 0)
+		close(p->tmp_fd);
+	if (p->lock_fd >= 0)
+		close(p->lock_fd); /* releases the flock */
+	policy_free(&p->policy);
+	free(p->path);
+	free(p);
+}
+
+static int open_subdir(int fd, const char *name)
+{
+	int r = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return r < 0 ? neg_errno() : r;
+}
+
+int pool_open(const char *path, enum pool_lock lock, bool wait, struct pool **ret, unsigned *ret_line)
+{
+	struct pool *p;
+	_cleanup_free_ char *conf = NULL, *fmt = NULL, *lay = NULL, *id = NULL, *pol = NULL;
+	uint64_t format;
+	int r;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->fd = p->objects_fd = p->guests_fd = p->tmp_fd = p->lock_fd = -1;
+	p->path = realpath(path, NULL);
+	if (!p->path) {
+		r = neg_errno();
+		goto fail;
+	}
+	p->fd = open(p->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (p->fd < 0) {
+		r = neg_errno();
+		goto fail;
+	}
+	r = read_file_at(p->fd, CONF_NAME, 65536, &conf, NULL);
+	if (r < 0)
+		goto fail;
+	fmt = conf_value(conf, "format");
+	lay = conf_value(conf, "layout");
+	id = conf_value(conf, "id");
+	if (!fmt || !lay || !id || parse_u64(fmt, &format) < 0 || layout_from_name(lay, &p->layout) < 0 ||
+	    strlen(id) >= sizeof(p->id)) {
+		r = -EBADMSG;
+		goto fail;
+	}
+	if (format != POOL_FORMAT) {
+		r = -EPROTO;
+		goto fail;
+	}
+	memcpy(p->id, id, strlen(id) + 1);
+	p->lock_fd = openat(p->fd, "lock", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (p->lock_fd < 0) {
+		r = neg_errno();
+		goto fail;
+	}
+	if (flock(p->lock_fd, (lock == POOL_LOCK_EXCLUSIVE ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)) < 0) {
+		r = neg_errno();
+		goto fail;
+	}
+	if ((p->objects_fd = open_subdir(p->fd, "objects")) < 0 || (p->guests_fd = open_subdir(p->fd, "guests")) < 0 ||
+	    (p->tmp_fd = open_subdir(p->fd, "tmp")) < 0) {
+		r = p->objects_fd < 0 ? p->objects_fd : p->guests_fd < 0 ? p->guests_fd : p->tmp_fd;
+		goto fail;
+	}
+	r = policy_default(&p->policy);
+	if (r < 0)
+		goto fail;
+	r = read_file_at(p->fd, POLICY_NAME, 1 << 20, &pol, NULL);
+	if (r == 0) {
+		unsigned line = 0;
+		/* The file starts from the defaults written at init; parse it
+		 * on an empty policy so removing a line removes the rule. */
+		policy_free(&p->policy);
+		p->policy = (struct policy){ .min_size = 1 };
+		r = policy_parse(&p->policy, pol, &line);
+		if (r < 0) {
+			if (ret_line)
+				*ret_line = line;
+			r = -EBADMSG;
+			goto fail;
+		}
+	} else if (r != -ENOENT) {
+		goto fail;
+	}
+	*ret = p;
+	return 0;
+fail:
+	if (p->fd >= 0 && r == -ENOENT && faccessat(p->fd, CONF_NAME, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+		r = -ENOENT;
+	pool_close(p);
+	return r;
+}
+
+int pool_clean_tmp(struct pool *p)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd = openat(p->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return neg_errno();
+	d = fdopendir(fd);
+	if (!d) {
+		int r = neg_errno();
+		close(fd);
+		return r;
+	}
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (unlinkat(p->tmp_fd, de->d_name, 0) < 0 && errno != ENOENT)
+			return neg_errno();
+	}
+	return 0;
+}
+
+int pool_object_dir(struct pool *p, const char *name)
+{
+	char fan[3] = { name[0], name[1], '\0' };
+
+	if (!hash_is_hex(name))
+		return -EINVAL;
+	return open_subdir(p->objects_fd, fan);
+}
+
+int pool_object_stat(struct pool *p, const char *name, struct stat *ret_st)
+{
+	char rel[OBJECT_NAME_MAX + 4];
+	struct stat st;
+
+	if (!hash_is_hex(name) || strlen(name) >= OBJECT_NAME_MAX)
+		return -EINVAL;
+	snprintf(rel, sizeof(rel), "%c%c/%s", name[0], name[1], name);
+	if (fstatat(p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : neg_errno();
+	if (!S_ISREG(st.st_mode))
+		return -EUCLEAN;
+	if (ret_st)
+		*ret_st = st;
+	return 1;
+}
+
+/* ---- registry ---- */
+
+void guest_free(struct guest *g)
+{
+	if (!g)
+		return;
+	free(g->name);
+	free(g->home);
+	free(g);
+}
+
+void names_free(char **names)
+{
+	if (!names)
+		return;
+	for (char **n = names; *n; n++)
+		free(*n);
+	free(names);
+}
+
+int pool_guest_register(struct pool *p, const char *name, const char *home)
+{
+	_cleanup_close_ int gfd = -1;
+	_cleanup_free_ char *line = NULL;
+	size_t len;
+	int r;
+
+	if (!guest_name_valid(name))
+		return -EINVAL;
+	if (mkdirat(p->guests_fd, name, 0700) < 0) {
+		if (errno != EEXIST)
+			return neg_errno();
+		/* A directory without a home file is an unfinished add. */
+		if (faccessat(p->guests_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+			_cleanup_close_ int t = open_subdir(p->guests_fd, name);
+			if (t >= 0 && faccessat(t, "home", F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+				return -EEXIST;
+		}
+	}
+	gfd = open_subdir(p->guests_fd, name);
+	if (gfd < 0)
+		return gfd;
+	len = strlen(home) + 2;
+	line = malloc(len);
+	if (!line)
+		return -ENOMEM;
+	snprintf(line, len, "%s\n", home);
+	r = write_file_atomic_at(gfd, "home", line, strlen(line), 0600);
+	if (r < 0)
+		return r;
+	return fsync_dir(p->guests_fd);
+}
+
+static void parse_stats(char *text, struct guest_stats *s)
+{
+	struct {
+		const char *key;
+		uint64_t *v;
+	} keys[] = {
+		{ "files_unified", &s->files_unified },
+		{ "bytes_unified", &s->bytes_unified },
+		{ "upper_bytes", &s->upper_bytes },
+		{ "objects_referenced", &s->objects_referenced },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		_cleanup_free_ char *v = conf_value(text, keys[i].key);
+		if (v)
+			(void)parse_u64(v, keys[i].v);
+	}
+}
+
+int pool_guest_load(struct pool *p, const char *name, struct guest **ret)
+{
+	_cleanup_close_ int gfd = -1;
+	_cleanup_free_ char *home = NULL, *stats = NULL;
+	struct guest *g;
+	size_t len;
+	int r;
+
+	if (!guest_name_valid(name))
+		return -EINVAL;
+	gfd = open_subdir(p->guests_fd, name);
+	if (gfd < 0)
+		return gfd == -ENOTDIR ? -ENOENT : gfd;
+	r = read_file_at(gfd, "home", PATH_MAX * 4, &home, &len);
+	if (r < 0)
+		return r;
+	if (len == 0 || home[len - 1] != '\n' || home[0] != '/')
+		return -EBADMSG;
+	home[len - 1] = '\0';
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->name = strdup(name);
+	g->home = steal_pointer(&home);
+	if (!g->name) {
+		guest_free(g);
+		return -ENOMEM;
+	}
+	if (read_file_at(gfd, "stats", 65536, &stats, NULL) == 0)
+		parse_stats(stats, &g->stats);
+	*ret = g;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int pool_guest_names(struct pool *p, char ***ret_names)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0;
+	int fd = openat(p->guests_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return neg_errno();
+	d = fdopendir(fd);
+	if (!d) {
+		int r = neg_errno();
+		close(fd);
+		return r;
+	}
+	names = calloc(1, sizeof(*names));
+	if (!names)
+		return -ENOMEM;
+	while ((de = readdir(d))) {
+		char **nn;
+		_cleanup_close_ int gfd = -1;
+		if (!guest_name_valid(de->d_name))
+			continue;
+		gfd = open_subdir(p->guests_fd, de->d_name);
+		if (gfd < 0 || faccessat(gfd, "home", F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+			continue; /* unfinished add */
+		nn = realloc(names, (n + 2) * sizeof(*names));
+		if (!nn) {
+			names_free(names);
+			return -ENOMEM;
+		}
+		names = nn;
+		names[n] = strdup(de->d_name);
+		if (!names[n]) {
+			names_free(names);
+			return -ENOMEM;
+		}
+		names[++n] = NULL;
+	}
+	qsort(names, n, sizeof(*names), cmp_str);
+	*ret_names = names;
+	return (int)n;
+}
+
+int pool_guest_save_stats(struct pool *p, const struct guest *g)
+{
+	_cleanup_close_ int gfd = open_subdir(p->guests_fd, g->name);
+	char buf[512];
+
+	if (gfd < 0)
+		return gfd;
+	snprintf(buf, sizeof(buf),
+		 "files_unified %" PRIu64 "\nbytes_unified %" PRIu64 "\nupper_bytes %" PRIu64
+		 "\nobjects_referenced %" PRIu64 "\n",
+		 g->stats.files_unified, g->stats.bytes_unified, g->stats.upper_bytes, g->stats.objects_referenced);
+	return write_file_atomic_at(gfd, "stats", buf, strlen(buf), 0600);
+}
+
+static int write_refs(int gfd, char *const *refs, size_t n)
+{
+	size_t len = 0;
+	_cleanup_free_ char *buf = NULL;
+	char *w;
+
+	for (size_t i = 0; i < n; i++)
+		len += strlen(refs[i]) + 1;
+	buf = malloc(len + 1);
+	if (!buf)
+		return -ENOMEM;
+	w = buf;
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(refs[i]);
+		memcpy(w, refs[i], l);
+		w[l] = '\n';
+		w += l + 1;
+	}
+	return write_file_atomic_at(gfd, "refs", buf, len, 0600);
+}
+
+int pool_guest_save_refs(struct pool *p, const char *name, char *const *refs, size_t n)
+{
+	_cleanup_close_ int gfd = open_subdir(p->guests_fd, name);
+
+	if (gfd < 0)
+		return gfd;
+	return write_refs(gfd, refs, n);
+}
+
+int pool_guest_add_refs(struct pool *p, const char *name, char *const *refs, size_t n)
+{
+	_cleanup_close_ int gfd = open_subdir(p->guests_fd, name);
+	_cleanup_free_ char *old = NULL;
+	_cleanup_free_ char **all = NULL;
+	size_t len = 0, m = 0;
+	int r;
+
+	if (gfd < 0)
+		return gfd;
+	r = read_file_at(gfd, "refs", SIZE_MAX / 2, &old, &len);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	for (size_t i = 0; old && i < len; i++)
+		m += old[i] == '\n';
+	all = malloc((m + n + 1) * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	m = 0;
+	for (char *s = old; s && *s;) {
+		char *nl = strchr(s, '\n');
+		if (!nl)
+			break;
+		*nl = '\0';
+		all[m++] = s;
+		s = nl + 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		all[m++] = refs[i];
+	qsort(all, m, sizeof(*all), cmp_str);
+	{
+		size_t k = 0;
+		for (size_t i = 0; i < m; i++)
+			if (k == 0 || strcmp(all[k - 1], all[i]))
+				all[k++] = all[i];
+		m = k;
+	}
+	return write_refs(gfd, all, m);
+}
+
+int pool_guest_unregister(struct pool *p, const char *name)
+{
+	static const char *const files[] = { "stats", "refs", "home" };
+	_cleanup_close_ int gfd = open_subdir(p->guests_fd, name);
+
+	if (gfd < 0)
+		return gfd;
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++)
+		if (unlinkat(gfd, files[i], 0) < 0 && errno != ENOENT)
+			return neg_errno();
+	if (unlinkat(p->guests_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		return neg_errno();
+	return fsync_dir(p->guests_fd);
+}
+
+int guest_open_home(struct pool *p, const struct guest *g)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *id = NULL;
+	char want[256];
+	int r;
+
+	fd = open(g->home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return neg_errno();
+	r = read_file_at(fd, HOME_ID, 4096, &id, NULL);
+	if (r < 0)
+		return r == -ENOENT ? -ESTALE : r;
+	snprintf(want, sizeof(want), "pool %s\nguest %s\n", p->id, g->name);
+	if (strcmp(id, want))
+		return -ESTALE;
+	return steal_fd(&fd);
+}
+
+int guest_open_lower(struct pool *p, const struct guest *g, int home_fd, bool create)
+{
+	int base = home_fd;
+	const char *name = HOME_META;
+	_cleanup_close_ int roots = -1;
+
+	if (p->layout == LAYOUT_LINK) {
+		roots = open_subdir(p->fd, "roots");
+		if (roots < 0)
+			return roots;
+		base = roots;
+		name = g->name;
+	}
+	if (create && mkdirat(base, name, 0755) < 0 && errno != EEXIST)
+		return neg_errno();
+	return open_subdir(base, name);
+}

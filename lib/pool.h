@@ -1,0 +1,130 @@
+/* The pool: objects, the guest registry, configuration and the lock.
+ *
+ *   POOL/vunify.conf        format, layout, pool id (docs/FORMAT.md)
+ *   POOL/policy.conf        what gets unified (lib/policy.h)
+ *   POOL/lock               flock(2) target
+ *   POOL/objects/XX/HASH    objects, fan-out by the first two hex digits
+ *   POOL/guests/NAME/       registry: home, stats, refs
+ *   POOL/roots/NAME/        link layout: the guest's lower layer
+ *   POOL/tmp/               staging for objects and links; emptied under
+ *                           the exclusive lock
+ */
+#ifndef VUNIFY_POOL_H
+#define VUNIFY_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "hash.h"
+#include "policy.h"
+
+#define POOL_FORMAT 1
+#define POOL_DEFAULT_PATH "/var/lib/vunify"
+
+enum layout_kind {
+	LAYOUT_REDIRECT,
+	LAYOUT_LINK,
+};
+
+enum pool_lock {
+	POOL_LOCK_SHARED,    /* readers: status, fsck without repair, mount */
+	POOL_LOCK_EXCLUSIVE, /* writers: add, unify, gc, remove */
+};
+
+struct pool {
+	char *path; /* absolute, as used in mount options */
+	int fd;
+	int objects_fd;
+	int guests_fd;
+	int tmp_fd;
+	int lock_fd;
+	enum layout_kind layout;
+	char id[40];
+	struct policy policy;
+};
+
+const char *layout_name(enum layout_kind k);
+int layout_from_name(const char *s, enum layout_kind *ret);
+
+/* Create a pool at PATH (created if missing; if it exists it must be empty
+ * or an unfinished init).  Returns 0 or -errno (-EEXIST if a pool is
+ * already there). */
+int pool_init(const char *path, enum layout_kind layout);
+
+/* Open an existing pool and take its lock (waits for a conflicting holder
+ * when WAIT, else fails with -EWOULDBLOCK).  Returns 0 or -errno
+ * (-ENOENT: no pool; -EPROTO: unknown format; -EBADMSG + *ret_line:
+ * a bad policy.conf line). */
+int pool_open(const char *path, enum pool_lock lock, bool wait, struct pool **ret, unsigned *ret_line);
+void pool_close(struct pool *p);
+
+/* Remove leftovers in POOL/tmp (only safe under the exclusive lock). */
+int pool_clean_tmp(struct pool *p);
+
+/* Object names.  Redirect layout: the SHA-256 of the content (64 hex).
+ * Link layout: the SHA-256 of the content, '.', then 16 hex digits of the
+ * metadata key (mode, owner, mtime, xattrs), since hard links share one
+ * inode.  The fan-out directory is the first two hex digits. */
+#define OBJECT_NAME_MAX (HASH_HEX_LEN + 1 + 16 + 1)
+
+/* Does an object by this name exist?  Fills *ret_st when non-NULL.
+ * Returns 1, 0, or -errno. */
+int pool_object_stat(struct pool *p, const char *name, struct stat *ret_st);
+
+/* Open the fan-out directory of an object name.  Returns fd or -errno. */
+int pool_object_dir(struct pool *p, const char *name);
+
+/* Guest registry. */
+bool guest_name_valid(const char *name);
+
+struct guest_stats {
+	uint64_t files_unified;
+	uint64_t bytes_unified;
+	uint64_t upper_bytes;
+	uint64_t objects_referenced;
+};
+
+struct guest {
+	char *name;
+	char *home; /* absolute path */
+	struct guest_stats stats;
+};
+
+/* Register a guest.  Returns 0 or -errno (-EEXIST if registered). */
+int pool_guest_register(struct pool *p, const char *name, const char *home);
+/* Load a registered guest.  Returns 0 or -errno (-ENOENT: not registered). */
+int pool_guest_load(struct pool *p, const char *name, struct guest **ret);
+/* All registered guest names, sorted.  Returns count or -errno. */
+int pool_guest_names(struct pool *p, char ***ret_names);
+void guest_free(struct guest *g);
+void names_free(char **names);
+/* Persist stats, and the sorted list of referenced object names (the pool's
+ * own record of what a guest needs, so gc works while its home is
+ * detached).  Returns 0 or -errno. */
+int pool_guest_save_stats(struct pool *p, const struct guest *g);
+int pool_guest_save_refs(struct pool *p, const char *name, char *const *refs, size_t n);
+/* Add REFS to the guest's recorded references (before a unify creates
+ * links to them).  Returns 0 or -errno. */
+int pool_guest_add_refs(struct pool *p, const char *name, char *const *refs, size_t n);
+/* Unregister (removes POOL/guests/NAME).  Returns 0 or -errno. */
+int pool_guest_unregister(struct pool *p, const char *name);
+
+/* Home layout. */
+#define HOME_UPPER "upper"
+#define HOME_WORK "work"
+#define HOME_META "meta"
+#define HOME_STAGING "staging"
+#define HOME_ID "vunify-guest"
+
+/* Open HOME and verify its id file names this pool and guest.  Returns fd
+ * or -errno (-ENOENT: home not attached; -ESTALE: home belongs to another
+ * pool or guest). */
+int guest_open_home(struct pool *p, const struct guest *g);
+
+/* Open the guest's lower layer directory: HOME/meta or POOL/roots/NAME.
+ * Creates it when CREATE.  Returns fd or -errno. */
+int guest_open_lower(struct pool *p, const struct guest *g, int home_fd, bool create);
+
+#endif

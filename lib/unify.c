@@ -1,0 +1,865 @@
+/* The unify pipeline (see unify.h for the phases and the safety rule).
+ *
+ * Why batches: one syncfs per batch instead of one fsync per file keeps
+ * the ordering guarantees (objects durable before they are named, names
+ * durable before anything points at them, lower entries durable before
+ * the upper copy goes) at a fraction of the cost. */
+#define _GNU_SOURCE
+#include "unify.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "layout.h"
+#include "lower.h"
+#include "object.h"
+#include "overlay.h"
+#include "util.h"
+#include "walk.h"
+#include "banned.h"
+
+#define BATCH_FILES 2048
+#define BATCH_BYTES (512ULL << 20)
+
+enum uf_state {
+	UF_IGNORED,   /* never-class, incomplete link group, overlay-internal */
+	UF_CANDIDATE, /* to be hashed */
+	UF_HASHED,
+	UF_CHOSEN,
+	UF_DONE,
+	UF_SKIPPED,
+};
+
+struct ufile {
+	char **paths;
+	uint32_t n_paths;
+	uint8_t cls;
+	uint8_t state;
+	uint32_t guest;
+	struct file_meta m;
+};
+
+struct ginfo {
+	struct guest *g;
+	int home_fd, upper_fd, lower_fd, staging_fd;
+	struct ufile *files;
+	size_t n, cap;
+	size_t *imap; /* open addressing over files[] for st_nlink > 1 */
+	size_t imap_cap, imap_n;
+	enum policy_class *cls; /* by depth */
+	size_t cls_cap;
+	struct unify_guest_result *res;
+};
+
+static void ufile_free(struct ufile *f)
+{
+	for (uint32_t i = 0; i < f->n_paths; i++)
+		free(f->paths[i]);
+	free(f->paths);
+	xattr_list_free(&f->m.xattrs);
+}
+
+static void ginfo_free(struct ginfo *gi)
+{
+	for (size_t i = 0; i < gi->n; i++)
+		ufile_free(&gi->files[i]);
+	free(gi->files);
+	free(gi->imap);
+	free(gi->cls);
+	if (gi->home_fd >= 0)
+		close(gi->home_fd);
+	if (gi->upper_fd >= 0)
+		close(gi->upper_fd);
+	if (gi->lower_fd >= 0)
+		close(gi->lower_fd);
+	if (gi->staging_fd >= 0)
+		close(gi->staging_fd);
+	guest_free(gi->g);
+}
+
+/* ---- scan ---- */
+
+static size_t ino_hash(ino_t ino, size_t cap)
+{
+	return (size_t)(ino * 0x9E3779B97F4A7C15ULL) & (cap - 1);
+}
+
+static int imap_grow(struct ginfo *gi)
+{
+	size_t nc = gi->imap_cap ? gi->imap_cap * 2 : 256;
+	size_t *nv = malloc(nc * sizeof(*nv));
+
+	if (!nv)
+		return -ENOMEM;
+	for (size_t i = 0; i < nc; i++)
+		nv[i] = SIZE_MAX;
+	for (size_t i = 0; i < gi->imap_cap; i++) {
+		size_t idx = gi->imap[i], h;
+		if (idx == SIZE_MAX)
+			continue;
+		h = ino_hash(gi->files[idx].m.st.st_ino, nc);
+		while (nv[h] != SIZE_MAX)
+			h = (h + 1) & (nc - 1);
+		nv[h] = idx;
+	}
+	free(gi->imap);
+	gi->imap = nv;
+	gi->imap_cap = nc;
+	return 0;
+}
+
+static int add_path(struct ufile *f, const char *path)
+{
+	char **np = realloc(f->paths, (f->n_paths + 1) * sizeof(*np));
+
+	if (!np)
+		return -ENOMEM;
+	f->paths = np;
+	np[f->n_paths] = strdup(path);
+	if (!np[f->n_paths])
+		return -ENOMEM;
+	f->n_paths++;
+	return 0;
+}
+
+static enum policy_class classify(struct pool *p, const char *relpath, enum policy_class parent)
+{
+	size_t l = strlen(relpath);
+	char stackbuf[512];
+	char *abs = l + 2 <= sizeof(stackbuf) ? stackbuf : malloc(l + 2);
+	enum policy_class c;
+
+	if (!abs)
+		return POLICY_NEVER; /* out of memory: the safe answer */
+	abs[0] = '/';
+	memcpy(abs + 1, relpath, l + 1);
+	c = policy_classify(&p->policy, abs, parent);
+	if (abs != stackbuf)
+		free(abs);
+	return c;
+}
+
+struct scan_ctx {
+	struct pool *p;
+	struct ginfo *gi;
+};
+
+static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+{
+	struct scan_ctx *s = ud;
+	struct ginfo *gi = s->gi;
+	enum policy_class parent, c;
+	struct ufile *f;
+	int r;
+
+	if (ev == WALK_DIR_POST)
+		return 0;
+	if (e->depth + 1 > gi->cls_cap) {
+		size_t nc = gi->cls_cap ? gi->cls_cap * 2 : 64;
+		enum policy_class *nv = realloc(gi->cls, nc * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		gi->cls = nv;
+		gi->cls_cap = nc;
+	}
+	parent = e->depth == 0 ? POLICY_OTHER : gi->cls[e->depth - 1];
+	if (ev == WALK_DIR_PRE) {
+		char v[4];
+		if (e->depth == 0) {
+			gi->cls[0] = POLICY_OTHER;
+			return 0;
+		}
+		c = classify(s->p, e->path, parent);
+		if (c == POLICY_NEVER)
+			return WALK_SKIP;
+		/* An opaque or redirected upper directory hides or reroutes
+		 * the lower one; placing stubs beneath it would not show. */
+		if (fgetxattr(e->fd, OVL_XATTR_OPAQUE, v, sizeof(v)) >= 0 ||
+		    fgetxattr(e->fd, OVL_XATTR_REDIRECT, NULL, 0) >= 0)
+			return WALK_SKIP;
+		gi->cls[e->depth] = c;
+		return 0;
+	}
+	if (!S_ISREG(e->st.st_mode))
+		return 0;
+	gi->res->files_scanned++;
+	if ((uint64_t)e->st.st_size < s->p->policy.min_size)
+		return 0;
+	c = classify(s->p, e->path, parent);
+	if (e->st.st_nlink > 1) {
+		size_t h;
+		if ((gi->imap_n + 1) * 2 > gi->imap_cap && (r = imap_grow(gi)) < 0)
+			return r;
+		h = ino_hash(e->st.st_ino, gi->imap_cap);
+		while (gi->imap[h] != SIZE_MAX) {
+			f = &gi->files[gi->imap[h]];
+			if (f->m.st.st_ino == e->st.st_ino) {
+				if (c == POLICY_NEVER || f->cls == POLICY_NEVER)
+					f->cls = POLICY_NEVER;
+				else if (c == POLICY_SYSTEM)
+					f->cls = POLICY_SYSTEM;
+				return add_path(f, e->path);
+			}
+			h = (h + 1) & (gi->imap_cap - 1);
+		}
+		gi->imap[h] = gi->n;
+		gi->imap_n++;
+	} else if (c == POLICY_NEVER) {
+		return 0;
+	}
+	if (gi->n == gi->cap) {
+		size_t nc = gi->cap ? gi->cap * 2 : 1024;
+		struct ufile *nv = realloc(gi->files, nc * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		gi->files = nv;
+		gi->cap = nc;
+	}
+	f = &gi->files[gi->n++];
+	memset(f, 0, sizeof(*f));
+	f->m.st = e->st;
+	f->cls = (uint8_t)c;
+	return add_path(f, e->path);
+}
+
+/* ---- hash ---- */
+
+struct hash_job {
+	struct ufile **items;
+	size_t n;
+	size_t next; /* atomic */
+	int error;   /* first fatal error, atomic */
+	uint64_t bytes;
+	struct ginfo *guests;
+};
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec &&
+	       (a->st_mode & S_IFMT) == (b->st_mode & S_IFMT);
+}
+
+/* Open the upper copy of f and check it is still what the scan saw. */
+static int open_checked(struct ginfo *gi, struct ufile *f)
+{
+	struct stat st;
+	int fd = open_beneath(gi->upper_fd, f->paths[0], O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0) {
+		int r = neg_errno();
+		close(fd);
+		return r;
+	}
+	if (!same_file(&st, &f->m.st)) {
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
+static int hash_one(struct ginfo *gi, struct ufile *f)
+{
+	_cleanup_close_ int fd = open_checked(gi, f);
+	struct xattr_list all = { 0 };
+	bool overlay_internal = false;
+	int r;
+
+	if (fd < 0)
+		return fd;
+	r = xattr_list_read(fd, false, 0, &all);
+	if (r < 0)
+		return r;
+	/* A metacopy or redirect xattr in the upper means overlayfs wrote
+	 * this file; it is not plain data to unify. */
+	for (size_t i = 0; i < all.n; i++)
+		overlay_internal |= !strncmp(all.v[i].name, "trusted.overlay.", 16);
+	xattr_list_free(&all);
+	if (overlay_internal)
+		return -EUCLEAN;
+	r = xattr_list_read(fd, false, XATTR_SKIP_OVERLAY, &f->m.xattrs);
+	if (r < 0)
+		return r;
+	return hash_fd(fd, (uint64_t)f->m.st.st_size, f->m.hash);
+}
+
+static void *hash_worker(void *arg)
+{
+	struct hash_job *j = arg;
+
+	for (;;) {
+		size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+		struct ufile *f;
+		int r;
+		if (i >= j->n || __atomic_load_n(&j->error, __ATOMIC_RELAXED))
+			break;
+		f = j->items[i];
+		r = hash_one(&j->guests[f->guest], f);
+		if (r == 0) {
+			f->state = UF_HASHED;
+			__atomic_fetch_add(&j->bytes, (uint64_t)f->m.st.st_size, __ATOMIC_RELAXED);
+		} else if (r == -ESTALE || r == -EUCLEAN || r == -ENOENT || r == -ELOOP || r == -ENOTDIR ||
+			   r == -EIO) {
+			f->state = UF_IGNORED; /* changed or not ours: leave it in the upper */
+		} else {
+			int zero = 0;
+			__atomic_compare_exchange_n(&j->error, &zero, r, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+		}
+	}
+	return NULL;
+}
+
+static int hash_all(struct ginfo *guests, size_t ng, unsigned jobs, uint64_t *ret_bytes)
+{
+	struct hash_job j = { .guests = guests };
+	pthread_t th[64];
+	unsigned nth;
+	size_t cap = 0;
+
+	for (size_t g = 0; g < ng; g++)
+		cap += guests[g].n;
+	j.items = malloc((cap ? cap : 1) * sizeof(*j.items));
+	if (!j.items)
+		return -ENOMEM;
+	for (size_t g = 0; g < ng; g++)
+		for (size_t i = 0; i < guests[g].n; i++)
+			if (guests[g].files[i].state == UF_CANDIDATE)
+				j.items[j.n++] = &guests[g].files[i];
+	nth = jobs ? jobs : (unsigned)MAX(1L, sysconf(_SC_NPROCESSORS_ONLN));
+	nth = MIN(nth, (unsigned)ARRAY_SIZE(th));
+	for (unsigned t = 1; t < nth; t++)
+		if (pthread_create(&th[t], NULL, hash_worker, &j) != 0) {
+			nth = t;
+			break;
+		}
+	hash_worker(&j);
+	for (unsigned t = 1; t < nth; t++)
+		pthread_join(th[t], NULL);
+	free(j.items);
+	*ret_bytes = j.bytes;
+	return j.error;
+}
+
+/* ---- decide ---- */
+
+struct hg {
+	const unsigned char *hash;
+	uint32_t guest;
+	struct ufile *f;
+};
+
+static int cmp_hg(const void *a, const void *b)
+{
+	const struct hg *x = a, *y = b;
+	int c = memcmp(x->hash, y->hash, HASH_LEN);
+	return c ? c : (x->guest > y->guest) - (x->guest < y->guest);
+}
+
+static int cmp_hash(const void *a, const void *b)
+{
+	return memcmp(a, b, HASH_LEN);
+}
+
+struct hash_set {
+	unsigned char *v;
+	size_t n, cap;
+};
+
+static int pool_hash_cb(int fan_fd, const char *name, const struct stat *st, void *ud)
+{
+	struct hash_set *s = ud;
+
+	(void)fan_fd;
+	if (!S_ISREG(st->st_mode) || strlen(name) < HASH_HEX_LEN || !hash_is_hex(name))
+		return 0;
+	if (s->n == s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 4096;
+		unsigned char *nv = realloc(s->v, nc * HASH_LEN);
+		if (!nv)
+			return -ENOMEM;
+		s->v = nv;
+		s->cap = nc;
+	}
+	{
+		char hex[HASH_HEX_LEN + 1];
+		memcpy(hex, name, HASH_HEX_LEN);
+		hex[HASH_HEX_LEN] = '\0';
+		if (hash_from_hex(hex, s->v + s->n * HASH_LEN) == 0)
+			s->n++;
+	}
+	return 0;
+}
+
+static bool hash_set_has(const struct hash_set *s, const unsigned char *h)
+{
+	return s->n && bsearch(h, s->v, s->n, HASH_LEN, cmp_hash);
+}
+
+static int decide(struct pool *p, struct ginfo *guests, size_t ng)
+{
+	struct hash_set pool_set = { 0 };
+	struct hg *v;
+	size_t n = 0, cap = 0;
+	int r;
+
+	r = objects_scan(p, NULL, NULL, pool_hash_cb, &pool_set);
+	if (r < 0) {
+		free(pool_set.v);
+		return r;
+	}
+	if (pool_set.n > 1)
+		qsort(pool_set.v, pool_set.n, HASH_LEN, cmp_hash);
+	for (size_t g = 0; g < ng; g++)
+		cap += guests[g].n;
+	v = malloc((cap ? cap : 1) * sizeof(*v));
+	if (!v) {
+		free(pool_set.v);
+		return -ENOMEM;
+	}
+	for (size_t g = 0; g < ng; g++)
+		for (size_t i = 0; i < guests[g].n; i++) {
+			struct ufile *f = &guests[g].files[i];
+			if (f->state == UF_HASHED)
+				v[n++] = (struct hg){ f->m.hash, (uint32_t)g, f };
+		}
+	qsort(v, n, sizeof(*v), cmp_hg);
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		unsigned distinct = 0;
+		bool shared;
+		for (; j < n && !memcmp(v[j].hash, v[i].hash, HASH_LEN); j++)
+			if (j == i || v[j].guest != v[j - 1].guest)
+				distinct++;
+		shared = distinct >= 2 || hash_set_has(&pool_set, v[i].hash);
+		for (size_t k = i; k < j; k++)
+			if (shared || v[k].f->cls == POLICY_SYSTEM)
+				v[k].f->state = UF_CHOSEN;
+		i = j;
+	}
+	free(v);
+	free(pool_set.v);
+	return 0;
+}
+
+/* ---- apply ---- */
+
+struct pending {
+	char tmp[OBJECT_TMP_MAX];
+	char name[OBJECT_NAME_MAX];
+};
+
+struct batch {
+	struct ufile **files;
+	char (*names)[OBJECT_NAME_MAX];
+	size_t n;
+	struct pending *pend;
+	size_t n_pend;
+	uint64_t bytes;
+};
+
+static bool pending_has(const struct batch *b, const char *name)
+{
+	for (size_t i = 0; i < b->n_pend; i++)
+		if (!strcmp(b->pend[i].name, name))
+			return true;
+	return false;
+}
+
+/* Make sure the object for f exists or is pending in this batch. */
+static int prepare_object(struct pool *p, const struct layout_ops *ops, struct ginfo *gi, struct ufile *f,
+			  struct batch *b, char *name)
+{
+	_cleanup_close_ int fd = -1;
+	int tfd, r;
+
+	r = ops->object_name(&f->m, name);
+	if (r < 0)
+		return r;
+	if (pending_has(b, name))
+		return 0;
+	r = pool_object_stat(p, name, NULL);
+	if (r < 0)
+		return r;
+	if (r == 1)
+		return 0;
+	fd = open_checked(gi, f);
+	if (fd < 0)
+		return fd;
+	r = object_write_tmp(p, fd, (uint64_t)f->m.st.st_size, f->m.hash, b->pend[b->n_pend].tmp, &tfd);
+	if (r < 0)
+		return r;
+	r = ops->object_finish(tfd, &f->m);
+	close(tfd);
+	if (r < 0) {
+		unlinkat(p->tmp_fd, b->pend[b->n_pend].tmp, 0);
+		return r;
+	}
+	memcpy(b->pend[b->n_pend].name, name, OBJECT_NAME_MAX);
+	b->n_pend++;
+	gi->res->new_objects++;
+	gi->res->new_object_bytes += (uint64_t)f->m.st.st_size;
+	return 0;
+}
+
+static int do_syncfs(int fd)
+{
+	return syncfs(fd) < 0 ? neg_errno() : 0;
+}
+
+/* Remove the upper copies of f, each only if it is still the inode the
+ * scan saw. */
+static int remove_upper(struct ginfo *gi, struct ufile *f)
+{
+	for (uint32_t i = 0; i < f->n_paths; i++) {
+		const char *name;
+		struct stat st;
+		_cleanup_close_ int dfd = open_parent_beneath(gi->upper_fd, f->paths[i], false, &name);
+		if (dfd < 0)
+			return dfd;
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return neg_errno();
+		if (st.st_ino != f->m.st.st_ino)
+			return -ESTALE;
+		if (unlinkat(dfd, name, 0) < 0)
+			return neg_errno();
+	}
+	return 0;
+}
+
+static int apply_batch(struct pool *p, const struct layout_ops *ops, struct ginfo *gi, struct batch *b)
+{
+	struct layout_target t = { .pool = p,
+				   .lower_fd = gi->lower_fd,
+				   .staging_fd = p->layout == LAYOUT_LINK ? p->tmp_fd : gi->staging_fd };
+	char **refs = NULL;
+	int r = 0;
+
+	/* 1. objects durable, then named, then the names durable */
+	if (b->n_pend) {
+		r = do_syncfs(p->tmp_fd);
+		for (size_t i = 0; i < b->n_pend && r == 0; i++)
+			r = object_commit(p, b->pend[i].tmp, b->pend[i].name);
+		if (r == 0)
+			r = do_syncfs(p->objects_fd);
+		if (r < 0)
+			return r;
+	}
+	/* 2. the pool records the references before anything points at them */
+	refs = malloc((b->n + 1) * sizeof(*refs));
+	if (!refs)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n; i++)
+		refs[i] = b->names[i];
+	r = pool_guest_add_refs(p, gi->g->name, refs, b->n);
+	free(refs);
+	if (r < 0)
+		return r;
+	/* 3. lower entries, made durable */
+	for (size_t i = 0; i < b->n; i++) {
+		struct ufile *f = b->files[i];
+		r = ops->place(&t, &f->m, b->names[i], f->paths, f->n_paths);
+		if (r == -EISDIR || r == -ENOTDIR || r == -EMLINK || r == -EEXIST || r == -ENAMETOOLONG) {
+			f->state = UF_SKIPPED;
+			gi->res->files_skipped += f->n_paths;
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			return r;
+	}
+	r = do_syncfs(gi->lower_fd);
+	if (r < 0)
+		return r;
+	/* 4. only now may the upper copies go */
+	for (size_t i = 0; i < b->n; i++) {
+		struct ufile *f = b->files[i];
+		if (f->state != UF_CHOSEN)
+			continue;
+		r = remove_upper(gi, f);
+		if (r == -ESTALE || r == -ENOENT) {
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			return r;
+		f->state = UF_DONE;
+		gi->res->files_unified += f->n_paths;
+		gi->res->bytes_unified += (uint64_t)f->m.st.st_size;
+	}
+	return 0;
+}
+
+static int apply_guest(struct pool *p, struct ginfo *gi)
+{
+	const struct layout_ops *ops = layout_ops_for(p->layout);
+	struct batch b = { 0 };
+	int r = 0;
+
+	b.files = malloc(BATCH_FILES * sizeof(*b.files));
+	b.names = malloc(BATCH_FILES * sizeof(*b.names));
+	b.pend = malloc(BATCH_FILES * sizeof(*b.pend));
+	if (!b.files || !b.names || !b.pend) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i <= gi->n && r == 0; i++) {
+		struct ufile *f = i < gi->n ? &gi->files[i] : NULL;
+		if (f && f->state == UF_CHOSEN) {
+			r = prepare_object(p, ops, gi, f, &b, b.names[b.n]);
+			if (r == -ESTALE || r == -EBADMSG || r == -ENOENT) {
+				f->state = UF_SKIPPED; /* changed since hashing */
+				gi->res->files_skipped += f->n_paths;
+				r = 0;
+				continue;
+			}
+			if (r < 0)
+				break;
+			b.files[b.n++] = f;
+			b.bytes += (uint64_t)f->m.st.st_size;
+		}
+		if (b.n && (!f || b.n == BATCH_FILES || b.bytes >= BATCH_BYTES)) {
+			r = apply_batch(p, ops, gi, &b);
+			b.n = b.n_pend = 0;
+			b.bytes = 0;
+		}
+	}
+	if (r == 0)
+		r = do_syncfs(gi->upper_fd);
+out:
+	if (r < 0) {
+		/* unnamed temp objects of this batch are garbage */
+		for (size_t i = 0; i < b.n_pend; i++)
+			unlinkat(p->tmp_fd, b.pend[i].tmp, 0);
+	}
+	free(b.files);
+	free(b.names);
+	free(b.pend);
+	return r;
+}
+
+int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd)
+{
+	struct lower_stats ls = { 0 };
+	struct object_map *map = NULL;
+	_cleanup_close_ int lower_fd = -1, upper_fd = -1;
+	int r;
+
+	lower_fd = guest_open_lower(p, g, home_fd, true);
+	if (lower_fd < 0)
+		return lower_fd;
+	upper_fd = openat(home_fd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (upper_fd < 0)
+		return neg_errno();
+	if (p->layout == LAYOUT_LINK) {
+		r = objects_scan(p, NULL, &map, NULL, NULL);
+		if (r < 0)
+			return r;
+	}
+	r = lower_scan(p, lower_fd, map, false, NULL, NULL, &ls, NULL);
+	object_map_free(map);
+	if (r < 0)
+		return r;
+	g->stats.files_unified = ls.files;
+	g->stats.bytes_unified = ls.bytes;
+	g->stats.objects_referenced = ls.n_refs;
+	r = tree_disk_usage(upper_fd, &g->stats.upper_bytes);
+	if (r == 0)
+		r = pool_guest_save_refs(p, g->name, ls.refs, ls.n_refs);
+	if (r == 0)
+		r = pool_guest_save_stats(p, g);
+	lower_stats_free(&ls);
+	return r;
+}
+
+static int open_guest(struct pool *p, const char *name, struct ginfo *gi, bool create, char **ret_what)
+{
+	_cleanup_free_ char *upper = NULL;
+	int r;
+
+	gi->home_fd = gi->upper_fd = gi->lower_fd = gi->staging_fd = -1;
+	r = pool_guest_load(p, name, &gi->g);
+	if (r < 0)
+		goto fail;
+	upper = path_join(gi->g->home, HOME_UPPER);
+	if (!upper)
+		return -ENOMEM;
+	r = overlay_find_mounts(upper, NULL);
+	if (r > 0)
+		r = -EBUSY;
+	if (r < 0)
+		goto fail;
+	gi->home_fd = guest_open_home(p, gi->g);
+	if (gi->home_fd < 0) {
+		r = gi->home_fd;
+		goto fail;
+	}
+	gi->upper_fd = openat(gi->home_fd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (gi->upper_fd < 0) {
+		r = neg_errno();
+		goto fail;
+	}
+	if (create) {
+		gi->lower_fd = guest_open_lower(p, gi->g, gi->home_fd, true);
+		if (gi->lower_fd < 0) {
+			r = gi->lower_fd;
+			goto fail;
+		}
+		if (mkdirat(gi->home_fd, HOME_STAGING, 0700) < 0 && errno != EEXIST) {
+			r = neg_errno();
+			goto fail;
+		}
+		gi->staging_fd = openat(gi->home_fd, HOME_STAGING, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (gi->staging_fd < 0) {
+			r = neg_errno();
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	*ret_what = strdup(name);
+	return r;
+}
+
+/* Leftover stubs from an interrupted run in HOME/staging are unreferenced
+ * and unseen: drop them. */
+static int clean_staging(int staging_fd)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd = openat(staging_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return neg_errno();
+	d = fdopendir(fd);
+	if (!d) {
+		int r = neg_errno();
+		close(fd);
+		return r;
+	}
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' && unlinkat(staging_fd, de->d_name, 0) < 0 && errno != ENOENT)
+			return neg_errno();
+	return 0;
+}
+
+void unify_result_free(struct unify_result *r)
+{
+	free(r->guests);
+	r->guests = NULL;
+	r->n_guests = 0;
+}
+
+int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_options *o, struct unify_result *ret,
+	      char **ret_what)
+{
+	char **all = NULL;
+	struct ginfo *gis = NULL;
+	struct unify_result res = { 0 };
+	size_t ng = 0;
+	int r = 0;
+
+	if (n == 0) {
+		r = pool_guest_names(p, &all);
+		if (r < 0)
+			return r;
+		names = all;
+		n = (size_t)r;
+		r = 0;
+	}
+	gis = calloc(n ? n : 1, sizeof(*gis));
+	res.guests = calloc(n ? n : 1, sizeof(*res.guests));
+	if (!gis || !res.guests) {
+		r = -ENOMEM;
+		goto out;
+	}
+	res.n_guests = n;
+	for (size_t i = 0; i < n; i++) {
+		if (!guest_name_valid(names[i])) {
+			*ret_what = strdup(names[i]);
+			r = -EINVAL;
+			goto out;
+		}
+		snprintf(res.guests[i].name, sizeof(res.guests[i].name), "%s", names[i]);
+		gis[i].res = &res.guests[i];
+		r = open_guest(p, names[i], &gis[i], !o->dry_run, ret_what);
+		ng = i + 1;
+		if (r < 0)
+			goto out;
+	}
+	if (!o->dry_run) {
+		r = pool_clean_tmp(p);
+		for (size_t i = 0; i < ng && r == 0; i++)
+			r = clean_staging(gis[i].staging_fd);
+		if (r < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < ng; i++) {
+		struct scan_ctx s = { .p = p, .gi = &gis[i] };
+		r = walk_tree(gis[i].upper_fd, scan_cb, &s);
+		if (r < 0) {
+			*ret_what = strdup(names[i]);
+			goto out;
+		}
+		for (size_t k = 0; k < gis[i].n; k++) {
+			struct ufile *f = &gis[i].files[k];
+			f->guest = (uint32_t)i;
+			/* a hard-link group is unified whole or not at all */
+			if (f->cls != POLICY_NEVER && f->n_paths == f->m.st.st_nlink)
+				f->state = UF_CANDIDATE;
+		}
+	}
+	r = hash_all(gis, ng, o->jobs, &res.bytes_hashed);
+	if (r < 0)
+		goto out;
+	r = decide(p, gis, ng);
+	if (r < 0)
+		goto out;
+	if (o->dry_run) {
+		/* what would be unified, and what the pool would have to store */
+		struct hash_set seen = { 0 };
+		for (size_t i = 0; i < ng; i++)
+			for (size_t k = 0; k < gis[i].n; k++) {
+				struct ufile *f = &gis[i].files[k];
+				if (f->state != UF_CHOSEN)
+					continue;
+				gis[i].res->files_unified += f->n_paths;
+				gis[i].res->bytes_unified += (uint64_t)f->m.st.st_size;
+			}
+		free(seen.v);
+	} else {
+		for (size_t i = 0; i < ng; i++) {
+			r = apply_guest(p, &gis[i]);
+			if (r == 0)
+				r = guest_refresh_stats(p, gis[i].g, gis[i].home_fd);
+			if (r < 0) {
+				*ret_what = strdup(names[i]);
+				goto out;
+			}
+			gis[i].res->stats = gis[i].g->stats;
+			res.new_objects += gis[i].res->new_objects;
+			res.new_object_bytes += gis[i].res->new_object_bytes;
+		}
+	}
+out:
+	for (size_t i = 0; i < ng; i++)
+		ginfo_free(&gis[i]);
+	free(gis);
+	names_free(all);
+	if (r < 0) {
+		unify_result_free(&res);
+		return r;
+	}
+	*ret = res;
+	return 0;
+}

@@ -1,0 +1,54 @@
+/* unify: move every eligible file of guests' upper layers into the pool
+ * and their lower layers without changing what any guest sees.
+ *
+ * Three phases: scan (stat walk of each upper, policy classes, hard-link
+ * groups), hash (parallel, sparse-aware), and per guest apply in batches:
+ * objects written to POOL/tmp and made durable, renamed to their names,
+ * references recorded, lower entries placed, and only then the upper
+ * copies removed.  At every instant each path shows either its upper copy
+ * or an equal lower entry, so a crash loses nothing and a re-run finishes
+ * the work (docs/DESIGN.md, "Crash safety"). */
+#ifndef VUNIFY_UNIFY_H
+#define VUNIFY_UNIFY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pool.h"
+
+struct unify_options {
+	bool dry_run;
+	unsigned jobs; /* hashing threads; 0 = number of CPUs */
+};
+
+struct unify_guest_result {
+	char name[65];
+	uint64_t files_scanned;   /* regular files seen in the upper */
+	uint64_t files_unified;   /* paths moved to the lower layer in this run */
+	uint64_t bytes_unified;   /* their sizes, hard links counted once */
+	uint64_t files_skipped;   /* chosen but left in the upper (see docs) */
+	uint64_t new_objects;     /* objects this guest added to the pool */
+	uint64_t new_object_bytes;
+	struct guest_stats stats; /* figures after the run */
+};
+
+struct unify_result {
+	struct unify_guest_result *guests;
+	size_t n_guests;
+	uint64_t new_objects, new_object_bytes;
+	uint64_t bytes_hashed;
+};
+
+/* Unify the NAMES (all registered guests when n == 0).  On failure
+ * *ret_what names the guest or path concerned (malloc'd).  Returns 0 or
+ * -errno (-EBUSY: a guest is mounted; -ENOENT: unknown guest or home not
+ * attached; -ENOSPC: out of space, with every guest's view intact). */
+int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_options *o, struct unify_result *ret,
+	      char **ret_what);
+void unify_result_free(struct unify_result *r);
+
+/* Recompute and record a guest's figures and references from its layers.
+ * Returns 0 or -errno. */
+int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd);
+
+#endif

@@ -1,0 +1,94 @@
+/* Small helpers shared by every module: cleanup attributes, error
+ * conventions and safe integer/string helpers.
+ *
+ * Error convention (everywhere in lib/): functions return 0 (or a count)
+ * on success and -errno on failure, taken right after the failing call.
+ * Library code never prints and never exits; only src/ speaks. */
+#ifndef VUNIFY_UTIL_H
+#define VUNIFY_UTIL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <stdio.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+static inline void closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+static inline void fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+static inline void closedirp(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
+#define _cleanup_free_ __attribute__((cleanup(freep)))
+#define _cleanup_close_ __attribute__((cleanup(closep)))
+#define _cleanup_fclose_ __attribute__((cleanup(fclosep)))
+#define _cleanup_closedir_ __attribute__((cleanup(closedirp)))
+
+/* Hand ownership out of a cleanup variable. */
+static inline void *steal_ptr(void *pp)
+{
+	void **p = pp;
+	void *v = *p;
+	*p = NULL;
+	return v;
+}
+#define steal_pointer(pp) steal_ptr(pp)
+static inline int steal_fd(int *fd)
+{
+	int v = *fd;
+	*fd = -1;
+	return v;
+}
+
+/* -errno of the last failed call, never 0 (guards against a libc call
+ * that failed without setting errno). */
+static inline int neg_errno(void)
+{
+	return errno > 0 ? -errno : -EIO;
+}
+
+/* Join "a" and "b" with one '/', malloc'd; "" as a means just b.
+ * Returns NULL on allocation failure. */
+char *path_join(const char *a, const char *b);
+
+/* Read a whole small file relative to dirfd (no symlink followed) into a
+ * NUL-terminated malloc'd buffer.  Returns 0 or -errno. */
+int read_file_at(int dirfd, const char *name, size_t max, char **ret_buf, size_t *ret_len);
+
+/* Write a small file atomically: temp name in the same directory, fsync,
+ * rename over NAME, fsync the directory.  Returns 0 or -errno. */
+int write_file_atomic_at(int dirfd, const char *name, const void *buf, size_t len, mode_t mode);
+
+/* write(2) until done; returns 0 or -errno. */
+int write_all(int fd, const void *buf, size_t len);
+
+/* fsync a directory fd, tolerating filesystems that refuse it. */
+int fsync_dir(int dirfd);
+
+/* Parse an unsigned decimal with overflow checks (no atoi). */
+int parse_u64(const char *s, uint64_t *ret);
+
+/* Format a byte count like "1.2 GiB" into buf. */
+const char *format_bytes(uint64_t n, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,50 @@
+/* The safe walk: a depth-first traversal of a directory tree that never
+ * follows a symlink and never builds an absolute path.  Every entry is
+ * reached through its parent's directory fd, so names of any bytes and
+ * depths far beyond PATH_MAX work; the only limit is one open fd per
+ * level (vunify raises RLIMIT_NOFILE at start). */
+#ifndef VUNIFY_WALK_H
+#define VUNIFY_WALK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/stat.h>
+
+enum walk_event {
+	WALK_ENTRY,    /* any non-directory */
+	WALK_DIR_PRE,  /* a directory, before its children */
+	WALK_DIR_POST, /* a directory, after its children */
+};
+
+struct walk_entry {
+	int parent_fd;    /* directory holding the entry (-1 for the root) */
+	const char *name; /* name within parent_fd ("" for the root) */
+	const char *path; /* path relative to the root, "" for the root */
+	size_t path_len;
+	int fd;           /* for directories: an O_DIRECTORY fd of it; else -1 */
+	struct stat st;   /* lstat of the entry (fstat of fd for directories) */
+	unsigned depth;   /* 0 for the root */
+};
+
+/* Callback: return 0 to go on, WALK_SKIP from WALK_DIR_PRE to not descend,
+ * or -errno to stop the walk with that error. */
+#define WALK_SKIP 1
+typedef int (*walk_fn)(const struct walk_entry *e, enum walk_event ev, void *userdata);
+
+/* Walk the tree under root_fd (a directory fd; not closed).  Entries of a
+ * directory are visited sorted by name so runs are reproducible.  Returns 0,
+ * or the first -errno from the walk or the callback. */
+int walk_tree(int root_fd, walk_fn fn, void *userdata);
+
+/* Open RELPATH below root_fd component by component with O_NOFOLLOW, so a
+ * symlink anywhere in the path fails with -ELOOP/-ENOTDIR instead of being
+ * followed.  Works for paths longer than PATH_MAX.  FLAGS apply to the last
+ * component (O_NOFOLLOW|O_CLOEXEC are added).  Returns an fd or -errno. */
+int open_beneath(int root_fd, const char *relpath, int flags, mode_t mode);
+
+/* Open the directory holding RELPATH (as open_beneath) and point
+ * *ret_name at the last component inside relpath.  With MKDIRS, missing
+ * directories are created with mode 0755.  Returns an fd or -errno. */
+int open_parent_beneath(int root_fd, const char *relpath, bool mkdirs, const char **ret_name);
+
+#endif

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Install the Debian packages vunify's build, tests, demo and benchmark need,
+# only those missing (so a machine that has them does not touch the network).
+set -eu
+pkgs="build-essential libssl-dev libcmocka-dev clang-format cppcheck attr acl
+debootstrap e2fsprogs xfsprogs util-linux kmod jdupes rdfind ostree time"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: missing packages:$missing (run as root to install them)" >&2
+	exit 1
+fi
+echo "deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing

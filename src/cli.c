@@ -1,0 +1,91 @@
+/* Messages and shared command helpers. */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "util.h"
+#include "banned.h"
+
+int cli_error(const char *what, const char *arg, int r, const char *hint)
+{
+	fprintf(stderr, "vunify: %s", what);
+	if (arg)
+		fprintf(stderr, " '%s'", arg);
+	fprintf(stderr, ": %s", strerror(r < 0 ? -r : r));
+	if (hint)
+		fprintf(stderr, " (%s)", hint);
+	fputc('\n', stderr);
+	return 1;
+}
+
+int cli_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vunify: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "vunify: %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'vunify %s --help'.\n", cmd);
+	return EXIT_USAGE;
+}
+
+struct pool *cli_open_pool(const struct cli *c, enum pool_lock lock)
+{
+	struct pool *p = NULL;
+	unsigned line = 0;
+	int r = pool_open(c->pool_path, lock, true, &p, &line);
+
+	if (r == -ENOENT)
+		cli_error("open pool", c->pool_path, r, "create one with 'vunify init'");
+	else if (r == -EBADMSG && line)
+		cli_fail("open pool '%s': policy.conf line %u: syntax error", c->pool_path, line);
+	else if (r == -EPROTO)
+		cli_error("open pool", c->pool_path, r, "pool format not supported by this vunify");
+	else if (r < 0)
+		cli_error("open pool", c->pool_path, r, NULL);
+	return r < 0 ? NULL : p;
+}
+
+const char *cli_hint(int r)
+{
+	switch (r) {
+	case -EBUSY:
+		return "guest is mounted; run 'vunify umount' first";
+	case -ESTALE:
+		return "home does not belong to this guest of this pool";
+	case -ENOSPC:
+		return "every guest still sees its whole tree; free space and run again";
+	default:
+		return NULL;
+	}
+}
+
+void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}

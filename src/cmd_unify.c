@@ -1,0 +1,104 @@
+/* vunify unify. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "lower.h"
+#include "unify.h"
+#include "util.h"
+#include "banned.h"
+
+static void help(void)
+{
+	printf("usage: vunify [-p POOL] unify [GUEST...] [--dry-run] [--jobs N]\n\n"
+	       "Move every eligible file of the guests' upper layers (all guests when none\n"
+	       "is named) into the pool and their lower layers.  What each guest sees does\n"
+	       "not change.  Guests must not be mounted.\n\n"
+	       "  -n, --dry-run   report what would be unified, change nothing\n"
+	       "  -j, --jobs N    hashing threads (default: number of CPUs)\n");
+}
+
+int cmd_unify(const struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct unify_options o = { 0 };
+	struct unify_result res = { 0 };
+	struct object_info oi = { 0 };
+	_cleanup_free_ char *what = NULL;
+	struct timespec t0, t1;
+	struct pool *p;
+	char b1[32], b2[32];
+	uint64_t jobs;
+	int ch, r;
+
+	while ((ch = getopt_long(argc, argv, "nj:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'n':
+			o.dry_run = true;
+			break;
+		case 'j':
+			if (parse_u64(optarg, &jobs) < 0 || jobs < 1 || jobs > 64)
+				return cli_usage("unify", "--jobs takes a number from 1 to 64");
+			o.jobs = (unsigned)jobs;
+			break;
+		case 'h':
+			help();
+			return 0;
+		default:
+			return cli_usage("unify", "bad option");
+		}
+	}
+	p = cli_open_pool(c, o.dry_run ? POOL_LOCK_SHARED : POOL_LOCK_EXCLUSIVE);
+	if (!p)
+		return 1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = unify_run(p, argv + optind, (size_t)(argc - optind), &o, &res, &what);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (r < 0) {
+		if (r == -ENOENT && what)
+			cli_error("unify", what, r, "unknown guest, or its home is not attached");
+		else
+			cli_error("unify", what, r, cli_hint(r));
+		pool_close(p);
+		return 1;
+	}
+	for (size_t i = 0; i < res.n_guests; i++) {
+		const struct unify_guest_result *g = &res.guests[i];
+		printf("%s: %s%" PRIu64 " files (%s) unified, %" PRIu64 " new objects (%s)", g->name,
+		       o.dry_run ? "would unify: " : "", g->files_unified, format_bytes(g->bytes_unified, b1, sizeof(b1)),
+		       g->new_objects, format_bytes(g->new_object_bytes, b2, sizeof(b2)));
+		if (g->files_skipped)
+			printf(", %" PRIu64 " left in the upper", g->files_skipped);
+		putchar('\n');
+	}
+	if (!o.dry_run && objects_scan(p, &oi, NULL, NULL, NULL) == 0) {
+		uint64_t logical = 0;
+		char **names = NULL;
+		int n = pool_guest_names(p, &names);
+		for (int i = 0; i < n; i++) {
+			struct guest *g = NULL;
+			if (pool_guest_load(p, names[i], &g) == 0)
+				logical += g->stats.bytes_unified;
+			guest_free(g);
+		}
+		names_free(names);
+		printf("pool: %" PRIu64 " objects (%s) hold %s of guest files: saved %s\n", oi.objects,
+		       format_bytes(oi.bytes, b1, sizeof(b1)), format_bytes(logical, b2, sizeof(b2)),
+		       logical > oi.bytes ? format_bytes(logical - oi.bytes, b1, sizeof(b1)) : "0 B");
+	}
+	printf("time: %.2f s, hashed %s\n", (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+	       format_bytes(res.bytes_hashed, b1, sizeof(b1)));
+	unify_result_free(&res);
+	pool_close(p);
+	return 0;
+}
