@@ -173,10 +173,13 @@ int hash_fd(int fd, uint64_t size, unsigned char ret[HASH_LEN])
 		off = hole;
 	}
 	if (r == 0) {
-		/* The file must not have grown either. */
+		/* The file must end exactly at SIZE: SEEK_DATA reports ENXIO
+		 * past the end as for a trailing hole, so a short file would
+		 * otherwise hash as zero-padded.  Nor may it have grown. */
 		char probe;
-		ssize_t n = pread(fd, &probe, 1, (off_t)size);
-		if (n > 0)
+		if (size > 0 && pread(fd, &probe, 1, (off_t)(size - 1)) != 1)
+			r = -EIO;
+		else if (pread(fd, &probe, 1, (off_t)size) > 0)
 			r = -EIO;
 	}
 	if (r == 0)

@@ -623,6 +623,14 @@ static int apply_guest(struct pool *p, struct ginfo *gi)
 				r = 0;
 				continue;
 			}
+			if (r == -ENOSPC || r == -EDQUOT) {
+				/* finish what already fits, then report */
+				int r2 = b.n ? apply_batch(p, ops, gi, &b) : 0;
+				b.n = b.n_pend = 0;
+				if (r2 < 0)
+					r = r2;
+				break;
+			}
 			if (r < 0)
 				break;
 			b.files[b.n++] = f;
@@ -842,6 +850,8 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 			r = apply_guest(p, &gis[i]);
 			if (r == 0)
 				r = guest_refresh_stats(p, gis[i].g, gis[i].home_fd);
+			else
+				(void)guest_refresh_stats(p, gis[i].g, gis[i].home_fd); /* best effort */
 			if (r < 0) {
 				*ret_what = strdup(names[i]);
 				goto out;

@@ -18,6 +18,8 @@ char *path_join(const char *a, const char *b)
 
 	if (la == 0)
 		return strdup(b);
+	if (a[la - 1] == '/')
+		la--; /* "/" + "x" is "/x", not "//x" */
 	p = malloc(la + lb + 2);
 	if (!p)
 		return NULL;
@@ -55,8 +57,10 @@ int read_file_at(int dirfd, const char *name, size_t max, char **ret_buf, size_t
 {
 	_cleanup_close_ int fd = -1;
 	_cleanup_free_ char *buf = NULL;
-	size_t len = 0, cap = 4096;
+	size_t len = 0, cap;
 
+	max = MIN(max, SIZE_MAX / 2);
+	cap = MIN((size_t)4096, max);
 	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return neg_errno();
@@ -67,9 +71,20 @@ int read_file_at(int dirfd, const char *name, size_t max, char **ret_buf, size_t
 		ssize_t n;
 		if (len == cap) {
 			char *nb;
-			if (cap >= max)
-				return -EFBIG;
-			cap *= 2;
+			if (cap >= max) {
+				/* MAX bytes read: one more decides between
+				 * the end and a file that is too big */
+				char probe;
+				n = read(fd, &probe, 1);
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n < 0)
+					return neg_errno();
+				if (n > 0)
+					return -EFBIG;
+				break;
+			}
+			cap = MIN(cap * 2, max);
 			nb = realloc(buf, cap + 1);
 			if (!nb)
 				return -ENOMEM;

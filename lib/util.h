@@ -72,7 +72,8 @@ static inline int neg_errno(void)
 char *path_join(const char *a, const char *b);
 
 /* Read a whole small file relative to dirfd (no symlink followed) into a
- * NUL-terminated malloc'd buffer.  Returns 0 or -errno. */
+ * NUL-terminated malloc'd buffer.  Returns 0 or -errno (-EFBIG: longer
+ * than MAX bytes; -ELOOP: NAME is a symlink). */
 int read_file_at(int dirfd, const char *name, size_t max, char **ret_buf, size_t *ret_len);
 
 /* Write a small file atomically: temp name in the same directory, fsync,

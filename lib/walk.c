@@ -179,6 +179,11 @@ int walk_tree(int root_fd, walk_fn fn, void *userdata)
 		free(pb.s);
 		return neg_errno();
 	}
+	if (!S_ISDIR(e.st.st_mode)) {
+		/* never hand the callback a WALK_DIR_PRE for a non-directory */
+		free(pb.s);
+		return -ENOTDIR;
+	}
 	r = fn(&e, WALK_DIR_PRE, userdata);
 	if (r == 0) {
 		r = walk_dir(root_fd, &pb, 0, fn, userdata);
@@ -225,6 +230,12 @@ int open_parent_beneath(int root_fd, const char *relpath, bool mkdirs, const cha
 		while (*peek == '/')
 			peek++;
 		if (*peek == '\0') {
+			if (peek != p) {
+				/* "name/" would make openat() follow a
+				 * symlink NAME despite O_NOFOLLOW */
+				close(fd);
+				return -EINVAL;
+			}
 			last = comp;
 			break;
 		}

@@ -39,7 +39,8 @@ int walk_tree(int root_fd, walk_fn fn, void *userdata);
 /* Open RELPATH below root_fd component by component with O_NOFOLLOW, so a
  * symlink anywhere in the path fails with -ELOOP/-ENOTDIR instead of being
  * followed.  Works for paths longer than PATH_MAX.  FLAGS apply to the last
- * component (O_NOFOLLOW|O_CLOEXEC are added).  Returns an fd or -errno. */
+ * component (O_NOFOLLOW|O_CLOEXEC are added).  '.', '..' and a trailing '/'
+ * are refused with -EINVAL.  Returns an fd or -errno. */
 int open_beneath(int root_fd, const char *relpath, int flags, mode_t mode);
 
 /* Open the directory holding RELPATH (as open_beneath) and point

@@ -58,7 +58,7 @@ build() {
 	mkdir -p "$cache/.debs"
 	start=$(date +%s)
 	log=$cache/$name.log
-	echo "debian-trees: building $name ($suite $*), log in $log" >&2
+	echo "debian-trees: building $name ($suite${1:+ $*}), log in $log" >&2
 	if ! debootstrap --cache-dir="$cache/.debs" "$@" "$suite" "$tmp" "$mirror" >"$log" 2>&1; then
 		umount_below "$tmp"
 		rm -rf "$tmp"

@@ -3,7 +3,7 @@
 # only those missing (so a machine that has them does not touch the network).
 set -eu
 pkgs="build-essential libssl-dev libcmocka-dev clang-format cppcheck attr acl
-debootstrap e2fsprogs xfsprogs util-linux kmod jdupes rdfind ostree time"
+debootstrap jq e2fsprogs xfsprogs util-linux kmod jdupes rdfind ostree time"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

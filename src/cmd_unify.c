@@ -37,7 +37,7 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 	_cleanup_free_ char *what = NULL;
 	struct timespec t0, t1;
 	struct pool *p;
-	char b1[32], b2[32];
+	char b1[32], b2[32], b3[32];
 	uint64_t jobs;
 	int ch, r;
 
@@ -94,7 +94,7 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 		names_free(names);
 		printf("pool: %" PRIu64 " objects (%s) hold %s of guest files: saved %s\n", oi.objects,
 		       format_bytes(oi.bytes, b1, sizeof(b1)), format_bytes(logical, b2, sizeof(b2)),
-		       logical > oi.bytes ? format_bytes(logical - oi.bytes, b1, sizeof(b1)) : "0 B");
+		       logical > oi.bytes ? format_bytes(logical - oi.bytes, b3, sizeof(b3)) : "0 B");
 	}
 	printf("time: %.2f s, hashed %s\n", (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
 	       format_bytes(res.bytes_hashed, b1, sizeof(b1)));

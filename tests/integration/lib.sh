@@ -46,6 +46,7 @@ export VUNIFY_POOL=$TEST_TMP/pool
 skip() {
 	if [ "${CI:-}" = true ]; then
 		echo "FAIL: $TEST_NAME: $1 (CI=true: skipping not allowed)"
+		_FAILS=$((_FAILS + 1))
 		exit 1
 	fi
 	echo "SKIP: $TEST_NAME: $1"
@@ -74,7 +75,7 @@ need_bin() {
 
 # fatal MSG: count a failure and end the test now.
 fatal() {
-	echo "FAIL - $*"
+	_say "FAIL - $*"
 	_FAILS=$((_FAILS + 1))
 	exit 1
 }
@@ -179,21 +180,26 @@ mkfs_loop() {
 
 # ---- assertions --------------------------------------------------------------
 
+# Messages are cut at 300 bytes a line: hostile names are long.
+_say() {
+	printf '%s\n' "$*" | cut -b 1-300
+}
+
 _pass() {
 	_PASSES=$((_PASSES + 1))
-	echo "ok - $*"
+	_say "ok - $*"
 }
 
 _fail() {
 	_FAILS=$((_FAILS + 1))
-	echo "FAIL - $*"
+	_say "FAIL - $*"
 }
 
 # _show FILE LABEL: print the first lines of FILE, indented.
 _show() {
 	[ -s "$1" ] || return 0
 	echo "  $2:"
-	head -n 20 "$1" | sed 's/^/    /'
+	head -n 20 "$1" | cut -b 1-300 | sed 's/^/    /'
 }
 
 # assert_eq EXPECTED ACTUAL [DESC]
@@ -287,7 +293,7 @@ assert_same_manifest() {
 		return 0
 	fi
 	_fail "${3:-manifests differ: $1 $2}"
-	diff -u "$1" "$2" | sed -n '3,42s/^/    /p'
+	diff -u "$1" "$2" | sed -n '3,42p' | cut -b 1-300 | sed 's/^/    /'
 	return 1
 }
 

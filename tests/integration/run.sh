@@ -95,8 +95,8 @@ for t in "${tests[@]}"; do
 		if [ -n "$verbose" ]; then
 			sed 's/^/    /' "$log"
 		else
-			grep -E '^(FAIL|  |    )' "$log" | head -n 60 | sed 's/^/    /'
-			tail -n 5 "$log" | sed 's/^/    | /'
+			grep -E '^(FAIL|  |    )' "$log" | head -n 60 | cut -b 1-300 | sed 's/^/    /'
+			tail -n 5 "$log" | cut -b 1-300 | sed 's/^/    | /'
 		fi
 		;;
 	esac

@@ -67,6 +67,7 @@ struct manifest {
 	char **skip;
 	size_t nskip;
 	const char *failed_path; /* where the walk failed, for the message */
+	const char *last_path; /* last entry visited, when the walk itself fails */
 };
 
 /* A growing string. */
@@ -251,6 +252,7 @@ static int collect(const struct walk_entry *we, enum walk_event ev, void *ud)
 	if (!e->path)
 		return -ENOMEM;
 	m->n++; /* from here on freed with the rest */
+	m->last_path = e->path;
 	r = read_entry(we, e);
 	if (r < 0) {
 		m->failed_path = e->path;
@@ -469,9 +471,15 @@ int main(int argc, char **argv)
 	}
 	r = walk_tree(fd, collect, &m);
 	close(fd);
+	if (r < 0 && m.failed_path) {
+		fprintf(stderr, "manifest: read '%s/%s': %s\n", argv[optind], m.failed_path, strerror(-r));
+		manifest_free(&m);
+		return 1;
+	}
 	if (r < 0) {
-		fprintf(stderr, "manifest: walk '%s/%s': %s\n", argv[optind],
-		        m.failed_path ? m.failed_path : "", strerror(-r));
+		/* lib/walk.c failed on an entry it had not handed over yet */
+		fprintf(stderr, "manifest: walk '%s': %s (after '/%s')\n", argv[optind], strerror(-r),
+		        m.last_path ? m.last_path : "");
 		manifest_free(&m);
 		return 1;
 	}

@@ -1,0 +1,134 @@
+# shellcheck shell=bash
+# Body of t20/t21: real Debian guests, each on a filesystem of its own,
+# unified into a pool on another, in the layout $LAYOUT.  Sourced by the
+# tNN scripts after lib.sh.
+#
+# Checks SPEC invariants 1 (fidelity: full manifest, dpkg --verify),
+# 2 (isolation: a write in one guest changes no other guest and no object)
+# and 6 (a mounted guest is not rewritten), and prints the figures the
+# issue asks for (ideal dedup vs vunify's saving, unify wall time).
+
+need_root
+need_cmd debootstrap chroot jq
+need_bin "$VUNIFY" "$MANIFEST"
+
+trees=(bookworm-minbase bookworm-web bullseye-minbase bookworm-base)
+"$TOP/scripts/debian-trees.sh" "${trees[@]}" >"$TEST_TMP/trees.out" || fatal "debian-trees.sh failed"
+mapfile -t paths <"$TEST_TMP/trees.out"
+
+mkfs_loop 3G ext4 "$TEST_TMP/poolfs"
+pool=$TEST_TMP/poolfs/pool
+V=("$VUNIFY" -p "$pool")
+mopt=()
+[ "$LAYOUT" = link ] && mopt=(--no-ino)
+
+assert_ok "${V[@]}" init --layout "$LAYOUT"
+for i in "${!trees[@]}"; do
+	g=g$i
+	mkfs_loop 2G ext4 "$TEST_TMP/$g.fs"
+	manifest "${paths[$i]}" "$TEST_TMP/$g.src.man"
+	assert_ok "${V[@]}" add "$g" "$TEST_TMP/$g.fs/home" --from "${paths[$i]}"
+	manifest "$TEST_TMP/$g.fs/home/upper" "$TEST_TMP/$g.upper.man"
+	assert_same_manifest "$TEST_TMP/$g.src.man" "$TEST_TMP/$g.upper.man" "add --from copies ${trees[$i]} faithfully"
+done
+
+used() { # bytes used on the guests' and the pool's filesystems
+	local t=0 d
+	for d in "$TEST_TMP"/poolfs "$TEST_TMP"/g*.fs; do
+		t=$((t + $(df -B1 --output=used "$d" | tail -1)))
+	done
+	echo "$t"
+}
+sync
+before=$(used)
+
+assert_ok "${V[@]}" unify --dry-run
+grep -q "would unify" "$LAST_STDOUT" || _fail "dry-run does not say what it would unify"
+manifest "$TEST_TMP/g0.fs/home/upper" "$TEST_TMP/g0.after-dry.man"
+assert_same_manifest "$TEST_TMP/g0.upper.man" "$TEST_TMP/g0.after-dry.man" "--dry-run changes nothing"
+
+t0=$(date +%s.%N)
+assert_ok "${V[@]}" unify
+t1=$(date +%s.%N)
+cat "$LAST_STDOUT"
+unify_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+sync
+after=$(used)
+
+for i in "${!trees[@]}"; do
+	g=g$i
+	mkdir -p "$TEST_TMP/mnt/$g"
+	assert_ok "${V[@]}" mount "$g" "$TEST_TMP/mnt/$g" || continue
+	manifest "$TEST_TMP/mnt/$g" "$TEST_TMP/$g.view.man" "${mopt[@]}"
+	if [ "$LAYOUT" = link ]; then
+		manifest "${paths[$i]}" "$TEST_TMP/$g.src.man" --no-ino
+	fi
+	assert_same_manifest "$TEST_TMP/$g.src.man" "$TEST_TMP/$g.view.man" "merged view of ${trees[$i]} equals the original"
+	assert_ok chroot "$TEST_TMP/mnt/$g" dpkg --verify
+	assert_eq "" "$(cat "$LAST_STDOUT")" "dpkg --verify clean in ${trees[$i]}"
+	assert_ok chroot "$TEST_TMP/mnt/$g" /bin/sh -c 'dpkg-query -W >/dev/null && ls /usr/bin >/dev/null'
+done
+
+# Invariant 6: a mounted guest is not rewritten.
+assert_fail_msg "mounted" "${V[@]}" unify g0
+
+# Invariant 2: writes in g0 change no other guest and no object.
+assert_ok "${V[@]}" status --json
+json=$(cat "$LAST_STDOUT")
+assert_eq "$LAYOUT" "$(jq -r .pool.layout <<<"$json")" "status --json layout"
+assert_eq "${#trees[@]}" "$(jq '[.guests[] | select(.mounted)] | length' <<<"$json")" "all guests mounted"
+assert_eq "$(jq '.pool.logical_bytes - .pool.object_bytes' <<<"$json")" "$(jq .pool.saved_bytes <<<"$json")" \
+	"saved_bytes = logical_bytes - object_bytes"
+for k in name home mounted files_unified bytes_unified upper_bytes; do
+	assert_eq 0 "$(jq "[.guests[] | select(has(\"$k\") | not)] | length" <<<"$json")" "every guest has $k"
+done
+for k in layout objects object_bytes logical_bytes saved_bytes; do
+	assert_eq true "$(jq ".pool | has(\"$k\")" <<<"$json")" "pool has $k"
+done
+shared=usr/share/common-licenses/GPL-3
+m0=$TEST_TMP/mnt/g0
+echo "written by g0" >>"$m0/$shared"
+chmod 600 "$m0/usr/bin/dpkg"
+rm "$m0/usr/share/common-licenses/Apache-2.0"
+touch "$m0/usr/bin/new-file"
+for i in "${!trees[@]}"; do
+	[ "$i" = 0 ] && continue
+	manifest "$TEST_TMP/mnt/g$i" "$TEST_TMP/g$i.view2.man" "${mopt[@]}"
+	assert_same_manifest "$TEST_TMP/g$i.view.man" "$TEST_TMP/g$i.view2.man" "a write in g0 leaves g$i as it was"
+done
+assert_eq "written by g0" "$(tail -1 "$m0/$shared")" "g0 sees its own write"
+assert_eq 600 "$(stat -c %a "$m0/usr/bin/dpkg")" "g0 sees its chmod"
+assert_status 0 "${V[@]}" fsck
+tail -1 "$LAST_STDOUT"
+
+for i in "${!trees[@]}"; do
+	assert_ok "${V[@]}" umount "g$i"
+done
+assert_ok "${V[@]}" status --json
+json=$(cat "$LAST_STDOUT")
+assert_eq 0 "$(jq '[.guests[] | select(.mounted)] | length' <<<"$json")" "no guest mounted after umount"
+
+# Figures.  Ideal: every regular file's content stored once over all guests
+# (hard links within a guest counted once).
+ideal=$(cat "$TEST_TMP"/g*.src.man | awk '
+	$2 == "file" {
+		size = 0; sha = ""; link = "-"
+		for (i = 3; i <= NF; i++) {
+			if ($i ~ /^size=/) size = substr($i, 6)
+			if ($i ~ /^sha256=/) sha = substr($i, 8)
+			if ($i ~ /^link=/) link = substr($i, 6)
+		}
+		if (link != "-" && link != $1) next
+		total += size
+		if (!(sha in seen)) { seen[sha] = 1; uniq += size }
+	}
+	END { printf "%d %d", total, total - uniq }')
+read -r total ideal_saved <<<"$ideal"
+saved=$(jq .pool.saved_bytes <<<"$json")
+logical=$(jq .pool.logical_bytes <<<"$json")
+disk_saved=$((before - after))
+pct=$(awk -v s="$saved" -v i="$ideal_saved" 'BEGIN { printf "%.1f", 100 * s / i }')
+disk_pct=$(awk -v s="$disk_saved" -v i="$ideal_saved" 'BEGIN { printf "%.1f", 100 * s / i }')
+echo "FIGURES layout=$LAYOUT guests=${#trees[@]} file_bytes=$total ideal_saved=$ideal_saved" \
+	"vunify_saved=$saved ($pct% of ideal) logical=$logical disk_used_before=$before disk_used_after=$after" \
+	"disk_saved=$disk_saved ($disk_pct% of ideal) unify_wall=${unify_secs}s"
