@@ -379,4 +379,8 @@ printf '   %-34s %s\n' \
 say "The guests stay mounted at $MNT/{${GUESTS// /,}}"
 info "try:  chroot $MNT/g1 /bin/sh"
 info "      $VUNIFY -p $POOL status"
-info "tear down with:  $0 --clean"
+if [ "$DEMO_DIR" = /var/tmp/vunify-demo ]; then
+	info "tear down with:  $here/scripts/demo.sh --clean"
+else
+	info "tear down with:  DEMO_DIR=$DEMO_DIR $here/scripts/demo.sh --clean"
+fi

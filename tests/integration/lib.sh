@@ -163,7 +163,8 @@ mkfs_loop() {
 		defer umount_quiet "$dir"
 		return 0
 		;;
-	ext4) mkfs=(mkfs.ext4 -q -F) ;;
+	# shellcheck disable=SC2206 # MKFS_EXT4_OPTS is a list of options
+	ext4) mkfs=(mkfs.ext4 -q -F ${MKFS_EXT4_OPTS:-}) ;;
 	xfs) mkfs=(mkfs.xfs -q -f) ;;
 	btrfs) mkfs=(mkfs.btrfs -q -f) ;;
 	*) fatal "mkfs_loop: unknown filesystem '$fstype'" ;;
