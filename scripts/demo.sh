@@ -11,6 +11,7 @@
 #   VUNIFY          the vunify binary       (default build/vunify of this repo)
 #   DEMO_GUEST_MIB  size of a guest's tree  (default 700; taken from /usr)
 #   DEMO_IMG_SIZE   size of each image file (default 3G; sparse)
+#   DEMO_INODE_SIZE ext4 inode size         (default 512, see mkfs_mount)
 set -eu
 set -o pipefail
 
