@@ -58,7 +58,20 @@ extern const struct layout_ops layout_link_ops;
 
 const struct layout_ops *layout_ops_for(enum layout_kind kind);
 
-/* Shared by both layouts: remove placed names again after a failure. */
+/* Shared by both layouts (layout_common.c). */
+
+/* Remove placed names again after a failure. */
 void layout_unplace(int lower_fd, char *const *paths, size_t n);
+
+/* Open (creating as needed) the directory in the lower layer that holds
+ * RELPATH.  A non-directory in the way is replaced by a directory: this is
+ * only called for paths whose directories exist in the upper layer, which
+ * hides whatever the lower has there.  Returns an fd or -errno. */
+int layout_open_parent(int lower_fd, const char *relpath, const char **ret_name);
+
+/* If NAME under dir_fd is a directory, remove it and everything below it
+ * (the upper's non-directory at that path hides it).  Returns 0 or
+ * -errno. */
+int layout_clear_dir(int dir_fd, const char *name);
 
 #endif

@@ -86,13 +86,12 @@ static int link_place(const struct layout_target *t, const struct file_meta *m, 
 	for (size_t i = 0; i < n_paths && r == 0; i++) {
 		const char *ename;
 		char s[64];
-		_cleanup_close_ int dfd = open_parent_beneath(t->lower_fd, paths[i], true, &ename);
-		struct stat st;
+		_cleanup_close_ int dfd = layout_open_parent(t->lower_fd, paths[i], &ename);
 
 		if (dfd < 0) {
 			r = dfd;
-		} else if (fstatat(dfd, ename, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
-			r = -EISDIR;
+		} else if ((r = layout_clear_dir(dfd, ename)) < 0) {
+			/* r set */
 		} else {
 			snprintf(s, sizeof(s), "l.%ld.%lu", (long)getpid(),
 				 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));

@@ -35,30 +35,19 @@ static int redirect_object_finish(int tmp_fd, const struct file_meta *m)
 	return 0;
 }
 
-void layout_unplace(int lower_fd, char *const *paths, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		const char *name;
-		int dfd = open_parent_beneath(lower_fd, paths[i], false, &name);
-		if (dfd >= 0) {
-			unlinkat(dfd, name, 0);
-			close(dfd);
-		}
-	}
-}
-
 /* Link (or, for the last path, rename) staging entry S to PATH under
  * lower_fd, replacing a non-directory that is there. */
 static int put_entry(int staging_fd, const char *s, int lower_fd, const char *path, bool last)
 {
 	const char *name;
-	_cleanup_close_ int dfd = open_parent_beneath(lower_fd, path, true, &name);
-	struct stat st;
+	_cleanup_close_ int dfd = layout_open_parent(lower_fd, path, &name);
+	int r;
 
 	if (dfd < 0)
 		return dfd;
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
-		return -EISDIR;
+	r = layout_clear_dir(dfd, name);
+	if (r < 0)
+		return r;
 	if (last) {
 		if (renameat(staging_fd, s, dfd, name) < 0)
 			return neg_errno();

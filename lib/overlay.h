@@ -15,6 +15,7 @@
 #define OVL_XATTR_METACOPY "trusted.overlay.metacopy"
 #define OVL_XATTR_REDIRECT "trusted.overlay.redirect"
 #define OVL_XATTR_OPAQUE "trusted.overlay.opaque"
+#define OVL_XATTR_WHITEOUT "trusted.overlay.whiteout"
 #define OVL_FIXED_OPTIONS "redirect_dir=off,index=off,xino=off,metacopy=off"
 
 /* Build the mount option string.  DATA is NULL for the link layout.

@@ -22,6 +22,7 @@
 #include "lower.h"
 #include "object.h"
 #include "overlay.h"
+#include "remove.h"
 #include "util.h"
 #include "walk.h"
 #include "banned.h"
@@ -228,6 +229,148 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	f->m.st = e->st;
 	f->cls = (uint8_t)c;
 	return add_path(f, e->path);
+}
+
+/* ---- normalize: fold what overlayfs left in the upper into the lower ----
+ *
+ * A guest that ran leaves whiteouts (0:0 character devices, or empty files
+ * with trusted.overlay.whiteout in a directory marked opaque="x") and
+ * opaque directories (opaque="y") in its upper.  Each hides lower entries.
+ * We delete the hidden lower entries first, make that durable, and only
+ * then drop the whiteout or the opaque mark: in between, the whiteout hides
+ * nothing, so the view never changes. */
+
+struct norm {
+	int lower_fd;
+	char **paths; /* whiteouts, then (flag bit in kinds) opaque dirs */
+	unsigned char *kinds;
+	size_t n, cap;
+	uint64_t whiteouts, opaques;
+};
+
+enum { NORM_WHITEOUT, NORM_OPAQUE };
+
+static int norm_record(struct norm *nm, const char *path, unsigned char kind)
+{
+	if (nm->n == nm->cap) {
+		size_t nc = nm->cap ? nm->cap * 2 : 64;
+		char **np = realloc(nm->paths, nc * sizeof(*np));
+		unsigned char *nk;
+		if (!np)
+			return -ENOMEM;
+		nm->paths = np;
+		nk = realloc(nm->kinds, nc);
+		if (!nk)
+			return -ENOMEM;
+		nm->kinds = nk;
+		nm->cap = nc;
+	}
+	nm->paths[nm->n] = strdup(path);
+	if (!nm->paths[nm->n])
+		return -ENOMEM;
+	nm->kinds[nm->n++] = kind;
+	return 0;
+}
+
+/* Remove whatever the lower layer has at PATH. */
+static int lower_remove(int lower_fd, const char *path)
+{
+	const char *name;
+	int dfd = open_parent_beneath(lower_fd, path, false, &name), r;
+
+	if (dfd == -ENOENT || dfd == -ENOTDIR)
+		return 0; /* nothing there */
+	if (dfd < 0)
+		return dfd;
+	r = remove_tree_at(dfd, name);
+	close(dfd);
+	return r;
+}
+
+static bool dir_has_xwhiteouts(int parent_fd)
+{
+	char v[4];
+	ssize_t n = fgetxattr(parent_fd, OVL_XATTR_OPAQUE, v, sizeof(v));
+	return n == 1 && v[0] == 'x';
+}
+
+static int is_xwhiteout(const struct walk_entry *e)
+{
+	_cleanup_close_ int fd = -1;
+
+	if (!S_ISREG(e->st.st_mode) || e->st.st_size != 0 || !dir_has_xwhiteouts(e->parent_fd))
+		return 0;
+	fd = openat(e->parent_fd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return neg_errno();
+	return fgetxattr(fd, OVL_XATTR_WHITEOUT, NULL, 0) >= 0;
+}
+
+static int norm_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+{
+	struct norm *nm = ud;
+	int r;
+
+	if (ev == WALK_DIR_POST || e->depth == 0)
+		return 0;
+	if (ev == WALK_DIR_PRE) {
+		char v[4];
+		ssize_t n = fgetxattr(e->fd, OVL_XATTR_OPAQUE, v, sizeof(v));
+		if (fgetxattr(e->fd, OVL_XATTR_REDIRECT, NULL, 0) >= 0)
+			return WALK_SKIP; /* redirect_dir was on: not ours to fold */
+		if (n == 1 && v[0] == 'y') {
+			r = lower_remove(nm->lower_fd, e->path);
+			if (r == 0)
+				r = norm_record(nm, e->path, NORM_OPAQUE);
+			return r;
+		}
+		return 0;
+	}
+	r = S_ISCHR(e->st.st_mode) && e->st.st_rdev == 0 ? 1 : is_xwhiteout(e);
+	if (r <= 0)
+		return r;
+	r = lower_remove(nm->lower_fd, e->path);
+	if (r == 0)
+		r = norm_record(nm, e->path, NORM_WHITEOUT);
+	return r;
+}
+
+static int normalize_guest(struct ginfo *gi)
+{
+	struct norm nm = { .lower_fd = gi->lower_fd };
+	int r = walk_tree(gi->upper_fd, norm_cb, &nm);
+
+	if (r == 0 && nm.n)
+		r = syncfs(gi->lower_fd) < 0 ? neg_errno() : 0;
+	for (size_t i = 0; i < nm.n && r == 0; i++) {
+		const char *name;
+		struct stat st;
+		_cleanup_close_ int dfd = open_parent_beneath(gi->upper_fd, nm.paths[i], false, &name);
+		if (dfd < 0) {
+			r = dfd;
+			break;
+		}
+		if (nm.kinds[i] == NORM_WHITEOUT) {
+			if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) &&
+			    unlinkat(dfd, name, 0) < 0)
+				r = neg_errno();
+			nm.whiteouts++;
+		} else {
+			_cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd < 0 || (fremovexattr(fd, OVL_XATTR_OPAQUE) < 0 && errno != ENODATA))
+				r = neg_errno();
+			nm.opaques++;
+		}
+	}
+	if (r == 0 && nm.n)
+		r = syncfs(gi->upper_fd) < 0 ? neg_errno() : 0;
+	gi->res->whiteouts_folded = nm.whiteouts;
+	gi->res->opaque_folded = nm.opaques;
+	for (size_t i = 0; i < nm.n; i++)
+		free(nm.paths[i]);
+	free(nm.paths);
+	free(nm.kinds);
+	return r;
 }
 
 /* ---- hash ---- */
@@ -811,6 +954,13 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 			r = clean_staging(gis[i].staging_fd);
 		if (r < 0)
 			goto out;
+	}
+	for (size_t i = 0; i < ng && !o->dry_run; i++) {
+		r = normalize_guest(&gis[i]);
+		if (r < 0) {
+			*ret_what = strdup(names[i]);
+			goto out;
+		}
 	}
 	for (size_t i = 0; i < ng; i++) {
 		struct scan_ctx s = { .p = p, .gi = &gis[i] };

@@ -29,6 +29,8 @@ struct unify_guest_result {
 	uint64_t files_skipped;   /* chosen but left in the upper (see docs) */
 	uint64_t new_objects;     /* objects this guest added to the pool */
 	uint64_t new_object_bytes;
+	uint64_t whiteouts_folded; /* whiteouts whose lower entries were removed */
+	uint64_t opaque_folded;    /* opaque directories made plain again */
 	struct guest_stats stats; /* figures after the run */
 };
 

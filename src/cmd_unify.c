@@ -79,6 +79,9 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 		       g->new_objects, format_bytes(g->new_object_bytes, b2, sizeof(b2)));
 		if (g->files_skipped)
 			printf(", %" PRIu64 " left in the upper", g->files_skipped);
+		if (g->whiteouts_folded || g->opaque_folded)
+			printf(", %" PRIu64 " deletions and %" PRIu64 " replaced directories folded into the lower layer",
+			       g->whiteouts_folded, g->opaque_folded);
 		putchar('\n');
 	}
 	if (!o.dry_run && objects_scan(p, &oi, NULL, NULL, NULL) == 0) {
