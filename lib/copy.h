@@ -13,6 +13,10 @@ int copy_data(int src_fd, int dst_fd, uint64_t size);
 
 enum copy_tree_flags {
 	COPY_TREE_DEFAULT = 0,
+	/* Copy every name as a file of its own, even where the source
+	 * shows one inode: the link layout shows identical files of a guest
+	 * as one inode though they were never linked. */
+	COPY_TREE_NO_HARDLINKS = 1 << 0,
 };
 
 /* Copy the tree under src_fd into the (empty, existing) directory dst_fd:

@@ -63,6 +63,7 @@ struct dst_dir {
 };
 
 struct copy_ctx {
+	unsigned flags;
 	struct dst_dir *dirs; /* indexed by depth */
 	size_t n_dirs;
 	dev_t dst_dev; /* the destination root, to refuse copying into itself */
@@ -333,7 +334,7 @@ static int copy_hardlink(int dst_root, int dst_dir, const char *first, const cha
 static int copy_entry(struct copy_ctx *c, const struct walk_entry *e)
 {
 	const struct dst_dir *parent = &c->dirs[e->depth - 1];
-	bool multi = e->st.st_nlink > 1;
+	bool multi = e->st.st_nlink > 1 && !(c->flags & COPY_TREE_NO_HARDLINKS);
 	char *p;
 	int r;
 
@@ -511,8 +512,9 @@ int copy_tree(int src_fd, int dst_fd, unsigned flags, char **ret_path)
 	struct stat st;
 	int r;
 
-	if (flags != COPY_TREE_DEFAULT)
+	if (flags & ~(unsigned)COPY_TREE_NO_HARDLINKS)
 		return -EINVAL;
+	c.flags = flags;
 	/* Own fds that allow fchown/fxattr even if the caller passed O_PATH. */
 	src = openat(src_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (src < 0)

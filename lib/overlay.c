@@ -57,6 +57,28 @@ char *overlay_options(const char *lower, const char *data, const char *upper, co
 	return s;
 }
 
+char *overlay_options_readonly(const char *upper, const char *lower, const char *data)
+{
+	size_t len = escape_into(NULL, upper) + escape_into(NULL, lower) + (data ? escape_into(NULL, data) + 2 : 0) +
+		     sizeof(OVL_FIXED_OPTIONS) + 32;
+	char *s = malloc(len), *w;
+
+	if (!s)
+		return NULL;
+	w = s;
+	w += snprintf(w, len, "lowerdir=");
+	w += escape_into(w, upper);
+	*w++ = ':';
+	w += escape_into(w, lower);
+	if (data) {
+		*w++ = ':';
+		*w++ = ':';
+		w += escape_into(w, data);
+	}
+	snprintf(w, len - (size_t)(w - s), ",%s", OVL_FIXED_OPTIONS);
+	return s;
+}
+
 int overlay_mount(const char *options, const char *target)
 {
 	if (mount("vunify", target, "overlay", 0, options) < 0)

@@ -22,6 +22,11 @@
  * Returns a malloc'd string or NULL on allocation failure. */
 char *overlay_options(const char *lower, const char *data, const char *upper, const char *work);
 
+/* Options for a read-only overlay of a guest's layers with its upper as
+ * the top lower layer (export).  DATA is NULL for the link layout.
+ * Returns a malloc'd string or NULL. */
+char *overlay_options_readonly(const char *upper, const char *lower, const char *data);
+
 /* Mount an overlay at TARGET with OPTIONS.  Returns 0 or -errno. */
 int overlay_mount(const char *options, const char *target);
 

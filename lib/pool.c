@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "remove.h"
 #include "util.h"
 #include "banned.h"
 
@@ -291,21 +292,22 @@ int pool_clean_tmp(struct pool *p)
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-	int fd = openat(p->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = openat(p->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
 
 	if (fd < 0)
 		return neg_errno();
 	d = fdopendir(fd);
 	if (!d) {
-		int r = neg_errno();
+		r = neg_errno();
 		close(fd);
 		return r;
 	}
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (unlinkat(p->tmp_fd, de->d_name, 0) < 0 && errno != ENOENT)
-			return neg_errno();
+		r = remove_tree_at(p->tmp_fd, de->d_name);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }

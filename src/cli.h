@@ -39,5 +39,8 @@ int cmd_mount(const struct cli *c, int argc, char **argv);
 int cmd_umount(const struct cli *c, int argc, char **argv);
 int cmd_status(const struct cli *c, int argc, char **argv);
 int cmd_fsck(const struct cli *c, int argc, char **argv);
+int cmd_gc(const struct cli *c, int argc, char **argv);
+int cmd_export(const struct cli *c, int argc, char **argv);
+int cmd_remove(const struct cli *c, int argc, char **argv);
 
 #endif

@@ -23,7 +23,10 @@ static const struct {
 	{ "mount", cmd_mount, "mount a guest's merged root" },
 	{ "umount", cmd_umount, "unmount a guest's merged root" },
 	{ "status", cmd_status, "pool and per-guest figures" },
+	{ "gc", cmd_gc, "delete objects no guest references" },
 	{ "fsck", cmd_fsck, "verify objects and guests' lower layers" },
+	{ "export", cmd_export, "write a guest's merged tree as a plain tree" },
+	{ "remove", cmd_remove, "unregister a guest (its home keeps the whole tree)" },
 };
 
 static void usage(FILE *f)

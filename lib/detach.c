@@ -1,0 +1,282 @@
+/* Materializing a guest: the inverse of unify, used by remove.  Files come
+ * back into the upper under a staging name in HOME/staging (same
+ * filesystem) and are renamed into place without replacing anything, so
+ * at every instant a path shows either its lower entry or an equal upper
+ * copy.  Only when every visible lower entry has its upper copy, and that
+ * is durable, is the lower layer deleted; only then do whiteouts and
+ * opaque marks, which hid lower entries, go. */
+#define _GNU_SOURCE
+#include "gc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "copy.h"
+#include "layout.h"
+#include "object.h"
+#include "overlay.h"
+#include "remove.h"
+#include "util.h"
+#include "walk.h"
+#include "xattr.h"
+#include "banned.h"
+
+struct link_seen {
+	ino_t ino;
+	char *path; /* upper path of the first copy */
+};
+
+struct mat {
+	struct pool *p;
+	const struct layout_ops *ops;
+	int upper_fd, staging_fd;
+	int *ufd; /* upper dir fd by depth, -1 = hidden */
+	size_t ufd_cap;
+	struct link_seen *links;
+	size_t n_links, links_cap;
+	uint64_t files;
+};
+
+/* Is there anything at NAME in the upper dir (whiteouts included)? */
+static int upper_has(int dfd, const char *name, struct stat *ret_st)
+{
+	if (fstatat(dfd, name, ret_st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 1;
+	return errno == ENOENT ? 0 : neg_errno();
+}
+
+static int open_data(struct mat *m, const struct walk_entry *e)
+{
+	char name[OBJECT_NAME_MAX], rel[OBJECT_NAME_MAX + 4];
+	int r, fd;
+
+	if (m->p->layout == LAYOUT_LINK) {
+		fd = openat(e->parent_fd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		return fd < 0 ? neg_errno() : fd;
+	}
+	r = m->ops->lower_ref(m->p, e->parent_fd, e->name, &e->st, name);
+	if (r <= 0)
+		return r < 0 ? r : -EBADMSG;
+	fd = openat(m->p->objects_fd, object_relpath(name, rel), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	return fd < 0 ? neg_errno() : fd;
+}
+
+static int materialize_file(struct mat *m, const struct walk_entry *e, int udir)
+{
+	static unsigned long counter;
+	_cleanup_close_ int src = -1, meta = -1, dst = -1;
+	struct xattr_list xl = { 0 };
+	struct timespec ts[2] = { e->st.st_atim, e->st.st_mtim };
+	char s[64];
+	int r;
+
+	/* redirect layout: a group of hard-linked stubs is one file */
+	if (m->p->layout == LAYOUT_REDIRECT && e->st.st_nlink > 1) {
+		for (size_t i = 0; i < m->n_links; i++) {
+			if (m->links[i].ino != e->st.st_ino)
+				continue;
+			const char *fname;
+			_cleanup_close_ int fdir = open_parent_beneath(m->upper_fd, m->links[i].path, false, &fname);
+			if (fdir < 0)
+				return fdir;
+			if (linkat(fdir, fname, udir, e->name, 0) < 0 && errno != EEXIST)
+				return neg_errno();
+			m->files++;
+			return 0;
+		}
+	}
+	src = open_data(m, e);
+	if (src < 0)
+		return src;
+	meta = openat(e->parent_fd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (meta < 0)
+		return neg_errno();
+	r = xattr_list_read(meta, false, XATTR_SKIP_OVERLAY, &xl);
+	if (r < 0)
+		return r;
+	snprintf(s, sizeof(s), "m.%ld.%lu", (long)getpid(), counter++);
+	dst = openat(m->staging_fd, s, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (dst < 0) {
+		r = neg_errno();
+		goto out;
+	}
+	r = copy_data(src, dst, (uint64_t)e->st.st_size);
+	if (r == 0 && fchown(dst, e->st.st_uid, e->st.st_gid) < 0)
+		r = neg_errno();
+	if (r == 0 && fchmod(dst, e->st.st_mode & 07777) < 0)
+		r = neg_errno();
+	if (r == 0)
+		r = xattr_list_apply(dst, false, &xl);
+	if (r == 0 && futimens(dst, ts) < 0)
+		r = neg_errno();
+	if (r == 0 && renameat2(m->staging_fd, s, udir, e->name, RENAME_NOREPLACE) < 0)
+		r = neg_errno();
+	if (r < 0) {
+		unlinkat(m->staging_fd, s, 0);
+		goto out;
+	}
+	m->files++;
+	if (m->p->layout == LAYOUT_REDIRECT && e->st.st_nlink > 1) {
+		if (m->n_links == m->links_cap) {
+			size_t nc = m->links_cap ? m->links_cap * 2 : 64;
+			struct link_seen *nl = realloc(m->links, nc * sizeof(*nl));
+			if (!nl) {
+				r = -ENOMEM;
+				goto out;
+			}
+			m->links = nl;
+			m->links_cap = nc;
+		}
+		m->links[m->n_links].ino = e->st.st_ino;
+		m->links[m->n_links].path = strdup(e->path);
+		if (!m->links[m->n_links].path) {
+			r = -ENOMEM;
+			goto out;
+		}
+		m->n_links++;
+	}
+out:
+	xattr_list_free(&xl);
+	return r;
+}
+
+static int mat_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+{
+	struct mat *m = ud;
+	int udir, r;
+	struct stat st;
+
+	if (e->depth + 1 > m->ufd_cap) {
+		size_t nc = m->ufd_cap ? m->ufd_cap * 2 : 64;
+		int *nv = realloc(m->ufd, nc * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		m->ufd = nv;
+		m->ufd_cap = nc;
+	}
+	if (e->depth == 0) {
+		if (ev == WALK_DIR_PRE)
+			m->ufd[0] = m->upper_fd;
+		return 0;
+	}
+	udir = m->ufd[e->depth - 1];
+	if (ev == WALK_DIR_POST) {
+		if (m->ufd[e->depth] >= 0)
+			close(m->ufd[e->depth]);
+		return 0;
+	}
+	r = upper_has(udir, e->name, &st);
+	if (r < 0)
+		return r;
+	if (ev == WALK_DIR_PRE) {
+		char v[4];
+		int fd;
+		if (r == 1 && !S_ISDIR(st.st_mode))
+			return WALK_SKIP; /* a whiteout or a file hides it */
+		if (r == 0 && mkdirat(udir, e->name, e->st.st_mode & 07777) < 0)
+			return neg_errno();
+		fd = openat(udir, e->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return neg_errno();
+		if (fgetxattr(fd, OVL_XATTR_OPAQUE, v, sizeof(v)) == 1 && v[0] == 'y') {
+			close(fd);
+			return WALK_SKIP;
+		}
+		m->ufd[e->depth] = fd;
+		return 0;
+	}
+	if (r == 1 || !S_ISREG(e->st.st_mode))
+		return 0; /* hidden by the upper */
+	return materialize_file(m, e, udir);
+}
+
+/* Drop whiteouts and opaque marks (they hide nothing once the lower layer
+ * is gone). */
+static int unmark_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+{
+	(void)ud;
+	if (ev == WALK_DIR_PRE) {
+		if (fremovexattr(e->fd, OVL_XATTR_OPAQUE) < 0 && errno != ENODATA && errno != ENOTSUP)
+			return neg_errno();
+		return 0;
+	}
+	if (ev != WALK_ENTRY)
+		return 0;
+	if (S_ISCHR(e->st.st_mode) && e->st.st_rdev == 0) {
+		if (unlinkat(e->parent_fd, e->name, 0) < 0)
+			return neg_errno();
+	} else if (S_ISREG(e->st.st_mode) && e->st.st_size == 0) {
+		_cleanup_close_ int fd = openat(e->parent_fd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0 && fgetxattr(fd, OVL_XATTR_WHITEOUT, NULL, 0) >= 0 && unlinkat(e->parent_fd, e->name, 0) < 0)
+			return neg_errno();
+	}
+	return 0;
+}
+
+int guest_materialize(struct pool *p, const struct guest *g, int home_fd, uint64_t *ret_files)
+{
+	struct mat m = { .p = p, .ops = layout_ops_for(p->layout), .upper_fd = -1, .staging_fd = -1 };
+	_cleanup_close_ int lower_fd = -1;
+	int r;
+
+	m.upper_fd = openat(home_fd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (m.upper_fd < 0)
+		return neg_errno();
+	if (mkdirat(home_fd, HOME_STAGING, 0700) < 0 && errno != EEXIST) {
+		r = neg_errno();
+		goto out;
+	}
+	m.staging_fd = openat(home_fd, HOME_STAGING, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (m.staging_fd < 0) {
+		r = neg_errno();
+		goto out;
+	}
+	lower_fd = guest_open_lower(p, g, home_fd, false);
+	if (lower_fd >= 0) {
+		r = walk_tree(lower_fd, mat_cb, &m);
+		if (r == 0 && syncfs(m.upper_fd) < 0)
+			r = neg_errno();
+		if (r < 0)
+			goto out;
+		close(lower_fd);
+		lower_fd = -1;
+		if (p->layout == LAYOUT_LINK) {
+			_cleanup_close_ int roots = openat(p->fd, "roots", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			r = roots < 0 ? neg_errno() : remove_tree_at(roots, g->name);
+			if (r == 0 && roots >= 0 && syncfs(roots) < 0)
+				r = neg_errno();
+		} else {
+			r = remove_tree_at(home_fd, HOME_META);
+			if (r == 0 && syncfs(home_fd) < 0)
+				r = neg_errno();
+		}
+		if (r < 0)
+			goto out;
+	} else if (lower_fd != -ENOENT) {
+		r = lower_fd;
+		goto out;
+	}
+	r = walk_tree(m.upper_fd, unmark_cb, NULL);
+	if (r == 0)
+		r = remove_tree_at(home_fd, HOME_STAGING);
+	if (r == 0 && syncfs(m.upper_fd) < 0)
+		r = neg_errno();
+out:
+	if (ret_files)
+		*ret_files = m.files;
+	for (size_t i = 0; i < m.n_links; i++)
+		free(m.links[i].path);
+	free(m.links);
+	free(m.ufd);
+	if (m.upper_fd >= 0)
+		close(m.upper_fd);
+	if (m.staging_fd >= 0)
+		close(m.staging_fd);
+	return r;
+}

@@ -1,0 +1,118 @@
+/* export.  The guest need not be unmounted: its layers are only read. */
+#define _GNU_SOURCE
+#include "export.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "copy.h"
+#include "overlay.h"
+#include "remove.h"
+#include "util.h"
+#include "banned.h"
+
+int guest_export(struct pool *p, const struct guest *g, const char *dest, char **ret_path)
+{
+	_cleanup_free_ char *d1 = strdup(dest), *d2 = strdup(dest), *upper = NULL, *lower = NULL, *data = NULL,
+			    *opts = NULL, *mnt = NULL, *tmpname = NULL;
+	_cleanup_close_ int parent = -1, mfd = -1, tfd = -1;
+	const char *base;
+	char mname[64];
+	struct stat st;
+	int r;
+
+	if (!d1 || !d2)
+		return -ENOMEM;
+	base = basename(d1);
+	if (!*base || !strcmp(base, ".") || !strcmp(base, "..") || !strcmp(base, "/"))
+		return -EINVAL;
+	parent = open(dirname(d2), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (parent < 0)
+		return neg_errno();
+	if (fstatat(parent, base, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return -EEXIST;
+	if (asprintf(&tmpname, "%s.vunify-tmp", base) < 0)
+		return -ENOMEM;
+	r = remove_tree_at(parent, tmpname);
+	if (r < 0)
+		return r;
+
+	upper = path_join(g->home, HOME_UPPER);
+	if (p->layout == LAYOUT_REDIRECT) {
+		lower = path_join(g->home, HOME_META);
+		data = path_join(p->path, "objects");
+	} else {
+		_cleanup_free_ char *roots = path_join(p->path, "roots");
+		lower = roots ? path_join(roots, g->name) : NULL;
+	}
+	if (!upper || !lower || (p->layout == LAYOUT_REDIRECT && !data))
+		return -ENOMEM;
+	{
+		/* a never-unified guest has no lower layer yet: an empty one */
+		_cleanup_close_ int lfd = open(lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (lfd < 0 && errno == ENOENT && mkdir(lower, 0755) < 0 && errno != EEXIST)
+			return neg_errno();
+	}
+	opts = overlay_options_readonly(upper, lower, data);
+	if (!opts)
+		return -ENOMEM;
+	if (unshare(CLONE_NEWNS) < 0)
+		return neg_errno();
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return neg_errno();
+	snprintf(mname, sizeof(mname), "export.%ld", (long)getpid());
+	if (mkdirat(p->tmp_fd, mname, 0700) < 0 && errno != EEXIST)
+		return neg_errno();
+	mnt = path_join(p->path, "tmp");
+	if (!mnt)
+		return -ENOMEM;
+	{
+		char *m2 = path_join(mnt, mname);
+		free(mnt);
+		mnt = m2;
+		if (!mnt)
+			return -ENOMEM;
+	}
+	if (mount("vunify", mnt, "overlay", MS_RDONLY, opts) < 0) {
+		r = neg_errno();
+		unlinkat(p->tmp_fd, mname, AT_REMOVEDIR);
+		return r;
+	}
+	mfd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (mfd < 0) {
+		r = neg_errno();
+		goto out_umount;
+	}
+	if (mkdirat(parent, tmpname, 0700) < 0) {
+		r = neg_errno();
+		goto out_umount;
+	}
+	tfd = openat(parent, tmpname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (tfd < 0) {
+		r = neg_errno();
+		goto out_umount;
+	}
+	r = copy_tree(mfd, tfd, p->layout == LAYOUT_LINK ? COPY_TREE_NO_HARDLINKS : COPY_TREE_DEFAULT, ret_path);
+	if (r == 0 && syncfs(tfd) < 0)
+		r = neg_errno();
+	if (r == 0 && renameat2(parent, tmpname, parent, base, RENAME_NOREPLACE) < 0)
+		r = neg_errno();
+	if (r == 0)
+		r = fsync_dir(parent);
+out_umount:
+	if (mfd >= 0) {
+		close(mfd);
+		mfd = -1;
+	}
+	umount2(mnt, MNT_DETACH);
+	unlinkat(p->tmp_fd, mname, AT_REMOVEDIR);
+	return r;
+}

@@ -1,0 +1,58 @@
+/* vunify export. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "export.h"
+#include "util.h"
+#include "banned.h"
+
+int cmd_export(const struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
+	_cleanup_free_ char *path = NULL;
+	struct pool *p;
+	struct guest *g = NULL;
+	int ch, r, ret = 1;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (ch == 'h') {
+			printf("usage: vunify [-p POOL] export GUEST DEST\n\n"
+			       "Write GUEST's whole merged tree to DEST (which must not exist) as a plain\n"
+			       "standalone tree: the way to move a guest off the pool.\n");
+			return 0;
+		}
+		return cli_usage("export", "bad option");
+	}
+	if (argc - optind != 2)
+		return cli_usage("export", "expected GUEST DEST");
+	p = cli_open_pool(c, POOL_LOCK_SHARED);
+	if (!p)
+		return 1;
+	r = pool_guest_load(p, argv[optind], &g);
+	if (r < 0) {
+		cli_error("export", argv[optind], r, r == -ENOENT ? "no such guest" : NULL);
+		goto out;
+	}
+	{
+		int hfd = guest_open_home(p, g);
+		if (hfd < 0) {
+			cli_error("export: home", g->home, hfd, cli_hint(hfd));
+			goto out;
+		}
+		close(hfd);
+	}
+	r = guest_export(p, g, argv[optind + 1], &path);
+	if (r < 0) {
+		cli_error("export", path ? path : argv[optind + 1], r, r == -EEXIST ? "destination exists" : NULL);
+		goto out;
+	}
+	printf("vunify: guest '%s' exported to '%s'\n", g->name, argv[optind + 1]);
+	ret = 0;
+out:
+	guest_free(g);
+	pool_close(p);
+	return ret;
+}
