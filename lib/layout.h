@@ -53,6 +53,10 @@ struct layout_ops {
 	int (*lower_ref)(struct pool *p, int dir_fd, const char *entry, const struct stat *st, char *ret_name);
 };
 
+/* fsck --repair, link layout: make a lower file that lost its object an
+ * object again (it holds the content and metadata).  Returns 0 or -errno. */
+int link_relink(struct pool *p, int dir_fd, const char *entry);
+
 extern const struct layout_ops layout_redirect_ops;
 extern const struct layout_ops layout_link_ops;
 

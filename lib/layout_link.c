@@ -132,3 +132,48 @@ const struct layout_ops layout_link_ops = {
 	.place = link_place,
 	.lower_ref = link_lower_ref,
 };
+
+int link_relink(struct pool *p, int dir_fd, const char *entry)
+{
+	struct file_meta m = { 0 };
+	char name[OBJECT_NAME_MAX], rel[OBJECT_NAME_MAX + 4];
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	fd = openat(dir_fd, entry, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return neg_errno();
+	if (fstat(fd, &m.st) < 0)
+		return neg_errno();
+	if (!S_ISREG(m.st.st_mode))
+		return -EINVAL;
+	r = hash_fd(fd, (uint64_t)m.st.st_size, m.hash);
+	if (r == 0)
+		r = xattr_list_read(fd, false, XATTR_SKIP_OVERLAY, &m.xattrs);
+	if (r == 0)
+		r = link_object_name(&m, name);
+	if (r < 0)
+		goto out;
+	object_relpath(name, rel);
+	/* The file already is the content and metadata the name says: it
+	 * becomes the object.  If an object of that name exists, the entry is
+	 * switched to it instead (same content and metadata: same view). */
+	if (linkat(dir_fd, entry, p->objects_fd, rel, 0) == 0)
+		goto out;
+	if (errno != EEXIST) {
+		r = neg_errno();
+		goto out;
+	}
+	{
+		char s[64];
+		snprintf(s, sizeof(s), "r.%ld", (long)getpid());
+		unlinkat(p->tmp_fd, s, 0);
+		if (linkat(p->objects_fd, rel, p->tmp_fd, s, 0) < 0 || renameat(p->tmp_fd, s, dir_fd, entry) < 0) {
+			r = neg_errno();
+			unlinkat(p->tmp_fd, s, 0);
+		}
+	}
+out:
+	xattr_list_free(&m.xattrs);
+	return r;
+}

@@ -195,11 +195,15 @@ struct lscan {
 	uint64_t problems;
 };
 
-static void problem(struct lscan *s, const char *path, const char *what)
+/* Returns 1 if the caller repaired the entry, 0 if it stays a problem,
+ * or -errno. */
+static int problem(struct lscan *s, const struct walk_entry *e, enum lower_problem kind, const char *what)
 {
-	s->problems++;
-	if (s->on_problem)
-		s->on_problem(path, what, s->ud);
+	int r = s->on_problem ? s->on_problem(e, kind, what, s->ud) : 0;
+
+	if (r == 0)
+		s->problems++;
+	return r;
 }
 
 static int lscan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
@@ -212,13 +216,14 @@ static int lscan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 		return 0;
 	if (!S_ISREG(e->st.st_mode)) {
 		if (s->check)
-			problem(s, e->path, "not a regular file in the lower layer");
+			return MIN(problem(s, e, LOWER_BAD_TYPE, "not a regular file in the lower layer"), 0);
 		return 0;
 	}
 	r = s->ops->lower_ref(s->p, e->parent_fd, e->name, &e->st, name);
 	if (r == -EBADMSG) {
-		problem(s, e->path, s->ops->kind == LAYOUT_LINK ? "not linked into the pool" : "malformed stub");
-		return 0;
+		if (s->ops->kind == LAYOUT_LINK)
+			return MIN(problem(s, e, LOWER_UNLINKED, "not linked to any object"), 0);
+		return MIN(problem(s, e, LOWER_MALFORMED, "malformed stub (no valid metacopy/redirect)"), 0);
 	}
 	if (r < 0)
 		return r;
@@ -227,8 +232,10 @@ static int lscan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	if (s->ops->kind == LAYOUT_LINK) {
 		const char *n = s->map ? object_map_find(s->map, e->st.st_ino) : NULL;
 		if (!n) {
-			problem(s, e->path, "not linked to any object");
-			return 0;
+			r = problem(s, e, LOWER_UNLINKED, "not linked to any object");
+			if (r <= 0 || !s->map)
+				return MIN(r, 0);
+			return 0; /* repaired: counted again by the next scan */
 		}
 		memcpy(name, n, strlen(n) + 1);
 	}
@@ -244,9 +251,13 @@ static int lscan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 		if (r < 0)
 			return r;
 		if (r == 0)
-			problem(s, e->path, "references a missing object");
+			r = problem(s, e, LOWER_MISSING_OBJECT, "references a missing object");
 		else if (ost.st_size != e->st.st_size)
-			problem(s, e->path, "size differs from its object");
+			r = problem(s, e, LOWER_SIZE_MISMATCH, "size differs from its object");
+		else
+			r = 0;
+		if (r < 0)
+			return r;
 	}
 	if (s->st.n_refs + 1 >= s->refs_cap) {
 		size_t nc = s->refs_cap ? s->refs_cap * 2 : 1024;

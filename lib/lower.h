@@ -34,8 +34,21 @@ struct lower_stats {
 	size_t n_refs;
 };
 
-/* Problem reporter for fsck: PATH relative to the lower layer. */
-typedef void (*lower_problem_fn)(const char *path, const char *problem, void *ud);
+struct walk_entry;
+
+enum lower_problem {
+	LOWER_BAD_TYPE,       /* not a regular file (or directory) */
+	LOWER_MALFORMED,      /* redirect: stub without valid metacopy/redirect */
+	LOWER_UNLINKED,       /* link: file not linked to any object */
+	LOWER_MISSING_OBJECT, /* redirect: the object is not in the pool */
+	LOWER_SIZE_MISMATCH,  /* redirect: stub size differs from its object */
+};
+
+/* Problem reporter for fsck; e->path is relative to the lower layer and
+ * e->parent_fd valid during the call.  Returns 1 if it repaired the entry
+ * (not counted as a problem), 0 if not, or -errno to stop the scan. */
+typedef int (*lower_problem_fn)(const struct walk_entry *e, enum lower_problem kind, const char *problem,
+				void *ud);
 
 /* Scan a lower layer.  MAP is required for the link layout.  CHECK also
  * verifies every referenced object exists with the stub's size, reporting

@@ -49,7 +49,15 @@ struct pool *cli_open_pool(const struct cli *c, enum pool_lock lock)
 {
 	struct pool *p = NULL;
 	unsigned line = 0;
-	int r = pool_open(c->pool_path, lock, true, &p, &line);
+	int r = pool_open(c->pool_path, lock, false, &p, &line);
+
+	if (r == -EWOULDBLOCK) {
+		/* Another vunify holds the pool; say so rather than hang
+		 * silently.  The lock dies with its holder, so a killed command
+		 * never blocks us for good. */
+		fprintf(stderr, "vunify: waiting for another vunify command on pool '%s' to finish\n", c->pool_path);
+		r = pool_open(c->pool_path, lock, true, &p, &line);
+	}
 
 	if (r == -ENOENT)
 		cli_error("open pool", c->pool_path, r, "create one with 'vunify init'");

@@ -1,6 +1,8 @@
-/* vunify fsck: re-hash every object, then check each guest's lower layer
- * points only at existing objects of the right size. */
+/* vunify fsck: re-hash every object, check each guest's lower layer and
+ * the pool's record of what it references, clean leftovers of killed
+ * commands, and with --repair fix what can be fixed without guessing. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -11,23 +13,31 @@
 
 #include "cli.h"
 #include "hash.h"
+#include "layout.h"
 #include "lower.h"
+#include "remove.h"
+#include "unify.h"
 #include "util.h"
+#include "walk.h"
 #include "banned.h"
 
 static void help(void)
 {
-	printf("usage: vunify [-p POOL] fsck [GUEST...]\n\n"
-	       "Re-hash every object (its name must be the SHA-256 of its content) and\n"
-	       "check that every guest's lower layer points at existing, intact objects.\n"
-	       "Exits 1 and names each problem found; a guest whose home is not attached\n"
-	       "is reported but is not a problem.\n");
+	printf("usage: vunify [-p POOL] fsck [--repair] [GUEST...]\n\n"
+	       "Re-hash every object (its name must be the SHA-256 of its content), check\n"
+	       "that every guest's lower layer points at existing, intact objects and that\n"
+	       "the pool's record of each guest's references is complete, and remove\n"
+	       "leftovers of interrupted commands.  Exits 1 and names each problem.  A\n"
+	       "guest whose home is not attached is reported, not counted as a problem.\n\n"
+	       "  --repair   rewrite incomplete reference records; in the link layout, make\n"
+	       "             files that lost their object objects again\n");
 }
 
 struct fsck {
-	uint64_t problems;
-	uint64_t checked;
+	uint64_t problems, checked, repaired, leftovers;
 	const char *guest;
+	struct pool *p;
+	bool repair;
 };
 
 static int check_object(int fan_fd, const char *name, const struct stat *st, void *ud)
@@ -39,7 +49,7 @@ static int check_object(int fan_fd, const char *name, const struct stat *st, voi
 	int r;
 
 	if (!S_ISREG(st->st_mode) || strlen(name) < HASH_HEX_LEN || !hash_is_hex(name)) {
-		printf("object %s: not an object (unexpected file in objects/)\n", name);
+		printf("object %s: not an object (unexpected entry in objects/)\n", name);
 		f->problems++;
 		return 0;
 	}
@@ -64,16 +74,104 @@ static int check_object(int fan_fd, const char *name, const struct stat *st, voi
 	return 0;
 }
 
-static void on_problem(const char *path, const char *problem, void *ud)
+static int on_problem(const struct walk_entry *e, enum lower_problem kind, const char *problem, void *ud)
 {
 	struct fsck *f = ud;
 
-	printf("guest %s: /%s: %s\n", f->guest, path, problem);
+	if (f->repair && kind == LOWER_UNLINKED) {
+		int r = link_relink(f->p, e->parent_fd, e->name);
+		if (r == 0) {
+			printf("guest %s: /%s: %s: repaired (made an object again)\n", f->guest, e->path, problem);
+			f->repaired++;
+			return 1;
+		}
+		printf("guest %s: /%s: %s; repair failed: %s\n", f->guest, e->path, problem, strerror(-r));
+		return 0;
+	}
+	printf("guest %s: /%s: %s\n", f->guest, e->path, problem);
+	return 0;
+}
+
+/* Entries of a directory, for leftovers. */
+static int count_and_clean(int dfd, const char *sub, uint64_t *count)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : neg_errno();
+	d = fdopendir(fd);
+	if (!d) {
+		r = neg_errno();
+		close(fd);
+		return r;
+	}
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		r = remove_tree_at(fd, de->d_name);
+		if (r < 0)
+			return r;
+		(*count)++;
+	}
+	return 0;
+}
+
+/* Is every object the lower references in the pool's record? */
+static int check_record(struct fsck *f, const struct guest *g, const struct lower_stats *ls)
+{
+	_cleanup_close_ int gfd = openat(f->p->guests_fd, g->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_free_ char *buf = NULL;
+	uint64_t missing = 0;
+	size_t len = 0;
+	int r;
+
+	if (gfd < 0)
+		return neg_errno();
+	r = read_file_at(gfd, "refs", SIZE_MAX / 2, &buf, &len);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	{
+		/* both lists are sorted: one merge pass */
+		const char *s = buf && len ? buf : "";
+		for (size_t i = 0; i < ls->n_refs; i++) {
+			int cmp = 1;
+			while (*s) {
+				const char *e = strchr(s, '\n');
+				size_t l = e ? (size_t)(e - s) : strlen(s), nl = strlen(ls->refs[i]);
+				cmp = strncmp(s, ls->refs[i], MIN(l, nl));
+				if (cmp == 0)
+					cmp = (l > nl) - (l < nl);
+				if (cmp >= 0)
+					break;
+				s = e ? e + 1 : s + l;
+			}
+			missing += cmp != 0;
+		}
+	}
+	if (!missing)
+		return 0;
+	if (f->repair) {
+		printf("guest %s: %" PRIu64 " referenced objects missing from the pool's record: repaired\n", g->name,
+		       missing);
+		f->repaired++;
+		return 1;
+	}
+	printf("guest %s: %" PRIu64 " referenced objects missing from the pool's record (gc could delete them; "
+	       "run fsck --repair)\n",
+	       g->name, missing);
+	f->problems++;
+	return 0;
 }
 
 int cmd_fsck(const struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
+	static const struct option opts[] = {
+		{ "repair", no_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
 	struct fsck f = { 0 };
 	struct object_map *map = NULL;
 	struct pool *p;
@@ -81,15 +179,25 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 	int ch, r, n, ret = 1;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (ch == 'h') {
+		if (ch == 'r')
+			f.repair = true;
+		else if (ch == 'h') {
 			help();
 			return 0;
-		}
-		return cli_usage("fsck", "bad option");
+		} else
+			return cli_usage("fsck", "bad option");
 	}
-	p = cli_open_pool(c, POOL_LOCK_SHARED);
+	/* exclusive: leftovers of other writers are only garbage while no
+	 * writer runs */
+	p = cli_open_pool(c, POOL_LOCK_EXCLUSIVE);
 	if (!p)
 		return 1;
+	f.p = p;
+	r = count_and_clean(p->fd, "tmp", &f.leftovers);
+	if (r < 0) {
+		cli_error("fsck: clean", "tmp", r, NULL);
+		goto out;
+	}
 	r = objects_scan(p, NULL, p->layout == LAYOUT_LINK ? &map : NULL, check_object, &f);
 	if (r < 0) {
 		cli_error("fsck: objects of", p->path, r, NULL);
@@ -125,6 +233,11 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 			guest_free(g);
 			continue;
 		}
+		r = count_and_clean(hfd, HOME_STAGING, &f.leftovers);
+		if (r == 0)
+			r = remove_tree_at(hfd, HOME_UPPER ".new");
+		if (r < 0)
+			printf("guest %s: cannot clean leftovers: %s\n", g->name, strerror(-r));
 		lfd = guest_open_lower(p, g, hfd, false);
 		if (lfd == -ENOENT) {
 			guest_free(g);
@@ -141,13 +254,22 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 		if (r < 0) {
 			printf("guest %s: cannot scan lower layer: %s\n", g->name, strerror(-r));
 			f.problems++;
+		} else if (check_record(&f, g, &ls) == 1 || f.repaired) {
+			r = guest_refresh_stats(p, g, hfd);
+			if (r < 0)
+				printf("guest %s: cannot rewrite its record: %s\n", g->name, strerror(-r));
 		}
 		f.problems += probs;
 		lower_stats_free(&ls);
 		guest_free(g);
 	}
-	printf("fsck: %" PRIu64 " objects checked, %" PRIu64 " problem%s\n", f.checked, f.problems,
+	if (f.leftovers)
+		printf("fsck: removed %" PRIu64 " leftovers of interrupted commands\n", f.leftovers);
+	printf("fsck: %" PRIu64 " objects checked, %" PRIu64 " problem%s", f.checked, f.problems,
 	       f.problems == 1 ? "" : "s");
+	if (f.repaired)
+		printf(", %" PRIu64 " repaired", f.repaired);
+	putchar('\n');
 	ret = f.problems ? 1 : 0;
 out:
 	object_map_free(map);
