@@ -110,6 +110,20 @@ static void unescape_octal(char *s)
 	*w = '\0';
 }
 
+/* Undo overlayfs' own backslash escapes in place: the kernel shows
+ * lowerdir/upperdir/workdir as they were given, e.g. "a\,b" for "a,b". */
+static void unescape_backslash(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if (*s == '\\' && s[1])
+			s++;
+		*w++ = *s;
+	}
+	*w = '\0';
+}
+
 /* Find "key=" in a comma-separated option list, honouring backslash
  * escapes of commas; copies the raw value into a malloc'd string. */
 static char *option_value(const char *opts, const char *key)
@@ -153,6 +167,7 @@ int overlay_find_mounts(const char *upper, char **ret_target)
 		if (!val)
 			continue;
 		unescape_octal(val);
+		unescape_backslash(val);
 		if (!strcmp(val, upper)) {
 			if (found == 0 && ret_target) {
 				/* field 5 is the mount point */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "layout.h"
@@ -378,6 +379,9 @@ static int normalize_guest(struct ginfo *gi)
 struct hash_job {
 	struct ufile **items;
 	size_t n;
+	uint64_t bytes_total;
+	const struct unify_options *o;
+	struct timespec start, last;
 	size_t next; /* atomic */
 	int error;   /* first fatal error, atomic */
 	uint64_t bytes;
@@ -437,10 +441,40 @@ static int hash_one(struct ginfo *gi, struct ufile *f)
 	return hash_fd(fd, (uint64_t)f->m.st.st_size, f->m.hash);
 }
 
+static double since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static void hash_report(struct hash_job *j, bool final)
+{
+	struct unify_progress pr = { .phase = "hash" };
+
+	if (!j->o->progress || (!final && since(&j->last) < 0.25))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &j->last);
+	pr.files_done = MIN(__atomic_load_n(&j->next, __ATOMIC_RELAXED), j->n);
+	pr.files_total = j->n;
+	pr.bytes_done = __atomic_load_n(&j->bytes, __ATOMIC_RELAXED);
+	pr.bytes_total = j->bytes_total;
+	pr.elapsed = since(&j->start);
+	j->o->progress(&pr, j->o->progress_userdata);
+}
+
+/* The calling thread runs this too (main == true) and reports progress. */
+static void hash_loop(struct hash_job *j, bool main_thread);
+
 static void *hash_worker(void *arg)
 {
-	struct hash_job *j = arg;
+	hash_loop(arg, false);
+	return NULL;
+}
 
+static void hash_loop(struct hash_job *j, bool main_thread)
+{
 	for (;;) {
 		size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
 		struct ufile *f;
@@ -459,13 +493,15 @@ static void *hash_worker(void *arg)
 			int zero = 0;
 			__atomic_compare_exchange_n(&j->error, &zero, r, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 		}
+		if (main_thread)
+			hash_report(j, false);
 	}
-	return NULL;
 }
 
-static int hash_all(struct ginfo *guests, size_t ng, unsigned jobs, uint64_t *ret_bytes)
+static int hash_all(struct ginfo *guests, size_t ng, const struct unify_options *o, uint64_t *ret_bytes)
 {
-	struct hash_job j = { .guests = guests };
+	struct hash_job j = { .guests = guests, .o = o };
+	unsigned jobs = o->jobs;
 	pthread_t th[64];
 	unsigned nth;
 	size_t cap = 0;
@@ -477,8 +513,12 @@ static int hash_all(struct ginfo *guests, size_t ng, unsigned jobs, uint64_t *re
 		return -ENOMEM;
 	for (size_t g = 0; g < ng; g++)
 		for (size_t i = 0; i < guests[g].n; i++)
-			if (guests[g].files[i].state == UF_CANDIDATE)
+			if (guests[g].files[i].state == UF_CANDIDATE) {
 				j.items[j.n++] = &guests[g].files[i];
+				j.bytes_total += (uint64_t)guests[g].files[i].m.st.st_size;
+			}
+	clock_gettime(CLOCK_MONOTONIC, &j.start);
+	j.last = j.start;
 	nth = jobs ? jobs : (unsigned)MAX(1L, sysconf(_SC_NPROCESSORS_ONLN));
 	nth = MIN(nth, (unsigned)ARRAY_SIZE(th));
 	for (unsigned t = 1; t < nth; t++)
@@ -486,9 +526,10 @@ static int hash_all(struct ginfo *guests, size_t ng, unsigned jobs, uint64_t *re
 			nth = t;
 			break;
 		}
-	hash_worker(&j);
+	hash_loop(&j, true);
 	for (unsigned t = 1; t < nth; t++)
 		pthread_join(th[t], NULL);
+	hash_report(&j, true);
 	free(j.items);
 	*ret_bytes = j.bytes;
 	return j.error;
@@ -743,7 +784,22 @@ static int apply_batch(struct pool *p, const struct layout_ops *ops, struct ginf
 	return 0;
 }
 
-static int apply_guest(struct pool *p, struct ginfo *gi)
+struct store_progress {
+	const struct unify_options *o;
+	struct unify_progress pr;
+	struct timespec start, last;
+};
+
+static void store_report(struct store_progress *sp, bool final)
+{
+	if (!sp->o->progress || (!final && since(&sp->last) < 0.25))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &sp->last);
+	sp->pr.elapsed = since(&sp->start);
+	sp->o->progress(&sp->pr, sp->o->progress_userdata);
+}
+
+static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *sp)
 {
 	const struct layout_ops *ops = layout_ops_for(p->layout);
 	struct batch b = { 0 };
@@ -778,6 +834,9 @@ static int apply_guest(struct pool *p, struct ginfo *gi)
 				break;
 			b.files[b.n++] = f;
 			b.bytes += (uint64_t)f->m.st.st_size;
+			sp->pr.files_done++;
+			sp->pr.bytes_done += (uint64_t)f->m.st.st_size;
+			store_report(sp, false);
 		}
 		if (b.n && (!f || b.n == BATCH_FILES || b.bytes >= BATCH_BYTES)) {
 			r = apply_batch(p, ops, gi, &b);
@@ -977,7 +1036,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 				f->state = UF_CANDIDATE;
 		}
 	}
-	r = hash_all(gis, ng, o->jobs, &res.bytes_hashed);
+	r = hash_all(gis, ng, o, &res.bytes_hashed);
 	if (r < 0)
 		goto out;
 	r = decide(p, gis, ng);
@@ -996,8 +1055,17 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 			}
 		free(seen.v);
 	} else {
+		struct store_progress sp = { .o = o, .pr = { .phase = "store" } };
+		for (size_t i = 0; i < ng; i++)
+			for (size_t k = 0; k < gis[i].n; k++)
+				if (gis[i].files[k].state == UF_CHOSEN) {
+					sp.pr.files_total++;
+					sp.pr.bytes_total += (uint64_t)gis[i].files[k].m.st.st_size;
+				}
+		clock_gettime(CLOCK_MONOTONIC, &sp.start);
+		sp.last = sp.start;
 		for (size_t i = 0; i < ng; i++) {
-			r = apply_guest(p, &gis[i]);
+			r = apply_guest(p, &gis[i], &sp);
 			if (r == 0)
 				r = guest_refresh_stats(p, gis[i].g, gis[i].home_fd);
 			else
@@ -1007,6 +1075,8 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 				goto out;
 			}
 			gis[i].res->stats = gis[i].g->stats;
+			if (i + 1 == ng)
+				store_report(&sp, true);
 			res.new_objects += gis[i].res->new_objects;
 			res.new_object_bytes += gis[i].res->new_object_bytes;
 		}

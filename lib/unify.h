@@ -16,9 +16,20 @@
 
 #include "pool.h"
 
+struct unify_progress {
+	const char *phase; /* "hash", "store" */
+	uint64_t files_done, files_total;
+	uint64_t bytes_done, bytes_total;
+	double elapsed; /* seconds since the phase began */
+};
+
 struct unify_options {
 	bool dry_run;
 	unsigned jobs; /* hashing threads; 0 = number of CPUs */
+	/* Called from the calling thread a few times a second, and once at
+	 * the end of each phase; may be NULL. */
+	void (*progress)(const struct unify_progress *pr, void *userdata);
+	void *progress_userdata;
 };
 
 struct unify_guest_result {

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -29,16 +30,50 @@ static void help(void)
 	       "the pool's record of each guest's references is complete, and remove\n"
 	       "leftovers of interrupted commands.  Exits 1 and names each problem.  A\n"
 	       "guest whose home is not attached is reported, not counted as a problem.\n\n"
+	       "  --progress / -q, --quiet   progress line on stderr (default: on a terminal)\n"
 	       "  --repair   rewrite incomplete reference records; in the link layout, make\n"
 	       "             files that lost their object objects again\n");
 }
 
 struct fsck {
 	uint64_t problems, checked, repaired, leftovers;
+	bool progress;
+	uint64_t bytes_done, bytes_total, objects_total;
+	struct timespec start, last;
 	const char *guest;
 	struct pool *p;
 	bool repair;
 };
+
+static double since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* "fsck: 1234/5678 objects, 1.0/1.3 GiB, 800 MiB/s, ETA 0:01" on stderr */
+static void report(struct fsck *f, bool final)
+{
+	char b1[32], b2[32], b3[32];
+	double el, rate;
+
+	if (!f->progress || (!final && since(&f->last) < 0.25))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &f->last);
+	el = since(&f->start);
+	rate = el > 0 ? (double)f->bytes_done / el : 0;
+	fprintf(stderr, "\r\033[Kfsck: %llu/%llu objects, %s/%s, %s/s", (unsigned long long)f->checked,
+		(unsigned long long)f->objects_total, format_bytes(f->bytes_done, b1, sizeof(b1)),
+		format_bytes(f->bytes_total, b2, sizeof(b2)), format_bytes((uint64_t)rate, b3, sizeof(b3)));
+	if (!final && rate > 0) {
+		unsigned long eta = (unsigned long)((double)(f->bytes_total - f->bytes_done) / rate);
+		fprintf(stderr, ", ETA %lu:%02lu", eta / 60, eta % 60);
+	}
+	fputs(final ? "\n" : "", stderr);
+	fflush(stderr);
+}
 
 static int check_object(int fan_fd, const char *name, const struct stat *st, void *ud)
 {
@@ -65,6 +100,8 @@ static int check_object(int fan_fd, const char *name, const struct stat *st, voi
 		f->problems++;
 		return 0;
 	}
+	f->bytes_done += (uint64_t)st->st_size;
+	report(f, false);
 	hash_to_hex(h, hex);
 	if (memcmp(hex, name, HASH_HEX_LEN)) {
 		printf("object %s: content does not match its name (content hashes to %s)\n", name, hex);
@@ -169,6 +206,8 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "repair", no_argument, NULL, 'r' },
+		{ "progress", no_argument, NULL, 'P' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -176,11 +215,15 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 	struct object_map *map = NULL;
 	struct pool *p;
 	char **names = NULL;
-	int ch, r, n, ret = 1;
+	int ch, r, n, ret = 1, progress = -1;
 
-	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		if (ch == 'r')
 			f.repair = true;
+		else if (ch == 'P')
+			progress = 1;
+		else if (ch == 'q')
+			progress = 0;
 		else if (ch == 'h') {
 			help();
 			return 0;
@@ -198,7 +241,18 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 		cli_error("fsck: clean", "tmp", r, NULL);
 		goto out;
 	}
+	f.progress = progress < 0 ? isatty(STDERR_FILENO) : progress;
+	if (f.progress) {
+		struct object_info oi = { 0 };
+		if (objects_scan(p, &oi, NULL, NULL, NULL) == 0) {
+			f.objects_total = oi.objects;
+			f.bytes_total = oi.bytes;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &f.start);
+		f.last = f.start;
+	}
 	r = objects_scan(p, NULL, p->layout == LAYOUT_LINK ? &map : NULL, check_object, &f);
+	report(&f, true);
 	if (r < 0) {
 		cli_error("fsck: objects of", p->path, r, NULL);
 		goto out;

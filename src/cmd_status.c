@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "lower.h"
+#include "memory.h"
 #include "overlay.h"
 #include "util.h"
 #include "banned.h"
@@ -32,10 +33,12 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "memory", no_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	bool json = false;
+	bool json = false, memory = false;
+	struct memory_info mi = { 0 };
 	struct pool *p;
 	struct object_info oi = { 0 };
 	char **names = NULL;
@@ -44,9 +47,11 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 	int ch, r, n, ret = 1;
 	char b1[32], b2[32], b3[32];
 
-	while ((ch = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "jmh", opts, NULL)) != -1) {
 		if (ch == 'j')
 			json = true;
+		else if (ch == 'm')
+			memory = true;
 		else if (ch == 'h') {
 			help();
 			return 0;
@@ -62,6 +67,13 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 	if (r < 0) {
 		cli_error("status: objects of", p->path, r, NULL);
 		goto out;
+	}
+	if (memory) {
+		r = pool_memory(p, &mi);
+		if (r < 0) {
+			cli_error("status: page cache of", p->path, r, NULL);
+			goto out;
+		}
 	}
 	n = pool_guest_names(p, &names);
 	if (n < 0) {
@@ -104,8 +116,14 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 		printf("{\"pool\": {\"path\": ");
 		json_string(stdout, p->path);
 		printf(", \"layout\": \"%s\", \"objects\": %" PRIu64 ", \"object_bytes\": %" PRIu64
-		       ", \"logical_bytes\": %" PRIu64 ", \"saved_bytes\": %" PRId64 "}, \"guests\": [",
+		       ", \"logical_bytes\": %" PRIu64 ", \"saved_bytes\": %" PRId64,
 		       layout_name(p->layout), oi.objects, oi.bytes, logical, (int64_t)(logical - oi.bytes));
+		if (memory)
+			printf(", \"memory\": {\"method\": \"%s\", \"cached_bytes\": %" PRIu64
+			       ", \"shared_cached_bytes\": %" PRIu64 ", \"objects_cached\": %" PRIu64
+			       ", \"shared_objects\": %" PRIu64 "}",
+			       mi.method, mi.cached_bytes, mi.shared_cached_bytes, mi.objects_cached, mi.shared_objects);
+		printf("}, \"guests\": [");
 		for (int i = 0; i < n; i++) {
 			const struct guest *g = rows[i].g;
 			if (optind < argc && strcmp(g->name, argv[optind]))
@@ -126,6 +144,10 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 		       layout_name(p->layout), oi.objects, format_bytes(oi.bytes, b1, sizeof(b1)),
 		       format_bytes(logical, b2, sizeof(b2)),
 		       logical > oi.bytes ? format_bytes(logical - oi.bytes, b3, sizeof(b3)) : "0 B");
+		if (memory)
+			printf("page cache (%s): %s of objects cached, %s of it in objects two or more guests share\n",
+			       mi.method, format_bytes(mi.cached_bytes, b1, sizeof(b1)),
+			       format_bytes(mi.shared_cached_bytes, b2, sizeof(b2)));
 		for (int i = 0; i < n; i++) {
 			const struct guest *g = rows[i].g;
 			if (optind < argc && strcmp(g->name, argv[optind]))

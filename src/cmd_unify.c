@@ -6,12 +6,34 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "lower.h"
 #include "unify.h"
 #include "util.h"
 #include "banned.h"
+
+/* "hash: 12345/31949 files, 1.1/1.3 GiB, 850.0 MiB/s, ETA 0:02" on one
+ * terminal line, rewritten in place. */
+static void show_progress(const struct unify_progress *pr, void *ud)
+{
+	char b1[32], b2[32], b3[32];
+	double rate = pr->elapsed > 0 ? (double)pr->bytes_done / pr->elapsed : 0;
+	bool done = pr->files_done >= pr->files_total;
+
+	(void)ud;
+	fprintf(stderr, "\r\033[K%s: %llu/%llu files, %s/%s, %s/s", pr->phase, (unsigned long long)pr->files_done,
+		(unsigned long long)pr->files_total, format_bytes(pr->bytes_done, b1, sizeof(b1)),
+		format_bytes(pr->bytes_total, b2, sizeof(b2)), format_bytes((uint64_t)rate, b3, sizeof(b3)));
+	if (!done && rate > 0) {
+		unsigned long eta = (unsigned long)((double)(pr->bytes_total - pr->bytes_done) / rate);
+		fprintf(stderr, ", ETA %lu:%02lu", eta / 60, eta % 60);
+	}
+	if (done)
+		fputc('\n', stderr);
+	fflush(stderr);
+}
 
 static void help(void)
 {
@@ -20,6 +42,8 @@ static void help(void)
 	       "is named) into the pool and their lower layers.  What each guest sees does\n"
 	       "not change.  Guests must not be mounted.\n\n"
 	       "  -n, --dry-run   report what would be unified, change nothing\n"
+	       "      --progress  show a progress line on stderr (default on a terminal)\n"
+	       "  -q, --quiet     no progress line\n"
 	       "  -j, --jobs N    hashing threads (default: number of CPUs)\n");
 }
 
@@ -28,6 +52,8 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "jobs", required_argument, NULL, 'j' },
+		{ "progress", no_argument, NULL, 'P' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -39,10 +65,16 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 	struct pool *p;
 	char b1[32], b2[32], b3[32];
 	uint64_t jobs;
-	int ch, r;
+	int ch, r, progress = -1;
 
-	while ((ch = getopt_long(argc, argv, "nj:h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "nj:qh", opts, NULL)) != -1) {
 		switch (ch) {
+		case 'P':
+			progress = 1;
+			break;
+		case 'q':
+			progress = 0;
+			break;
 		case 'n':
 			o.dry_run = true;
 			break;
@@ -58,6 +90,10 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 			return cli_usage("unify", "bad option");
 		}
 	}
+	if (progress < 0)
+		progress = isatty(STDERR_FILENO);
+	if (progress)
+		o.progress = show_progress;
 	p = cli_open_pool(c, o.dry_run ? POOL_LOCK_SHARED : POOL_LOCK_EXCLUSIVE);
 	if (!p)
 		return 1;
