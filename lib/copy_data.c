@@ -30,7 +30,8 @@ static int copy_range_rw(int src, int dst, uint64_t off, uint64_t end)
 		if (n == 0)
 			return -EIO;
 		for (ssize_t done = 0; done < n;) {
-			ssize_t w = pwrite(dst, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
+			ssize_t w =
+			        pwrite(dst, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
 			if (w < 0) {
 				if (errno == EINTR)
 					continue;
@@ -47,7 +48,8 @@ static int copy_range(int src, int dst, uint64_t off, uint64_t end, bool *use_cf
 {
 	while (*use_cfr && off < end) {
 		loff_t in = (loff_t)off, out = (loff_t)off;
-		ssize_t n = copy_file_range(src, &in, dst, &out, (size_t)MIN(end - off, (uint64_t)1 << 30), 0);
+		ssize_t n =
+		        copy_file_range(src, &in, dst, &out, (size_t)MIN(end - off, (uint64_t)1 << 30), 0);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -91,6 +93,13 @@ int copy_data(int src_fd, int dst_fd, uint64_t size)
 		if (r < 0)
 			return r;
 		off = (uint64_t)hole;
+	}
+	if (size > 0) {
+		/* SEEK_DATA gives ENXIO past the end as for a trailing hole:
+		 * make sure the source still reaches SIZE */
+		char probe;
+		if (pread(src_fd, &probe, 1, (off_t)(size - 1)) != 1)
+			return -EIO;
 	}
 	if (ftruncate(dst_fd, (off_t)size) < 0)
 		return neg_errno();

@@ -63,7 +63,8 @@ static int open_data(struct mat *m, const struct walk_entry *e)
 	r = m->ops->lower_ref(m->p, e->parent_fd, e->name, &e->st, name);
 	if (r <= 0)
 		return r < 0 ? r : -EBADMSG;
-	fd = openat(m->p->objects_fd, object_relpath(name, rel), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	fd = openat(m->p->objects_fd, object_relpath(name, rel),
+	            O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	return fd < 0 ? neg_errno() : fd;
 }
 
@@ -71,8 +72,8 @@ static int materialize_file(struct mat *m, const struct walk_entry *e, int udir)
 {
 	static unsigned long counter;
 	_cleanup_close_ int src = -1, meta = -1, dst = -1;
-	struct xattr_list xl = { 0 };
-	struct timespec ts[2] = { e->st.st_atim, e->st.st_mtim };
+	struct xattr_list xl = {0};
+	struct timespec ts[2] = {e->st.st_atim, e->st.st_mtim};
 	char s[64];
 	int r;
 
@@ -82,7 +83,8 @@ static int materialize_file(struct mat *m, const struct walk_entry *e, int udir)
 			if (m->links[i].ino != e->st.st_ino)
 				continue;
 			const char *fname;
-			_cleanup_close_ int fdir = open_parent_beneath(m->upper_fd, m->links[i].path, false, &fname);
+			_cleanup_close_ int fdir =
+			        open_parent_beneath(m->upper_fd, m->links[i].path, false, &fname);
 			if (fdir < 0)
 				return fdir;
 			if (linkat(fdir, fname, udir, e->name, 0) < 0 && errno != EEXIST)
@@ -212,8 +214,10 @@ static int unmark_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 		if (unlinkat(e->parent_fd, e->name, 0) < 0)
 			return neg_errno();
 	} else if (S_ISREG(e->st.st_mode) && e->st.st_size == 0) {
-		_cleanup_close_ int fd = openat(e->parent_fd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		if (fd >= 0 && fgetxattr(fd, OVL_XATTR_WHITEOUT, NULL, 0) >= 0 && unlinkat(e->parent_fd, e->name, 0) < 0)
+		_cleanup_close_ int fd =
+		        openat(e->parent_fd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0 && fgetxattr(fd, OVL_XATTR_WHITEOUT, NULL, 0) >= 0 &&
+		    unlinkat(e->parent_fd, e->name, 0) < 0)
 			return neg_errno();
 	}
 	return 0;
@@ -221,7 +225,7 @@ static int unmark_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 
 int guest_materialize(struct pool *p, const struct guest *g, int home_fd, uint64_t *ret_files)
 {
-	struct mat m = { .p = p, .ops = layout_ops_for(p->layout), .upper_fd = -1, .staging_fd = -1 };
+	struct mat m = {.p = p, .ops = layout_ops_for(p->layout), .upper_fd = -1, .staging_fd = -1};
 	_cleanup_close_ int lower_fd = -1;
 	int r;
 
@@ -247,7 +251,8 @@ int guest_materialize(struct pool *p, const struct guest *g, int home_fd, uint64
 		close(lower_fd);
 		lower_fd = -1;
 		if (p->layout == LAYOUT_LINK) {
-			_cleanup_close_ int roots = openat(p->fd, "roots", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			_cleanup_close_ int roots =
+			        openat(p->fd, "roots", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			r = roots < 0 ? neg_errno() : remove_tree_at(roots, g->name);
 			if (r == 0 && roots >= 0 && syncfs(roots) < 0)
 				r = neg_errno();

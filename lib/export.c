@@ -21,8 +21,8 @@
 
 int guest_export(struct pool *p, const struct guest *g, const char *dest, char **ret_path)
 {
-	_cleanup_free_ char *d1 = strdup(dest), *d2 = strdup(dest), *upper = NULL, *lower = NULL, *data = NULL,
-			    *opts = NULL, *mnt = NULL, *tmpname = NULL;
+	_cleanup_free_ char *d1 = strdup(dest), *d2 = strdup(dest), *upper = NULL, *lower = NULL,
+	                    *data = NULL, *opts = NULL, *mnt = NULL, *tmpname = NULL;
 	_cleanup_close_ int parent = -1, mfd = -1, tfd = -1;
 	const char *base;
 	char mname[64];
@@ -33,7 +33,7 @@ int guest_export(struct pool *p, const struct guest *g, const char *dest, char *
 		return -ENOMEM;
 	base = basename(d1);
 	if (!*base || !strcmp(base, ".") || !strcmp(base, "..") || !strcmp(base, "/"))
-		return -EINVAL;
+		return -EINVAL; /* cppcheck-suppress memleak ; d2 is _cleanup_free_ */
 	parent = open(dirname(d2), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (parent < 0)
 		return neg_errno();
@@ -100,7 +100,8 @@ int guest_export(struct pool *p, const struct guest *g, const char *dest, char *
 		r = neg_errno();
 		goto out_umount;
 	}
-	r = copy_tree(mfd, tfd, p->layout == LAYOUT_LINK ? COPY_TREE_NO_HARDLINKS : COPY_TREE_DEFAULT, ret_path);
+	r = copy_tree(mfd, tfd, p->layout == LAYOUT_LINK ? COPY_TREE_NO_HARDLINKS : COPY_TREE_DEFAULT,
+	              ret_path);
 	if (r == 0 && syncfs(tfd) < 0)
 		r = neg_errno();
 	if (r == 0 && renameat2(parent, tmpname, parent, base, RENAME_NOREPLACE) < 0)

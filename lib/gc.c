@@ -108,9 +108,9 @@ static int sweep_cb(int fan_fd, const char *name, const struct stat *st, void *u
 
 int gc_run(struct pool *p, bool dry_run, struct gc_result *ret, char **ret_what)
 {
-	struct refset refs = { 0 };
+	struct refset refs = {0};
 	struct object_map *map = NULL;
-	struct gc_result res = { 0 };
+	struct gc_result res = {0};
 	char **names = NULL;
 	int n, r = 0;
 
@@ -138,7 +138,7 @@ int gc_run(struct pool *p, bool dry_run, struct gc_result *ret, char **ret_what)
 		if (hfd >= 0)
 			lfd = guest_open_lower(p, g, hfd, false);
 		if (lfd >= 0) {
-			struct lower_stats ls = { 0 };
+			struct lower_stats ls = {0};
 			r = lower_scan(p, lfd, map, false, NULL, NULL, &ls, NULL);
 			for (size_t k = 0; r == 0 && k < ls.n_refs; k++)
 				r = refset_add(&refs, ls.refs[k]);
@@ -158,7 +158,7 @@ int gc_run(struct pool *p, bool dry_run, struct gc_result *ret, char **ret_what)
 	if (refs.n > 1)
 		qsort(refs.v, refs.n, sizeof(*refs.v), cmp_str);
 	{
-		struct sweep sw = { &refs, dry_run, p->layout == LAYOUT_LINK, &res };
+		struct sweep sw = {&refs, dry_run, p->layout == LAYOUT_LINK, &res};
 		r = objects_scan(p, NULL, NULL, sweep_cb, &sw);
 	}
 	if (r == 0 && !dry_run) {

@@ -135,7 +135,7 @@ int hash_fd(int fd, uint64_t size, unsigned char ret[HASH_LEN])
 		return -ENOMEM;
 	c = hash_new();
 	if (!c)
-		return -ENOMEM;
+		return -ENOMEM; /* cppcheck-suppress memleak ; buf is _cleanup_free_ */
 	while (off < size && r == 0) {
 		off_t data = lseek(fd, (off_t)off, SEEK_DATA);
 		uint64_t hole;

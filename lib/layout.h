@@ -28,7 +28,7 @@ struct file_meta {
 /* Where a layout places things for one guest. */
 struct layout_target {
 	struct pool *pool;
-	int lower_fd;   /* HOME/meta or POOL/roots/NAME */
+	int lower_fd; /* HOME/meta or POOL/roots/NAME */
 	int staging_fd; /* HOME/staging (redirect) or POOL/tmp (link) */
 };
 
@@ -45,12 +45,13 @@ struct layout_ops {
 	 * was changed in a way the upper does not still hide.  Returns 0 or
 	 * -errno (-EISDIR/-ENOTDIR: the lower has a directory in the way;
 	 * -EMLINK: the object has too many links). */
-	int (*place)(const struct layout_target *t, const struct file_meta *m, const char *name, char *const *paths,
-		     size_t n_paths);
+	int (*place)(const struct layout_target *t, const struct file_meta *m, const char *name,
+	             char *const *paths, size_t n_paths);
 	/* Which object does the lower entry (dir_fd, name) reference?
 	 * Returns 1 and fills ret_name, 0 when the entry is not a unified file
 	 * (e.g. a directory), or -errno for a malformed entry (-EBADMSG). */
-	int (*lower_ref)(struct pool *p, int dir_fd, const char *entry, const struct stat *st, char *ret_name);
+	int (*lower_ref)(struct pool *p, int dir_fd, const char *entry, const struct stat *st,
+	                 char *ret_name);
 };
 
 /* fsck --repair, link layout: make a lower file that lost its object an

@@ -22,11 +22,11 @@ static int link_meta_key(const struct file_meta *m, unsigned char ret[HASH_LEN])
 	struct {
 		uint32_t mode, uid, gid, pad;
 		int64_t mtime_sec, mtime_nsec;
-	} k = { .mode = m->st.st_mode & 07777,
-		.uid = m->st.st_uid,
-		.gid = m->st.st_gid,
-		.mtime_sec = m->st.st_mtim.tv_sec,
-		.mtime_nsec = m->st.st_mtim.tv_nsec };
+	} k = {.mode = m->st.st_mode & 07777,
+	       .uid = m->st.st_uid,
+	       .gid = m->st.st_gid,
+	       .mtime_sec = m->st.st_mtim.tv_sec,
+	       .mtime_nsec = m->st.st_mtim.tv_nsec};
 	struct hash_ctx *c = hash_new();
 	int r;
 
@@ -59,7 +59,7 @@ static int link_object_name(const struct file_meta *m, char *ret_name)
 
 static int link_object_finish(int fd, const struct file_meta *m)
 {
-	struct timespec ts[2] = { m->st.st_atim, m->st.st_mtim };
+	struct timespec ts[2] = {m->st.st_atim, m->st.st_mtim};
 	int r;
 
 	if (fchown(fd, m->st.st_uid, m->st.st_gid) < 0)
@@ -74,8 +74,8 @@ static int link_object_finish(int fd, const struct file_meta *m)
 	return 0;
 }
 
-static int link_place(const struct layout_target *t, const struct file_meta *m, const char *name, char *const *paths,
-		      size_t n_paths)
+static int link_place(const struct layout_target *t, const struct file_meta *m, const char *name,
+                      char *const *paths, size_t n_paths)
 {
 	static unsigned long counter;
 	char rel[OBJECT_NAME_MAX + 4];
@@ -94,7 +94,7 @@ static int link_place(const struct layout_target *t, const struct file_meta *m, 
 			/* r set */
 		} else {
 			snprintf(s, sizeof(s), "l.%ld.%lu", (long)getpid(),
-				 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+			         __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
 			if (linkat(t->pool->objects_fd, rel, t->staging_fd, s, 0) < 0)
 				r = neg_errno();
 			else if (renameat(t->staging_fd, s, dfd, ename) < 0) {
@@ -112,7 +112,8 @@ static int link_place(const struct layout_target *t, const struct file_meta *m, 
  * map built by the caller.  Here we only check the entry is a regular
  * file of the pool's filesystem with at least two links (itself and the
  * object).  ret_name is filled by lower_scan through its inode map. */
-static int link_lower_ref(struct pool *p, int dir_fd, const char *entry, const struct stat *st, char *ret_name)
+static int link_lower_ref(struct pool *p, int dir_fd, const char *entry, const struct stat *st,
+                          char *ret_name)
 {
 	(void)p;
 	(void)dir_fd;
@@ -126,16 +127,16 @@ static int link_lower_ref(struct pool *p, int dir_fd, const char *entry, const s
 }
 
 const struct layout_ops layout_link_ops = {
-	.kind = LAYOUT_LINK,
-	.object_name = link_object_name,
-	.object_finish = link_object_finish,
-	.place = link_place,
-	.lower_ref = link_lower_ref,
+        .kind = LAYOUT_LINK,
+        .object_name = link_object_name,
+        .object_finish = link_object_finish,
+        .place = link_place,
+        .lower_ref = link_lower_ref,
 };
 
 int link_relink(struct pool *p, int dir_fd, const char *entry)
 {
-	struct file_meta m = { 0 };
+	struct file_meta m = {0};
 	char name[OBJECT_NAME_MAX], rel[OBJECT_NAME_MAX + 4];
 	_cleanup_close_ int fd = -1;
 	int r;
@@ -168,7 +169,8 @@ int link_relink(struct pool *p, int dir_fd, const char *entry)
 		char s[64];
 		snprintf(s, sizeof(s), "r.%ld", (long)getpid());
 		unlinkat(p->tmp_fd, s, 0);
-		if (linkat(p->objects_fd, rel, p->tmp_fd, s, 0) < 0 || renameat(p->tmp_fd, s, dir_fd, entry) < 0) {
+		if (linkat(p->objects_fd, rel, p->tmp_fd, s, 0) < 0 ||
+		    renameat(p->tmp_fd, s, dir_fd, entry) < 0) {
 			r = neg_errno();
 			unlinkat(p->tmp_fd, s, 0);
 		}

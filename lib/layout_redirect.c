@@ -68,7 +68,7 @@ static int put_entry(int staging_fd, const char *s, int lower_fd, const char *pa
 static int make_stub(int fd, const struct file_meta *m, const char *name)
 {
 	char redirect[OBJECT_NAME_MAX + 8];
-	struct timespec ts[2] = { m->st.st_atim, m->st.st_mtim };
+	struct timespec ts[2] = {m->st.st_atim, m->st.st_mtim};
 	int r;
 
 	if (ftruncate(fd, m->st.st_size) < 0)
@@ -92,13 +92,14 @@ static int make_stub(int fd, const struct file_meta *m, const char *name)
 }
 
 static int redirect_place(const struct layout_target *t, const struct file_meta *m, const char *name,
-			  char *const *paths, size_t n_paths)
+                          char *const *paths, size_t n_paths)
 {
 	static unsigned long counter;
 	char s[64];
 	int fd, r;
 
-	snprintf(s, sizeof(s), "s.%ld.%lu", (long)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+	snprintf(s, sizeof(s), "s.%ld.%lu", (long)getpid(),
+	         __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
 	fd = openat(t->staging_fd, s, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return neg_errno();
@@ -114,7 +115,8 @@ static int redirect_place(const struct layout_target *t, const struct file_meta 
 	return r;
 }
 
-static int redirect_lower_ref(struct pool *p, int dir_fd, const char *entry, const struct stat *st, char *ret_name)
+static int redirect_lower_ref(struct pool *p, int dir_fd, const char *entry, const struct stat *st,
+                              char *ret_name)
 {
 	char buf[OBJECT_NAME_MAX + 8];
 	_cleanup_close_ int fd = -1;
@@ -141,11 +143,11 @@ static int redirect_lower_ref(struct pool *p, int dir_fd, const char *entry, con
 }
 
 const struct layout_ops layout_redirect_ops = {
-	.kind = LAYOUT_REDIRECT,
-	.object_name = redirect_object_name,
-	.object_finish = redirect_object_finish,
-	.place = redirect_place,
-	.lower_ref = redirect_lower_ref,
+        .kind = LAYOUT_REDIRECT,
+        .object_name = redirect_object_name,
+        .object_finish = redirect_object_finish,
+        .place = redirect_place,
+        .lower_ref = redirect_lower_ref,
 };
 
 const struct layout_ops *layout_ops_for(enum layout_kind kind)

@@ -42,7 +42,7 @@ static int cmp_ino(const void *a, const void *b)
 
 const char *object_map_find(const struct object_map *m, ino_t ino)
 {
-	struct object_entry key = { .ino = ino };
+	struct object_entry key = {.ino = ino};
 	const struct object_entry *e = bsearch(&key, m->v, m->n, sizeof(*m->v), cmp_ino);
 	return e ? e->name : NULL;
 }
@@ -64,10 +64,10 @@ static bool object_name_ok(const char *n)
 	return true;
 }
 
-int objects_scan(struct pool *p, struct object_info *ret_info, struct object_map **ret_map, object_fn on_object,
-		 void *ud)
+int objects_scan(struct pool *p, struct object_info *ret_info, struct object_map **ret_map,
+                 object_fn on_object, void *ud)
 {
-	struct object_info info = { 0 };
+	struct object_info info = {0};
 	struct object_map *m = NULL;
 	int r = 0;
 
@@ -109,7 +109,8 @@ int objects_scan(struct pool *p, struct object_info *ret_info, struct object_map
 				if (r < 0)
 					break;
 			}
-			if (!S_ISREG(st.st_mode) || !object_name_ok(de->d_name) || strncmp(de->d_name, fan, 2))
+			if (!S_ISREG(st.st_mode) || !object_name_ok(de->d_name) ||
+			    strncmp(de->d_name, fan, 2))
 				continue;
 			info.objects++;
 			info.bytes += (uint64_t)st.st_size;
@@ -289,15 +290,15 @@ void lower_stats_free(struct lower_stats *s)
 	s->n_refs = 0;
 }
 
-int lower_scan(struct pool *p, int lower_fd, const struct object_map *map, bool check, lower_problem_fn on_problem,
-	       void *ud, struct lower_stats *ret, uint64_t *ret_problems)
+int lower_scan(struct pool *p, int lower_fd, const struct object_map *map, bool check,
+               lower_problem_fn on_problem, void *ud, struct lower_stats *ret, uint64_t *ret_problems)
 {
-	struct lscan s = { .p = p,
-			   .ops = layout_ops_for(p->layout),
-			   .map = map,
-			   .check = check,
-			   .on_problem = on_problem,
-			   .ud = ud };
+	struct lscan s = {.p = p,
+	                  .ops = layout_ops_for(p->layout),
+	                  .map = map,
+	                  .check = check,
+	                  .on_problem = on_problem,
+	                  .ud = ud};
 	int r = walk_tree(lower_fd, lscan_cb, &s);
 
 	free(s.inos.v);
@@ -346,7 +347,7 @@ static int du_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 
 int tree_disk_usage(int dir_fd, uint64_t *ret_bytes)
 {
-	struct du d = { 0 };
+	struct du d = {0};
 	int r = walk_tree(dir_fd, du_cb, &d);
 
 	free(d.inos.v);

@@ -21,8 +21,8 @@ struct object_info {
 	uint64_t bytes;
 };
 typedef int (*object_fn)(int fan_fd, const char *name, const struct stat *st, void *ud);
-int objects_scan(struct pool *p, struct object_info *ret_info, struct object_map **ret_map, object_fn on_object,
-		 void *ud);
+int objects_scan(struct pool *p, struct object_info *ret_info, struct object_map **ret_map,
+                 object_fn on_object, void *ud);
 void object_map_free(struct object_map *m);
 /* Name of the object with this inode, or NULL. */
 const char *object_map_find(const struct object_map *m, ino_t ino);
@@ -30,32 +30,32 @@ const char *object_map_find(const struct object_map *m, ino_t ino);
 struct lower_stats {
 	uint64_t files; /* regular files (paths) in the lower layer */
 	uint64_t bytes; /* sizes summed over distinct inodes */
-	char **refs;    /* sorted, unique object names; NULL-terminated */
+	char **refs; /* sorted, unique object names; NULL-terminated */
 	size_t n_refs;
 };
 
 struct walk_entry;
 
 enum lower_problem {
-	LOWER_BAD_TYPE,       /* not a regular file (or directory) */
-	LOWER_MALFORMED,      /* redirect: stub without valid metacopy/redirect */
-	LOWER_UNLINKED,       /* link: file not linked to any object */
+	LOWER_BAD_TYPE, /* not a regular file (or directory) */
+	LOWER_MALFORMED, /* redirect: stub without valid metacopy/redirect */
+	LOWER_UNLINKED, /* link: file not linked to any object */
 	LOWER_MISSING_OBJECT, /* redirect: the object is not in the pool */
-	LOWER_SIZE_MISMATCH,  /* redirect: stub size differs from its object */
+	LOWER_SIZE_MISMATCH, /* redirect: stub size differs from its object */
 };
 
 /* Problem reporter for fsck; e->path is relative to the lower layer and
  * e->parent_fd valid during the call.  Returns 1 if it repaired the entry
  * (not counted as a problem), 0 if not, or -errno to stop the scan. */
 typedef int (*lower_problem_fn)(const struct walk_entry *e, enum lower_problem kind, const char *problem,
-				void *ud);
+                                void *ud);
 
 /* Scan a lower layer.  MAP is required for the link layout.  CHECK also
  * verifies every referenced object exists with the stub's size, reporting
  * problems through on_problem (counted in *ret_problems).  Returns 0 or
  * -errno. */
-int lower_scan(struct pool *p, int lower_fd, const struct object_map *map, bool check, lower_problem_fn on_problem,
-	       void *ud, struct lower_stats *ret, uint64_t *ret_problems);
+int lower_scan(struct pool *p, int lower_fd, const struct object_map *map, bool check,
+               lower_problem_fn on_problem, void *ud, struct lower_stats *ret, uint64_t *ret_problems);
 void lower_stats_free(struct lower_stats *s);
 
 /* Disk usage (st_blocks * 512, distinct inodes) of a tree.  Returns 0 or

@@ -45,7 +45,8 @@ static int load_refs(struct pool *p, struct refcount *rc)
 	if (n < 0)
 		return n;
 	for (int i = 0; i < n && r == 0; i++) {
-		_cleanup_close_ int gfd = openat(p->guests_fd, guests[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		_cleanup_close_ int gfd =
+		        openat(p->guests_fd, guests[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		_cleanup_free_ char *buf = NULL;
 		if (gfd < 0 || read_file_at(gfd, "refs", SIZE_MAX / 2, &buf, NULL) < 0)
 			continue;
@@ -104,8 +105,8 @@ static int cached_pages(int fd, uint64_t size, bool *use_cachestat, uint64_t *re
 	void *map;
 
 	if (*use_cachestat) {
-		struct cs_range range = { 0, 0 };
-		struct cs st = { 0 };
+		struct cs_range range = {0, 0};
+		struct cs st = {0};
 		if (syscall(__NR_cachestat, fd, &range, &st, 0) == 0) {
 			*ret = st.nr_cache;
 			return 0;
@@ -178,9 +179,10 @@ static int mem_cb(int fan_fd, const char *name, const struct stat *st, void *ud)
 
 int pool_memory(struct pool *p, struct memory_info *ret)
 {
-	struct refcount rc = { 0 };
-	struct memory_info info = { 0 };
-	struct mem_scan m = { .info = &info, .rc = &rc, .use_cachestat = true, .page = (uint64_t)sysconf(_SC_PAGESIZE) };
+	struct refcount rc = {0};
+	struct memory_info info = {0};
+	struct mem_scan m = {
+	        .info = &info, .rc = &rc, .use_cachestat = true, .page = (uint64_t)sysconf(_SC_PAGESIZE)};
 	int r = load_refs(p, &rc);
 
 	if (r == 0)

@@ -7,11 +7,11 @@
 #include "pool.h"
 
 struct memory_info {
-	uint64_t cached_bytes;        /* pages of objects in the page cache */
+	uint64_t cached_bytes; /* pages of objects in the page cache */
 	uint64_t shared_cached_bytes; /* of those, of objects two or more guests reference */
-	uint64_t objects_cached;      /* objects with at least one cached page */
-	uint64_t shared_objects;      /* objects referenced by two or more guests */
-	const char *method;           /* "cachestat" or "mincore" */
+	uint64_t objects_cached; /* objects with at least one cached page */
+	uint64_t shared_objects; /* objects referenced by two or more guests */
+	const char *method; /* "cachestat" or "mincore" */
 };
 
 /* Measure the page cache held by objects, with cachestat(2) where the

@@ -22,7 +22,8 @@ char *object_relpath(const char *name, char buf[OBJECT_NAME_MAX + 4])
 	return buf;
 }
 
-static int copy_hash_range(int src, int dst, struct hash_ctx *c, unsigned char *buf, uint64_t off, uint64_t end)
+static int copy_hash_range(int src, int dst, struct hash_ctx *c, unsigned char *buf, uint64_t off,
+                           uint64_t end)
 {
 	while (off < end) {
 		ssize_t n = pread(src, buf, (size_t)MIN(end - off, (uint64_t)CHUNK), (off_t)off);
@@ -38,7 +39,8 @@ static int copy_hash_range(int src, int dst, struct hash_ctx *c, unsigned char *
 		if (r < 0)
 			return r;
 		for (ssize_t done = 0; done < n;) {
-			ssize_t w = pwrite(dst, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
+			ssize_t w =
+			        pwrite(dst, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
 			if (w < 0) {
 				if (errno == EINTR)
 					continue;
@@ -63,7 +65,7 @@ static int copy_hash(int src, int dst, uint64_t size, unsigned char ret[HASH_LEN
 		return -ENOMEM;
 	c = hash_new();
 	if (!c)
-		return -ENOMEM;
+		return -ENOMEM; /* cppcheck-suppress memleak ; buf is _cleanup_free_ */
 	while (off < size && r == 0) {
 		off_t data = lseek(src, (off_t)off, SEEK_DATA), hole;
 		if (data < 0) {
@@ -96,7 +98,11 @@ static int copy_hash(int src, int dst, uint64_t size, unsigned char ret[HASH_LEN
 	}
 	if (r == 0) {
 		char probe;
-		if (pread(src, &probe, 1, (off_t)size) > 0)
+		/* SEEK_DATA gives ENXIO past the end as for a trailing hole,
+		 * so check the source still reaches SIZE */
+		if (size > 0 && pread(src, &probe, 1, (off_t)(size - 1)) != 1)
+			r = -EBADMSG; /* shrank: not what was hashed */
+		else if (pread(src, &probe, 1, (off_t)size) > 0)
 			r = -EBADMSG; /* grew: not what was hashed */
 	}
 	if (r == 0 && ftruncate(dst, (off_t)size) < 0)
@@ -107,15 +113,16 @@ static int copy_hash(int src, int dst, uint64_t size, unsigned char ret[HASH_LEN
 	return r;
 }
 
-int object_write_tmp(struct pool *p, int src_fd, uint64_t size, const unsigned char *want, char ret_tmp[OBJECT_TMP_MAX],
-		     int *ret_fd)
+int object_write_tmp(struct pool *p, int src_fd, uint64_t size, const unsigned char *want,
+                     char ret_tmp[OBJECT_TMP_MAX], int *ret_fd)
 {
 	static unsigned long counter;
 	unsigned char got[HASH_LEN];
 	char name[OBJECT_TMP_MAX];
 	int fd, r;
 
-	snprintf(name, sizeof(name), "o.%ld.%lu", (long)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+	snprintf(name, sizeof(name), "o.%ld.%lu", (long)getpid(),
+	         __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
 	fd = openat(p->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
 	if (fd < 0)
 		return neg_errno();

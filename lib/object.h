@@ -19,8 +19,8 @@
  * changed since it was hashed).  On success *ret_fd is the open temp file
  * (mode 0444, for layouts to add metadata), ret_tmp its name in POOL/tmp.
  * Returns 0 or -errno. */
-int object_write_tmp(struct pool *p, int src_fd, uint64_t size, const unsigned char *want, char ret_tmp[OBJECT_TMP_MAX],
-		     int *ret_fd);
+int object_write_tmp(struct pool *p, int src_fd, uint64_t size, const unsigned char *want,
+                     char ret_tmp[OBJECT_TMP_MAX], int *ret_fd);
 
 /* Move a durable temp file to objects/XX/NAME.  If an object of that name
  * already exists the temp file is dropped (content-addressed: it is the

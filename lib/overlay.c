@@ -35,8 +35,8 @@ static size_t escape_into(char *out, const char *in)
 
 char *overlay_options(const char *lower, const char *data, const char *upper, const char *work)
 {
-	size_t len = escape_into(NULL, lower) + (data ? escape_into(NULL, data) + 2 : 0) + escape_into(NULL, upper) +
-		     escape_into(NULL, work) + sizeof(OVL_FIXED_OPTIONS) + 64;
+	size_t len = escape_into(NULL, lower) + (data ? escape_into(NULL, data) + 2 : 0) +
+	             escape_into(NULL, upper) + escape_into(NULL, work) + sizeof(OVL_FIXED_OPTIONS) + 64;
 	char *s = malloc(len), *w;
 
 	if (!s)
@@ -59,8 +59,8 @@ char *overlay_options(const char *lower, const char *data, const char *upper, co
 
 char *overlay_options_readonly(const char *upper, const char *lower, const char *data)
 {
-	size_t len = escape_into(NULL, upper) + escape_into(NULL, lower) + (data ? escape_into(NULL, data) + 2 : 0) +
-		     sizeof(OVL_FIXED_OPTIONS) + 32;
+	size_t len = escape_into(NULL, upper) + escape_into(NULL, lower) +
+	             (data ? escape_into(NULL, data) + 2 : 0) + sizeof(OVL_FIXED_OPTIONS) + 32;
 	char *s = malloc(len), *w;
 
 	if (!s)
@@ -188,7 +188,8 @@ int overlay_find_mounts(const char *upper, char **ret_target)
 
 static int probe_write(int dfd, const char *name, const char *content)
 {
-	_cleanup_close_ int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	_cleanup_close_ int fd =
+	        openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
 
 	if (fd < 0)
 		return neg_errno();
@@ -197,8 +198,8 @@ static int probe_write(int dfd, const char *name, const char *content)
 
 static void rm_rf_probe(const char *dir)
 {
-	static const char *const files[] = { "meta/f", "data/ab/obj", "upper/f", "work/work", "work/index" };
-	static const char *const dirs[] = { "data/ab", "meta", "data", "upper", "work", "mnt" };
+	static const char *const files[] = {"meta/f", "data/ab/obj", "upper/f", "work/work", "work/index"};
+	static const char *const dirs[] = {"data/ab", "meta", "data", "upper", "work", "mnt"};
 	char p[4096];
 
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
@@ -239,8 +240,8 @@ int overlay_probe_data_only(int dir_fd)
 	snprintf(work, sizeof(work), "%s/work", path);
 	snprintf(mnt, sizeof(mnt), "%s/mnt", path);
 	r = 0;
-	if (mkdir(lower, 0755) < 0 || mkdir(data, 0755) < 0 || mkdir(upper, 0755) < 0 || mkdir(work, 0755) < 0 ||
-	    mkdir(mnt, 0755) < 0)
+	if (mkdir(lower, 0755) < 0 || mkdir(data, 0755) < 0 || mkdir(upper, 0755) < 0 ||
+	    mkdir(work, 0755) < 0 || mkdir(mnt, 0755) < 0)
 		r = neg_errno();
 	if (r == 0) {
 		char ab[4300];

@@ -13,10 +13,11 @@
 #include "util.h"
 #include "banned.h"
 
-static const char *const default_system[] = { "/usr", "/bin", "/sbin", "/lib*", "/etc", "/opt", "/boot" };
+static const char *const default_system[] = {"/usr", "/bin", "/sbin", "/lib*", "/etc", "/opt", "/boot"};
 static const char *const default_never[] = {
-	"/tmp", "/var/tmp", "/run", "/proc", "/sys", "/dev", "/etc/shadow*", "/etc/gshadow*",
-	"/etc/ssh/ssh_host_*_key",
+        "/tmp",         "/var/tmp",      "/run",
+        "/proc",        "/sys",          "/dev",
+        "/etc/shadow*", "/etc/gshadow*", "/etc/ssh/ssh_host_*_key",
 };
 
 static int list_add(char ***list, size_t *n, const char *pat, size_t len)
@@ -52,7 +53,7 @@ int policy_default(struct policy *p)
 {
 	int r = 0;
 
-	*p = (struct policy){ .min_size = 1 };
+	*p = (struct policy){.min_size = 1};
 	for (size_t i = 0; i < ARRAY_SIZE(default_system) && r == 0; i++)
 		r = list_add(&p->system, &p->n_system, default_system[i], strlen(default_system[i]));
 	for (size_t i = 0; i < ARRAY_SIZE(default_never) && r == 0; i++)
@@ -65,12 +66,12 @@ int policy_default(struct policy *p)
 char *policy_default_text(void)
 {
 	static const char head[] =
-		"# vunify unification policy for this pool (see docs/FORMAT.md).\n"
-		"# Files whose content another guest also has, or the pool already holds,\n"
-		"# are unified anywhere.  Unique files are unified only under 'system'\n"
-		"# paths.  'never' paths are never unified.  Patterns are shell globs on\n"
-		"# the path inside the guest; a pattern naming a directory covers its subtree.\n"
-		"# 'reset system' / 'reset never' drop the defaults listed here.\n";
+	        "# vunify unification policy for this pool (see docs/FORMAT.md).\n"
+	        "# Files whose content another guest also has, or the pool already holds,\n"
+	        "# are unified anywhere.  Unique files are unified only under 'system'\n"
+	        "# paths.  'never' paths are never unified.  Patterns are shell globs on\n"
+	        "# the path inside the guest; a pattern naming a directory covers its subtree.\n"
+	        "# 'reset system' / 'reset never' drop the defaults listed here.\n";
 	size_t cap = sizeof(head) + 1024, len = 0;
 	char *s = malloc(cap);
 
@@ -125,13 +126,13 @@ int policy_parse(struct policy *p, const char *text, unsigned *ret_line)
 		else if (kwlen == 6 && !memcmp(kw, "system", 6))
 			r = arg[0] != '/' ? -EINVAL
 			    : list_has(p->system, p->n_system, arg, arglen)
-				    ? 0
-				    : list_add(&p->system, &p->n_system, arg, arglen);
+			            ? 0
+			            : list_add(&p->system, &p->n_system, arg, arglen);
 		else if (kwlen == 5 && !memcmp(kw, "never", 5))
 			r = arg[0] != '/' ? -EINVAL
 			    : list_has(p->never, p->n_never, arg, arglen)
-				    ? 0
-				    : list_add(&p->never, &p->n_never, arg, arglen);
+			            ? 0
+			            : list_add(&p->never, &p->n_never, arg, arglen);
 		else if (kwlen == 8 && !memcmp(kw, "min-size", 8)) {
 			char num[32];
 			uint64_t v;

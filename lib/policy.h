@@ -9,9 +9,9 @@
 #include <stdint.h>
 
 enum policy_class {
-	POLICY_OTHER = 0,  /* unified only when its content is shared */
+	POLICY_OTHER = 0, /* unified only when its content is shared */
 	POLICY_SYSTEM = 1, /* unified even when unique to one guest */
-	POLICY_NEVER = 2,  /* never unified */
+	POLICY_NEVER = 2, /* never unified */
 };
 
 struct policy {

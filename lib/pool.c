@@ -106,7 +106,7 @@ int pool_init(const char *path, enum layout_kind layout)
 		_cleanup_closedir_ DIR *d = NULL;
 		int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		struct dirent *de;
-		static const char *const ours[] = { "objects", "guests", "roots", "tmp", "lock", POLICY_NAME };
+		static const char *const ours[] = {"objects", "guests", "roots", "tmp", "lock", POLICY_NAME};
 		if (dfd < 0)
 			return neg_errno();
 		d = fdopendir(dfd);
@@ -117,7 +117,7 @@ int pool_init(const char *path, enum layout_kind layout)
 		}
 		while ((de = readdir(d))) {
 			bool known = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-				     !strncmp(de->d_name, ".tmp.", 5) || !strcmp(de->d_name, "lost+found");
+			             !strncmp(de->d_name, ".tmp.", 5) || !strcmp(de->d_name, "lost+found");
 			for (size_t i = 0; i < ARRAY_SIZE(ours) && !known; i++)
 				known = !strcmp(de->d_name, ours[i]);
 			if (!known)
@@ -157,8 +157,8 @@ int pool_init(const char *path, enum layout_kind layout)
 		return neg_errno();
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
-	snprintf(conf, sizeof(conf), "# vunify pool; see docs/FORMAT.md\nformat %d\nlayout %s\nid %s\n", POOL_FORMAT,
-		 layout_name(layout), id);
+	snprintf(conf, sizeof(conf), "# vunify pool; see docs/FORMAT.md\nformat %d\nlayout %s\nid %s\n",
+	         POOL_FORMAT, layout_name(layout), id);
 	return write_file_atomic_at(fd, CONF_NAME, conf, strlen(conf), 0644);
 }
 
@@ -254,7 +254,8 @@ int pool_open(const char *path, enum pool_lock lock, bool wait, struct pool **re
 		r = neg_errno();
 		goto fail;
 	}
-	if ((p->objects_fd = open_subdir(p->fd, "objects")) < 0 || (p->guests_fd = open_subdir(p->fd, "guests")) < 0 ||
+	if ((p->objects_fd = open_subdir(p->fd, "objects")) < 0 ||
+	    (p->guests_fd = open_subdir(p->fd, "guests")) < 0 ||
 	    (p->tmp_fd = open_subdir(p->fd, "tmp")) < 0) {
 		r = p->objects_fd < 0 ? p->objects_fd : p->guests_fd < 0 ? p->guests_fd : p->tmp_fd;
 		goto fail;
@@ -268,7 +269,7 @@ int pool_open(const char *path, enum pool_lock lock, bool wait, struct pool **re
 		/* The file starts from the defaults written at init; parse it
 		 * on an empty policy so removing a line removes the rule. */
 		policy_free(&p->policy);
-		p->policy = (struct policy){ .min_size = 1 };
+		p->policy = (struct policy){.min_size = 1};
 		r = policy_parse(&p->policy, pol, &line);
 		if (r < 0) {
 			if (ret_line)
@@ -314,7 +315,7 @@ int pool_clean_tmp(struct pool *p)
 
 int pool_object_dir(struct pool *p, const char *name)
 {
-	char fan[3] = { name[0], name[1], '\0' };
+	char fan[3] = {name[0], name[1], '\0'};
 
 	if (!hash_is_hex(name))
 		return -EINVAL;
@@ -397,10 +398,10 @@ static void parse_stats(char *text, struct guest_stats *s)
 		const char *key;
 		uint64_t *v;
 	} keys[] = {
-		{ "files_unified", &s->files_unified },
-		{ "bytes_unified", &s->bytes_unified },
-		{ "upper_bytes", &s->upper_bytes },
-		{ "objects_referenced", &s->objects_referenced },
+	        {"files_unified", &s->files_unified},
+	        {"bytes_unified", &s->bytes_unified},
+	        {"upper_bytes", &s->upper_bytes},
+	        {"objects_referenced", &s->objects_referenced},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
@@ -502,9 +503,10 @@ int pool_guest_save_stats(struct pool *p, const struct guest *g)
 	if (gfd < 0)
 		return gfd;
 	snprintf(buf, sizeof(buf),
-		 "files_unified %" PRIu64 "\nbytes_unified %" PRIu64 "\nupper_bytes %" PRIu64
-		 "\nobjects_referenced %" PRIu64 "\n",
-		 g->stats.files_unified, g->stats.bytes_unified, g->stats.upper_bytes, g->stats.objects_referenced);
+	         "files_unified %" PRIu64 "\nbytes_unified %" PRIu64 "\nupper_bytes %" PRIu64
+	         "\nobjects_referenced %" PRIu64 "\n",
+	         g->stats.files_unified, g->stats.bytes_unified, g->stats.upper_bytes,
+	         g->stats.objects_referenced);
 	return write_file_atomic_at(gfd, "stats", buf, strlen(buf), 0600);
 }
 
@@ -580,16 +582,22 @@ int pool_guest_add_refs(struct pool *p, const char *name, char *const *refs, siz
 
 int pool_guest_unregister(struct pool *p, const char *name)
 {
-	static const char *const files[] = { "stats", "refs", "home" };
+	static const char *const files[] = {"stats", "refs", "home"};
 	_cleanup_close_ int gfd = open_subdir(p->guests_fd, name);
 
+	int r;
+
+	if (!guest_name_valid(name))
+		return -EINVAL;
 	if (gfd < 0)
 		return gfd;
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++)
 		if (unlinkat(gfd, files[i], 0) < 0 && errno != ENOENT)
 			return neg_errno();
-	if (unlinkat(p->guests_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-		return neg_errno();
+	/* also what a crash left behind (write_file_atomic_at temp files) */
+	r = remove_tree_at(p->guests_fd, name);
+	if (r < 0)
+		return r;
 	return fsync_dir(p->guests_fd);
 }
 

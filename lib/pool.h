@@ -29,7 +29,7 @@ enum layout_kind {
 };
 
 enum pool_lock {
-	POOL_LOCK_SHARED,    /* readers: status, fsck without repair, mount */
+	POOL_LOCK_SHARED, /* readers: status, fsck without repair, mount */
 	POOL_LOCK_EXCLUSIVE, /* writers: add, unify, gc, remove */
 };
 

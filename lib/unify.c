@@ -32,7 +32,7 @@
 #define BATCH_BYTES (512ULL << 20)
 
 enum uf_state {
-	UF_IGNORED,   /* never-class, incomplete link group, overlay-internal */
+	UF_IGNORED, /* never-class, incomplete link group, overlay-internal */
 	UF_CANDIDATE, /* to be hashed */
 	UF_HASHED,
 	UF_CHOSEN,
@@ -338,7 +338,7 @@ static int norm_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 
 static int normalize_guest(struct ginfo *gi)
 {
-	struct norm nm = { .lower_fd = gi->lower_fd };
+	struct norm nm = {.lower_fd = gi->lower_fd};
 	int r = walk_tree(gi->upper_fd, norm_cb, &nm);
 
 	if (r == 0 && nm.n)
@@ -357,7 +357,8 @@ static int normalize_guest(struct ginfo *gi)
 				r = neg_errno();
 			nm.whiteouts++;
 		} else {
-			_cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			_cleanup_close_ int fd =
+			        openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (fd < 0 || (fremovexattr(fd, OVL_XATTR_OPAQUE) < 0 && errno != ENODATA))
 				r = neg_errno();
 			nm.opaques++;
@@ -383,7 +384,7 @@ struct hash_job {
 	const struct unify_options *o;
 	struct timespec start, last;
 	size_t next; /* atomic */
-	int error;   /* first fatal error, atomic */
+	int error; /* first fatal error, atomic */
 	uint64_t bytes;
 	struct ginfo *guests;
 };
@@ -419,7 +420,7 @@ static int open_checked(struct ginfo *gi, struct ufile *f)
 static int hash_one(struct ginfo *gi, struct ufile *f)
 {
 	_cleanup_close_ int fd = open_checked(gi, f);
-	struct xattr_list all = { 0 };
+	struct xattr_list all = {0};
 	bool overlay_internal = false;
 	int r;
 
@@ -451,7 +452,7 @@ static double since(const struct timespec *t)
 
 static void hash_report(struct hash_job *j, bool final)
 {
-	struct unify_progress pr = { .phase = "hash" };
+	struct unify_progress pr = {.phase = "hash"};
 
 	if (!j->o->progress || (!final && since(&j->last) < 0.25))
 		return;
@@ -487,11 +488,12 @@ static void hash_loop(struct hash_job *j, bool main_thread)
 			f->state = UF_HASHED;
 			__atomic_fetch_add(&j->bytes, (uint64_t)f->m.st.st_size, __ATOMIC_RELAXED);
 		} else if (r == -ESTALE || r == -EUCLEAN || r == -ENOENT || r == -ELOOP || r == -ENOTDIR ||
-			   r == -EIO) {
+		           r == -EIO) {
 			f->state = UF_IGNORED; /* changed or not ours: leave it in the upper */
 		} else {
 			int zero = 0;
-			__atomic_compare_exchange_n(&j->error, &zero, r, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+			__atomic_compare_exchange_n(&j->error, &zero, r, false, __ATOMIC_RELAXED,
+			                            __ATOMIC_RELAXED);
 		}
 		if (main_thread)
 			hash_report(j, false);
@@ -500,7 +502,7 @@ static void hash_loop(struct hash_job *j, bool main_thread)
 
 static int hash_all(struct ginfo *guests, size_t ng, const struct unify_options *o, uint64_t *ret_bytes)
 {
-	struct hash_job j = { .guests = guests, .o = o };
+	struct hash_job j = {.guests = guests, .o = o};
 	unsigned jobs = o->jobs;
 	pthread_t th[64];
 	unsigned nth;
@@ -592,7 +594,7 @@ static bool hash_set_has(const struct hash_set *s, const unsigned char *h)
 
 static int decide(struct pool *p, struct ginfo *guests, size_t ng)
 {
-	struct hash_set pool_set = { 0 };
+	struct hash_set pool_set = {0};
 	struct hg *v;
 	size_t n = 0, cap = 0;
 	int r;
@@ -615,7 +617,7 @@ static int decide(struct pool *p, struct ginfo *guests, size_t ng)
 		for (size_t i = 0; i < guests[g].n; i++) {
 			struct ufile *f = &guests[g].files[i];
 			if (f->state == UF_HASHED)
-				v[n++] = (struct hg){ f->m.hash, (uint32_t)g, f };
+				v[n++] = (struct hg){f->m.hash, (uint32_t)g, f};
 		}
 	qsort(v, n, sizeof(*v), cmp_hg);
 	for (size_t i = 0; i < n;) {
@@ -662,7 +664,7 @@ static bool pending_has(const struct batch *b, const char *name)
 
 /* Make sure the object for f exists or is pending in this batch. */
 static int prepare_object(struct pool *p, const struct layout_ops *ops, struct ginfo *gi, struct ufile *f,
-			  struct batch *b, char *name)
+                          struct batch *b, char *name)
 {
 	_cleanup_close_ int fd = -1;
 	int tfd, r;
@@ -723,9 +725,9 @@ static int remove_upper(struct ginfo *gi, struct ufile *f)
 
 static int apply_batch(struct pool *p, const struct layout_ops *ops, struct ginfo *gi, struct batch *b)
 {
-	struct layout_target t = { .pool = p,
-				   .lower_fd = gi->lower_fd,
-				   .staging_fd = p->layout == LAYOUT_LINK ? p->tmp_fd : gi->staging_fd };
+	struct layout_target t = {.pool = p,
+	                          .lower_fd = gi->lower_fd,
+	                          .staging_fd = p->layout == LAYOUT_LINK ? p->tmp_fd : gi->staging_fd};
 	char **refs = NULL;
 	int r = 0;
 
@@ -802,7 +804,7 @@ static void store_report(struct store_progress *sp, bool final)
 static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *sp)
 {
 	const struct layout_ops *ops = layout_ops_for(p->layout);
-	struct batch b = { 0 };
+	struct batch b = {0};
 	int r = 0;
 
 	b.files = malloc(BATCH_FILES * sizeof(*b.files));
@@ -860,7 +862,7 @@ out:
 
 int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd)
 {
-	struct lower_stats ls = { 0 };
+	struct lower_stats ls = {0};
 	struct object_map *map = NULL;
 	_cleanup_close_ int lower_fd = -1, upper_fd = -1;
 	int r;
@@ -929,7 +931,8 @@ static int open_guest(struct pool *p, const char *name, struct ginfo *gi, bool c
 			r = neg_errno();
 			goto fail;
 		}
-		gi->staging_fd = openat(gi->home_fd, HOME_STAGING, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		gi->staging_fd =
+		        openat(gi->home_fd, HOME_STAGING, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (gi->staging_fd < 0) {
 			r = neg_errno();
 			goto fail;
@@ -970,12 +973,12 @@ void unify_result_free(struct unify_result *r)
 	r->n_guests = 0;
 }
 
-int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_options *o, struct unify_result *ret,
-	      char **ret_what)
+int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_options *o,
+              struct unify_result *ret, char **ret_what)
 {
 	char **all = NULL;
 	struct ginfo *gis = NULL;
-	struct unify_result res = { 0 };
+	struct unify_result res = {0};
 	size_t ng = 0;
 	int r = 0;
 
@@ -1022,7 +1025,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		}
 	}
 	for (size_t i = 0; i < ng; i++) {
-		struct scan_ctx s = { .p = p, .gi = &gis[i] };
+		struct scan_ctx s = {.p = p, .gi = &gis[i]};
 		r = walk_tree(gis[i].upper_fd, scan_cb, &s);
 		if (r < 0) {
 			*ret_what = strdup(names[i]);
@@ -1044,7 +1047,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		goto out;
 	if (o->dry_run) {
 		/* what would be unified, and what the pool would have to store */
-		struct hash_set seen = { 0 };
+		struct hash_set seen = {0};
 		for (size_t i = 0; i < ng; i++)
 			for (size_t k = 0; k < gis[i].n; k++) {
 				struct ufile *f = &gis[i].files[k];
@@ -1055,7 +1058,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 			}
 		free(seen.v);
 	} else {
-		struct store_progress sp = { .o = o, .pr = { .phase = "store" } };
+		struct store_progress sp = {.o = o, .pr = {.phase = "store"}};
 		for (size_t i = 0; i < ng; i++)
 			for (size_t k = 0; k < gis[i].n; k++)
 				if (gis[i].files[k].state == UF_CHOSEN) {

@@ -34,14 +34,14 @@ struct unify_options {
 
 struct unify_guest_result {
 	char name[65];
-	uint64_t files_scanned;   /* regular files seen in the upper */
-	uint64_t files_unified;   /* paths moved to the lower layer in this run */
-	uint64_t bytes_unified;   /* their sizes, hard links counted once */
-	uint64_t files_skipped;   /* chosen but left in the upper (see docs) */
-	uint64_t new_objects;     /* objects this guest added to the pool */
+	uint64_t files_scanned; /* regular files seen in the upper */
+	uint64_t files_unified; /* paths moved to the lower layer in this run */
+	uint64_t bytes_unified; /* their sizes, hard links counted once */
+	uint64_t files_skipped; /* chosen but left in the upper (see docs) */
+	uint64_t new_objects; /* objects this guest added to the pool */
 	uint64_t new_object_bytes;
 	uint64_t whiteouts_folded; /* whiteouts whose lower entries were removed */
-	uint64_t opaque_folded;    /* opaque directories made plain again */
+	uint64_t opaque_folded; /* opaque directories made plain again */
 	struct guest_stats stats; /* figures after the run */
 };
 
@@ -56,8 +56,8 @@ struct unify_result {
  * *ret_what names the guest or path concerned (malloc'd).  Returns 0 or
  * -errno (-EBUSY: a guest is mounted; -ENOENT: unknown guest or home not
  * attached; -ENOSPC: out of space, with every guest's view intact). */
-int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_options *o, struct unify_result *ret,
-	      char **ret_what);
+int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_options *o,
+              struct unify_result *ret, char **ret_what);
 void unify_result_free(struct unify_result *r);
 
 /* Recompute and record a guest's figures and references from its layers.

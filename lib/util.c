@@ -149,7 +149,7 @@ int parse_u64(const char *s, uint64_t *ret)
 
 const char *format_bytes(uint64_t n, char *buf, size_t size)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
 	double v = (double)n;
 	size_t u = 0;
 

@@ -117,7 +117,7 @@ static int walk_dir(int dir_fd, struct pathbuf *pb, unsigned depth, walk_fn fn, 
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n && r >= 0; i++) {
-		struct walk_entry e = { .parent_fd = dir_fd, .name = names[i], .fd = -1, .depth = depth + 1 };
+		struct walk_entry e = {.parent_fd = dir_fd, .name = names[i], .fd = -1, .depth = depth + 1};
 		size_t old;
 
 		if (fstatat(dir_fd, names[i], &e.st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -166,8 +166,8 @@ static int walk_dir(int dir_fd, struct pathbuf *pb, unsigned depth, walk_fn fn, 
 
 int walk_tree(int root_fd, walk_fn fn, void *userdata)
 {
-	struct pathbuf pb = { 0 };
-	struct walk_entry e = { .parent_fd = -1, .name = "", .path = "", .fd = root_fd };
+	struct pathbuf pb = {0};
+	struct walk_entry e = {.parent_fd = -1, .name = "", .path = "", .fd = root_fd};
 	int r;
 
 	pb.s = malloc(256);

@@ -11,19 +11,19 @@
 #include <sys/stat.h>
 
 enum walk_event {
-	WALK_ENTRY,    /* any non-directory */
-	WALK_DIR_PRE,  /* a directory, before its children */
+	WALK_ENTRY, /* any non-directory */
+	WALK_DIR_PRE, /* a directory, before its children */
 	WALK_DIR_POST, /* a directory, after its children */
 };
 
 struct walk_entry {
-	int parent_fd;    /* directory holding the entry (-1 for the root) */
+	int parent_fd; /* directory holding the entry (-1 for the root) */
 	const char *name; /* name within parent_fd ("" for the root) */
 	const char *path; /* path relative to the root, "" for the root */
 	size_t path_len;
-	int fd;           /* for directories: an O_DIRECTORY fd of it; else -1 */
-	struct stat st;   /* lstat of the entry (fstat of fd for directories) */
-	unsigned depth;   /* 0 for the root */
+	int fd; /* for directories: an O_DIRECTORY fd of it; else -1 */
+	struct stat st; /* lstat of the entry (fstat of fd for directories) */
+	unsigned depth; /* 0 for the root */
 };
 
 /* Callback: return 0 to go on, WALK_SKIP from WALK_DIR_PRE to not descend,

@@ -37,7 +37,7 @@ int xattr_set(int fd, bool o_path, const char *name, const void *value, size_t s
 {
 	char p[PROC_FD_LEN];
 	int r = o_path ? setxattr(proc_path(fd, p), name, value, size, 0)
-		       : fsetxattr(fd, name, value, size, 0);
+	               : fsetxattr(fd, name, value, size, 0);
 	return r < 0 ? neg_errno() : 0;
 }
 
@@ -72,7 +72,7 @@ void xattr_list_free(struct xattr_list *l)
 
 int xattr_list_read(int fd, bool o_path, unsigned flags, struct xattr_list *ret)
 {
-	struct xattr_list l = { 0 };
+	struct xattr_list l = {0};
 	_cleanup_free_ char *names = NULL;
 	ssize_t len;
 

@@ -19,7 +19,7 @@ set -eu
 cache=${VUNIFY_TREE_CACHE:-/var/cache/vunify-test}/trees
 mirror=${VUNIFY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 archive=${VUNIFY_DEBIAN_ARCHIVE:-http://archive.debian.org/debian}
-names="bookworm-minbase bookworm-web bullseye-minbase bookworm-base"
+names="bookworm-minbase bookworm-web bullseye-minbase bookworm-base bookworm-dev"
 
 die() {
 	echo "debian-trees: $*" >&2
@@ -33,6 +33,7 @@ tree_args() {
 	bookworm-web) echo "bookworm --variant=minbase --include=nginx-light,python3" ;;
 	bullseye-minbase) echo "bullseye --variant=minbase" ;;
 	bookworm-base) echo "bookworm" ;;
+	bookworm-dev) echo "bookworm --variant=minbase --include=build-essential" ;;
 	*) return 1 ;;
 	esac
 }

@@ -55,7 +55,8 @@ struct pool *cli_open_pool(const struct cli *c, enum pool_lock lock)
 		/* Another vunify holds the pool; say so rather than hang
 		 * silently.  The lock dies with its holder, so a killed command
 		 * never blocks us for good. */
-		fprintf(stderr, "vunify: waiting for another vunify command on pool '%s' to finish\n", c->pool_path);
+		fprintf(stderr, "vunify: waiting for another vunify command on pool '%s' to finish\n",
+		        c->pool_path);
 		r = pool_open(c->pool_path, lock, true, &p, &line);
 	}
 

@@ -71,10 +71,10 @@ static int dir_is_empty(int dfd, const char *name)
 int cmd_add(const struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "from", required_argument, NULL, 'f' },
-		{ "move", no_argument, NULL, 'm' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	        {"from", required_argument, NULL, 'f'},
+	        {"move", no_argument, NULL, 'm'},
+	        {"help", no_argument, NULL, 'h'},
+	        {0},
 	};
 	const char *from = NULL, *name, *home_arg;
 	bool move = false;
@@ -105,8 +105,8 @@ int cmd_add(const struct cli *c, int argc, char **argv)
 	home_arg = argv[optind + 1];
 	if (!guest_name_valid(name))
 		return cli_fail("add '%s': invalid guest name (letters, digits, '.', '_', '-'; "
-				"first a letter or digit; at most 64)",
-				name);
+		                "first a letter or digit; at most 64)",
+		                name);
 	p = cli_open_pool(c, POOL_LOCK_EXCLUSIVE);
 	if (!p)
 		return 1;
@@ -130,7 +130,7 @@ int cmd_add(const struct cli *c, int argc, char **argv)
 		_cleanup_free_ char *old = NULL;
 		if (read_file_at(home_fd, HOME_ID, 4096, &old, NULL) == 0 && strcmp(old, id)) {
 			cli_fail("add '%s': home '%s' belongs to another guest or pool (%s)", name, home,
-				 HOME_ID);
+			         HOME_ID);
 			goto out;
 		}
 	}
@@ -140,9 +140,10 @@ int cmd_add(const struct cli *c, int argc, char **argv)
 			cli_error("add: tree", from, neg_errno(), NULL);
 			goto out;
 		}
-		if (fstatat(home_fd, HOME_UPPER, &st, AT_SYMLINK_NOFOLLOW) == 0 && dir_is_empty(home_fd, HOME_UPPER) != 1) {
+		if (fstatat(home_fd, HOME_UPPER, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    dir_is_empty(home_fd, HOME_UPPER) != 1) {
 			cli_fail("add '%s': '%s/%s' already holds a tree; drop --from to use it", name, home,
-				 HOME_UPPER);
+			         HOME_UPPER);
 			goto out;
 		}
 		if (unlinkat(home_fd, HOME_UPPER, AT_REMOVEDIR) < 0 && errno != ENOENT) {
@@ -153,7 +154,8 @@ int cmd_add(const struct cli *c, int argc, char **argv)
 			if (renameat(AT_FDCWD, from, home_fd, HOME_UPPER) < 0) {
 				r = neg_errno();
 				cli_error("add: move", from, r,
-					  r == -EXDEV ? "not on the home's filesystem; copy without --move" : NULL);
+				          r == -EXDEV ? "not on the home's filesystem; copy without --move"
+				                      : NULL);
 				goto out;
 			}
 		} else {
@@ -167,7 +169,8 @@ int cmd_add(const struct cli *c, int argc, char **argv)
 				cli_error("add", home, neg_errno(), NULL);
 				goto out;
 			}
-			dst = openat(home_fd, HOME_UPPER ".new", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			dst = openat(home_fd, HOME_UPPER ".new",
+			             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (dst < 0) {
 				cli_error("add", home, neg_errno(), NULL);
 				goto out;
@@ -175,12 +178,13 @@ int cmd_add(const struct cli *c, int argc, char **argv)
 			r = copy_tree(src_fd, dst, COPY_TREE_DEFAULT, &failpath);
 			if (r < 0) {
 				if (r == -EINVAL)
-					cli_fail("add '%s': '%s/%s': a character device 0:0 cannot be kept in an "
-						 "overlayfs upper layer (it means 'deleted')",
-						 name, from, failpath ? failpath : "");
+					cli_fail("add '%s': '%s/%s': a character device 0:0 cannot be kept "
+					         "in an "
+					         "overlayfs upper layer (it means 'deleted')",
+					         name, from, failpath ? failpath : "");
 				else
 					cli_error("add: copy", failpath ? failpath : from, r,
-						  r == -ENOSPC ? "the home's filesystem is full" : NULL);
+					          r == -ENOSPC ? "the home's filesystem is full" : NULL);
 				remove_tree_at(home_fd, HOME_UPPER ".new");
 				goto out;
 			}

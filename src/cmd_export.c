@@ -11,7 +11,7 @@
 
 int cmd_export(const struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
+	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
 	_cleanup_free_ char *path = NULL;
 	struct pool *p;
 	struct guest *g = NULL;
@@ -46,7 +46,8 @@ int cmd_export(const struct cli *c, int argc, char **argv)
 	}
 	r = guest_export(p, g, argv[optind + 1], &path);
 	if (r < 0) {
-		cli_error("export", path ? path : argv[optind + 1], r, r == -EEXIST ? "destination exists" : NULL);
+		cli_error("export", path ? path : argv[optind + 1], r,
+		          r == -EEXIST ? "destination exists" : NULL);
 		goto out;
 	}
 	printf("vunify: guest '%s' exported to '%s'\n", g->name, argv[optind + 1]);

@@ -65,8 +65,8 @@ static void report(struct fsck *f, bool final)
 	el = since(&f->start);
 	rate = el > 0 ? (double)f->bytes_done / el : 0;
 	fprintf(stderr, "\r\033[Kfsck: %llu/%llu objects, %s/%s, %s/s", (unsigned long long)f->checked,
-		(unsigned long long)f->objects_total, format_bytes(f->bytes_done, b1, sizeof(b1)),
-		format_bytes(f->bytes_total, b2, sizeof(b2)), format_bytes((uint64_t)rate, b3, sizeof(b3)));
+	        (unsigned long long)f->objects_total, format_bytes(f->bytes_done, b1, sizeof(b1)),
+	        format_bytes(f->bytes_total, b2, sizeof(b2)), format_bytes((uint64_t)rate, b3, sizeof(b3)));
 	if (!final && rate > 0) {
 		unsigned long eta = (unsigned long)((double)(f->bytes_total - f->bytes_done) / rate);
 		fprintf(stderr, ", ETA %lu:%02lu", eta / 60, eta % 60);
@@ -118,7 +118,8 @@ static int on_problem(const struct walk_entry *e, enum lower_problem kind, const
 	if (f->repair && kind == LOWER_UNLINKED) {
 		int r = link_relink(f->p, e->parent_fd, e->name);
 		if (r == 0) {
-			printf("guest %s: /%s: %s: repaired (made an object again)\n", f->guest, e->path, problem);
+			printf("guest %s: /%s: %s: repaired (made an object again)\n", f->guest, e->path,
+			       problem);
 			f->repaired++;
 			return 1;
 		}
@@ -158,7 +159,8 @@ static int count_and_clean(int dfd, const char *sub, uint64_t *count)
 /* Is every object the lower references in the pool's record? */
 static int check_record(struct fsck *f, const struct guest *g, const struct lower_stats *ls)
 {
-	_cleanup_close_ int gfd = openat(f->p->guests_fd, g->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_close_ int gfd =
+	        openat(f->p->guests_fd, g->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	_cleanup_free_ char *buf = NULL;
 	uint64_t missing = 0;
 	size_t len = 0;
@@ -190,12 +192,13 @@ static int check_record(struct fsck *f, const struct guest *g, const struct lowe
 	if (!missing)
 		return 0;
 	if (f->repair) {
-		printf("guest %s: %" PRIu64 " referenced objects missing from the pool's record: repaired\n", g->name,
-		       missing);
+		printf("guest %s: %" PRIu64 " referenced objects missing from the pool's record: repaired\n",
+		       g->name, missing);
 		f->repaired++;
 		return 1;
 	}
-	printf("guest %s: %" PRIu64 " referenced objects missing from the pool's record (gc could delete them; "
+	printf("guest %s: %" PRIu64
+	       " referenced objects missing from the pool's record (gc could delete them; "
 	       "run fsck --repair)\n",
 	       g->name, missing);
 	f->problems++;
@@ -205,13 +208,13 @@ static int check_record(struct fsck *f, const struct guest *g, const struct lowe
 int cmd_fsck(const struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "repair", no_argument, NULL, 'r' },
-		{ "progress", no_argument, NULL, 'P' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	        {"repair", no_argument, NULL, 'r'},
+	        {"progress", no_argument, NULL, 'P'},
+	        {"quiet", no_argument, NULL, 'q'},
+	        {"help", no_argument, NULL, 'h'},
+	        {0},
 	};
-	struct fsck f = { 0 };
+	struct fsck f = {0};
 	struct object_map *map = NULL;
 	struct pool *p;
 	char **names = NULL;
@@ -243,7 +246,7 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 	}
 	f.progress = progress < 0 ? isatty(STDERR_FILENO) : progress;
 	if (f.progress) {
-		struct object_info oi = { 0 };
+		struct object_info oi = {0};
 		if (objects_scan(p, &oi, NULL, NULL, NULL) == 0) {
 			f.objects_total = oi.objects;
 			f.bytes_total = oi.bytes;
@@ -271,7 +274,7 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 	}
 	for (int i = 0; i < n; i++) {
 		struct guest *g = NULL;
-		struct lower_stats ls = { 0 };
+		struct lower_stats ls = {0};
 		uint64_t probs = 0;
 		_cleanup_close_ int hfd = -1, lfd = -1;
 
@@ -283,7 +286,8 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 		}
 		hfd = guest_open_home(p, g);
 		if (hfd < 0) {
-			printf("guest %s: home '%s' not attached (%s): skipped\n", g->name, g->home, strerror(-hfd));
+			printf("guest %s: home '%s' not attached (%s): skipped\n", g->name, g->home,
+			       strerror(-hfd));
 			guest_free(g);
 			continue;
 		}

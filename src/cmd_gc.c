@@ -13,11 +13,11 @@
 int cmd_gc(const struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	        {"dry-run", no_argument, NULL, 'n'},
+	        {"help", no_argument, NULL, 'h'},
+	        {0},
 	};
-	struct gc_result res = { 0 };
+	struct gc_result res = {0};
 	_cleanup_free_ char *what = NULL;
 	bool dry_run = false;
 	struct pool *p;
@@ -43,9 +43,10 @@ int cmd_gc(const struct cli *c, int argc, char **argv)
 	r = gc_run(p, dry_run, &res, &what);
 	pool_close(p);
 	if (r == -ENODATA)
-		return cli_fail("gc: guest '%s' has no record of its references and its home is not attached; "
-				"attach it or remove it first",
-				what ? what : "?");
+		return cli_fail(
+		        "gc: guest '%s' has no record of its references and its home is not attached; "
+		        "attach it or remove it first",
+		        what ? what : "?");
 	if (r < 0)
 		return cli_error("gc", what, r, NULL);
 	printf("gc: %s%" PRIu64 " objects (%s) %s, %" PRIu64 " kept (%s)", dry_run ? "would delete " : "",

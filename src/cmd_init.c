@@ -22,9 +22,9 @@ static void help(void)
 int cmd_init(const struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "layout", required_argument, NULL, 'l' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	        {"layout", required_argument, NULL, 'l'},
+	        {"help", no_argument, NULL, 'h'},
+	        {0},
 	};
 	const char *layout = "auto";
 	enum layout_kind kind = LAYOUT_LINK;
@@ -64,8 +64,8 @@ int cmd_init(const struct cli *c, int argc, char **argv)
 	else if (kind == LAYOUT_REDIRECT && probe != 1) {
 		unlinkat(fd, "vunify.conf", 0);
 		return cli_fail("init '%s': this kernel cannot mount overlayfs data-only lower layers "
-				"(Linux 6.5+ needed for the redirect layout); use --layout link",
-				c->pool_path);
+		                "(Linux 6.5+ needed for the redirect layout); use --layout link",
+		                c->pool_path);
 	}
 	/* Rewrite vunify.conf with the chosen layout. */
 	if (unlinkat(fd, "vunify.conf", 0) < 0)

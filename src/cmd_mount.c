@@ -14,7 +14,7 @@
 
 static int simple_opts(const char *cmd, int argc, char **argv, const char *usage_text)
 {
-	static const struct option opts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
+	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -31,14 +31,14 @@ int cmd_mount(const struct cli *c, int argc, char **argv)
 {
 	struct pool *p;
 	struct guest *g = NULL;
-	_cleanup_free_ char *upper = NULL, *work = NULL, *lower = NULL, *data = NULL, *opts = NULL, *target = NULL,
-			    *existing = NULL;
+	_cleanup_free_ char *upper = NULL, *work = NULL, *lower = NULL, *data = NULL, *opts = NULL,
+	                    *target = NULL, *existing = NULL;
 	_cleanup_close_ int home_fd = -1, lower_fd = -1;
 	int r, ret = 1;
 
 	r = simple_opts("mount", argc, argv,
-			"usage: vunify [-p POOL] mount GUEST TARGET\n\n"
-			"Mount GUEST's merged root (lower layer + its upper) at TARGET.\n");
+	                "usage: vunify [-p POOL] mount GUEST TARGET\n\n"
+	                "Mount GUEST's merged root (lower layer + its upper) at TARGET.\n");
 	if (r >= 0)
 		return r;
 	if (argc - optind != 2)
@@ -110,8 +110,9 @@ int cmd_umount(const struct cli *c, int argc, char **argv)
 	_cleanup_free_ char *upper = NULL;
 	int r, ret = 1, n = 0;
 
-	r = simple_opts("umount", argc, argv,
-			"usage: vunify [-p POOL] umount GUEST\n\nUnmount every mount of GUEST's merged root.\n");
+	r = simple_opts(
+	        "umount", argc, argv,
+	        "usage: vunify [-p POOL] umount GUEST\n\nUnmount every mount of GUEST's merged root.\n");
 	if (r >= 0)
 		return r;
 	if (argc - optind != 1)

@@ -26,9 +26,9 @@ static void help(void)
 int cmd_remove(const struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "purge", no_argument, NULL, 'P' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	        {"purge", no_argument, NULL, 'P'},
+	        {"help", no_argument, NULL, 'h'},
+	        {0},
 	};
 	bool purge = false;
 	struct pool *p;
@@ -67,12 +67,14 @@ int cmd_remove(const struct cli *c, int argc, char **argv)
 	hfd = guest_open_home(p, g);
 	if (hfd < 0 && !(purge && hfd == -ENOENT)) {
 		cli_error("remove: home", g->home, hfd,
-			  hfd == -ENOENT ? "not attached; attach it, or use --purge to drop the guest" : cli_hint(hfd));
+		          hfd == -ENOENT ? "not attached; attach it, or use --purge to drop the guest"
+		                         : cli_hint(hfd));
 		goto out;
 	}
 	if (purge) {
 		if (p->layout == LAYOUT_LINK) {
-			_cleanup_close_ int roots = openat(p->fd, "roots", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			_cleanup_close_ int roots =
+			        openat(p->fd, "roots", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			r = roots < 0 ? neg_errno() : remove_tree_at(roots, g->name);
 			if (r < 0) {
 				cli_error("remove: lower layer of", g->name, r, NULL);
@@ -80,8 +82,8 @@ int cmd_remove(const struct cli *c, int argc, char **argv)
 			}
 		}
 		if (hfd >= 0) {
-			static const char *const parts[] = { HOME_UPPER, HOME_WORK, HOME_META, HOME_STAGING,
-							     HOME_UPPER ".new" };
+			static const char *const parts[] = {HOME_UPPER, HOME_WORK, HOME_META, HOME_STAGING,
+			                                    HOME_UPPER ".new"};
 			for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
 				r = remove_tree_at(hfd, parts[i]);
 				if (r < 0) {
@@ -94,7 +96,8 @@ int cmd_remove(const struct cli *c, int argc, char **argv)
 		r = guest_materialize(p, g, hfd, &files);
 		if (r < 0) {
 			cli_error("remove", g->name, r,
-				  r == -ENOSPC ? "the home's filesystem is full; the guest is unchanged" : NULL);
+			          r == -ENOSPC ? "the home's filesystem is full; the guest is unchanged"
+			                       : NULL);
 			goto out;
 		}
 	}
@@ -108,7 +111,8 @@ int cmd_remove(const struct cli *c, int argc, char **argv)
 	if (purge)
 		printf("vunify: guest '%s' removed and its layers deleted\n", g->name);
 	else
-		printf("vunify: guest '%s' removed; %s holds its whole tree (%" PRIu64 " files copied back)\n",
+		printf("vunify: guest '%s' removed; %s holds its whole tree (%" PRIu64
+		       " files copied back)\n",
 		       g->name, upper, files);
 	ret = 0;
 out:

@@ -32,15 +32,15 @@ struct grow {
 int cmd_status(const struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "memory", no_argument, NULL, 'm' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	        {"json", no_argument, NULL, 'j'},
+	        {"memory", no_argument, NULL, 'm'},
+	        {"help", no_argument, NULL, 'h'},
+	        {0},
 	};
 	bool json = false, memory = false;
-	struct memory_info mi = { 0 };
+	struct memory_info mi = {0};
 	struct pool *p;
-	struct object_info oi = { 0 };
+	struct object_info oi = {0};
 	char **names = NULL;
 	struct grow *rows = NULL;
 	uint64_t logical = 0;
@@ -97,7 +97,8 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 		hfd = guest_open_home(p, rows[i].g);
 		rows[i].attached = hfd >= 0;
 		if (hfd >= 0) {
-			_cleanup_close_ int ufd = openat(hfd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			_cleanup_close_ int ufd =
+			        openat(hfd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (ufd >= 0)
 				(void)tree_disk_usage(ufd, &rows[i].g->stats.upper_bytes);
 		}
@@ -122,7 +123,8 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 			printf(", \"memory\": {\"method\": \"%s\", \"cached_bytes\": %" PRIu64
 			       ", \"shared_cached_bytes\": %" PRIu64 ", \"objects_cached\": %" PRIu64
 			       ", \"shared_objects\": %" PRIu64 "}",
-			       mi.method, mi.cached_bytes, mi.shared_cached_bytes, mi.objects_cached, mi.shared_objects);
+			       mi.method, mi.cached_bytes, mi.shared_cached_bytes, mi.objects_cached,
+			       mi.shared_objects);
 		printf("}, \"guests\": [");
 		for (int i = 0; i < n; i++) {
 			const struct guest *g = rows[i].g;
@@ -140,12 +142,13 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 		}
 		printf("]}\n");
 	} else {
-		printf("pool %s (layout %s): %" PRIu64 " objects, %s; guests' unified files %s; saved %s\n", p->path,
-		       layout_name(p->layout), oi.objects, format_bytes(oi.bytes, b1, sizeof(b1)),
+		printf("pool %s (layout %s): %" PRIu64 " objects, %s; guests' unified files %s; saved %s\n",
+		       p->path, layout_name(p->layout), oi.objects, format_bytes(oi.bytes, b1, sizeof(b1)),
 		       format_bytes(logical, b2, sizeof(b2)),
 		       logical > oi.bytes ? format_bytes(logical - oi.bytes, b3, sizeof(b3)) : "0 B");
 		if (memory)
-			printf("page cache (%s): %s of objects cached, %s of it in objects two or more guests share\n",
+			printf("page cache (%s): %s of objects cached, %s of it in objects two or more "
+			       "guests share\n",
 			       mi.method, format_bytes(mi.cached_bytes, b1, sizeof(b1)),
 			       format_bytes(mi.shared_cached_bytes, b2, sizeof(b2)));
 		for (int i = 0; i < n; i++) {

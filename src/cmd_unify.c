@@ -23,9 +23,10 @@ static void show_progress(const struct unify_progress *pr, void *ud)
 	bool done = pr->files_done >= pr->files_total;
 
 	(void)ud;
-	fprintf(stderr, "\r\033[K%s: %llu/%llu files, %s/%s, %s/s", pr->phase, (unsigned long long)pr->files_done,
-		(unsigned long long)pr->files_total, format_bytes(pr->bytes_done, b1, sizeof(b1)),
-		format_bytes(pr->bytes_total, b2, sizeof(b2)), format_bytes((uint64_t)rate, b3, sizeof(b3)));
+	fprintf(stderr, "\r\033[K%s: %llu/%llu files, %s/%s, %s/s", pr->phase,
+	        (unsigned long long)pr->files_done, (unsigned long long)pr->files_total,
+	        format_bytes(pr->bytes_done, b1, sizeof(b1)), format_bytes(pr->bytes_total, b2, sizeof(b2)),
+	        format_bytes((uint64_t)rate, b3, sizeof(b3)));
 	if (!done && rate > 0) {
 		unsigned long eta = (unsigned long)((double)(pr->bytes_total - pr->bytes_done) / rate);
 		fprintf(stderr, ", ETA %lu:%02lu", eta / 60, eta % 60);
@@ -50,16 +51,13 @@ static void help(void)
 int cmd_unify(const struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "jobs", required_argument, NULL, 'j' },
-		{ "progress", no_argument, NULL, 'P' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	        {"dry-run", no_argument, NULL, 'n'},  {"jobs", required_argument, NULL, 'j'},
+	        {"progress", no_argument, NULL, 'P'}, {"quiet", no_argument, NULL, 'q'},
+	        {"help", no_argument, NULL, 'h'},     {0},
 	};
-	struct unify_options o = { 0 };
-	struct unify_result res = { 0 };
-	struct object_info oi = { 0 };
+	struct unify_options o = {0};
+	struct unify_result res = {0};
+	struct object_info oi = {0};
 	_cleanup_free_ char *what = NULL;
 	struct timespec t0, t1;
 	struct pool *p;
@@ -111,12 +109,14 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 	for (size_t i = 0; i < res.n_guests; i++) {
 		const struct unify_guest_result *g = &res.guests[i];
 		printf("%s: %s%" PRIu64 " files (%s) unified, %" PRIu64 " new objects (%s)", g->name,
-		       o.dry_run ? "would unify: " : "", g->files_unified, format_bytes(g->bytes_unified, b1, sizeof(b1)),
-		       g->new_objects, format_bytes(g->new_object_bytes, b2, sizeof(b2)));
+		       o.dry_run ? "would unify: " : "", g->files_unified,
+		       format_bytes(g->bytes_unified, b1, sizeof(b1)), g->new_objects,
+		       format_bytes(g->new_object_bytes, b2, sizeof(b2)));
 		if (g->files_skipped)
 			printf(", %" PRIu64 " left in the upper", g->files_skipped);
 		if (g->whiteouts_folded || g->opaque_folded)
-			printf(", %" PRIu64 " deletions and %" PRIu64 " replaced directories folded into the lower layer",
+			printf(", %" PRIu64 " deletions and %" PRIu64
+			       " replaced directories folded into the lower layer",
 			       g->whiteouts_folded, g->opaque_folded);
 		putchar('\n');
 	}
@@ -135,7 +135,8 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 		       format_bytes(oi.bytes, b1, sizeof(b1)), format_bytes(logical, b2, sizeof(b2)),
 		       logical > oi.bytes ? format_bytes(logical - oi.bytes, b3, sizeof(b3)) : "0 B");
 	}
-	printf("time: %.2f s, hashed %s\n", (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+	printf("time: %.2f s, hashed %s\n",
+	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
 	       format_bytes(res.bytes_hashed, b1, sizeof(b1)));
 	unify_result_free(&res);
 	pool_close(p);

@@ -17,28 +17,28 @@ static const struct {
 	int (*fn)(const struct cli *c, int argc, char **argv);
 	const char *summary;
 } commands[] = {
-	{ "init", cmd_init, "create a pool" },
-	{ "add", cmd_add, "register a guest (optionally copying its tree in)" },
-	{ "unify", cmd_unify, "move identical files of guests into the pool" },
-	{ "mount", cmd_mount, "mount a guest's merged root" },
-	{ "umount", cmd_umount, "unmount a guest's merged root" },
-	{ "status", cmd_status, "pool and per-guest figures" },
-	{ "gc", cmd_gc, "delete objects no guest references" },
-	{ "fsck", cmd_fsck, "verify objects and guests' lower layers" },
-	{ "export", cmd_export, "write a guest's merged tree as a plain tree" },
-	{ "remove", cmd_remove, "unregister a guest (its home keeps the whole tree)" },
+        {"init", cmd_init, "create a pool"},
+        {"add", cmd_add, "register a guest (optionally copying its tree in)"},
+        {"unify", cmd_unify, "move identical files of guests into the pool"},
+        {"mount", cmd_mount, "mount a guest's merged root"},
+        {"umount", cmd_umount, "unmount a guest's merged root"},
+        {"status", cmd_status, "pool and per-guest figures"},
+        {"gc", cmd_gc, "delete objects no guest references"},
+        {"fsck", cmd_fsck, "verify objects and guests' lower layers"},
+        {"export", cmd_export, "write a guest's merged tree as a plain tree"},
+        {"remove", cmd_remove, "unregister a guest (its home keeps the whole tree)"},
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vunify [-p POOL] COMMAND [ARGS...]\n\n"
-		   "Unify the root filesystems of many guests into a content-addressed pool\n"
-		   "and mount each through overlayfs.\n\n"
-		   "Options:\n"
-		   "  -p, --pool DIR   the pool (default: $VUNIFY_POOL, else " POOL_DEFAULT_PATH ")\n"
-		   "  -h, --help       this help\n"
-		   "  -V, --version    print the version\n\n"
-		   "Commands:\n");
+	           "Unify the root filesystems of many guests into a content-addressed pool\n"
+	           "and mount each through overlayfs.\n\n"
+	           "Options:\n"
+	           "  -p, --pool DIR   the pool (default: $VUNIFY_POOL, else " POOL_DEFAULT_PATH ")\n"
+	           "  -h, --help       this help\n"
+	           "  -V, --version    print the version\n\n"
+	           "Commands:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\nRun 'vunify COMMAND --help' for a command's options.\n");
@@ -58,12 +58,12 @@ static void raise_nofile(void)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "pool", required_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ 0 },
+	        {"pool", required_argument, NULL, 'p'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},
+	        {0},
 	};
-	struct cli c = { .prog = "vunify" };
+	struct cli c = {.prog = "vunify"};
 	int ch;
 
 	c.pool_path = getenv("VUNIFY_POOL");

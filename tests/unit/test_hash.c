@@ -280,9 +280,11 @@ static void test_hex(void **state)
 		assert_int_equal(back[i], 0x5a);
 
 	/* upper case everywhere */
-	assert_int_equal(hash_from_hex("E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", back),
-	                 -EINVAL);
-	assert_int_equal(hash_from_hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", back), 0);
+	assert_int_equal(
+	        hash_from_hex("E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", back),
+	        -EINVAL);
+	assert_int_equal(
+	        hash_from_hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", back), 0);
 	assert_hex(back, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 

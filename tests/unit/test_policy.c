@@ -194,13 +194,13 @@ static void test_parse_errors(void **state)
 	} cases[] = {
 	        {"bogus /x\n", 1},
 	        {"# c\n\nsystem /ok\nfrobnicate /x\nsystem /later\n", 4},
-	        {"system usr\n", 1},          /* relative pattern */
-	        {"\nnever tmp/*\n", 2},        /* relative pattern */
-	        {"never *\n", 1},             /* relative pattern */
-	        {"system\n", 1},              /* missing argument */
+	        {"system usr\n", 1}, /* relative pattern */
+	        {"\nnever tmp/*\n", 2}, /* relative pattern */
+	        {"never *\n", 1}, /* relative pattern */
+	        {"system\n", 1}, /* missing argument */
 	        {"system /a\nnever   \n", 2}, /* missing argument */
 	        {"min-size\n", 1},
-	        {"min-size abc\n", 1},        /* bad numbers */
+	        {"min-size abc\n", 1}, /* bad numbers */
 	        {"min-size -1\n", 1},
 	        {"min-size +5\n", 1},
 	        {"min-size 12k\n", 1},
@@ -226,8 +226,8 @@ static void test_parse_errors(void **state)
 		assert_int_equal(policy_default(&p), 0);
 		r = policy_parse(&p, cases[i].text, &line);
 		if (r != -EINVAL || line != cases[i].line)
-			fail_msg("case %zu: '%s': r=%d line=%u, want -EINVAL line %u", i, cases[i].text, r, line,
-			         cases[i].line);
+			fail_msg("case %zu: '%s': r=%d line=%u, want -EINVAL line %u", i, cases[i].text, r,
+			         line, cases[i].line);
 		/* NULL ret_line is allowed */
 		assert_int_equal(policy_parse(&p, cases[i].text, NULL), -EINVAL);
 		policy_free(&p);
@@ -267,8 +267,8 @@ static void test_default_text(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_defaults),   cmocka_unit_test(test_inheritance),
-	        cmocka_unit_test(test_parse),      cmocka_unit_test(test_reset),
+	        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_inheritance),
+	        cmocka_unit_test(test_parse),        cmocka_unit_test(test_reset),
 	        cmocka_unit_test(test_parse_errors), cmocka_unit_test(test_default_text),
 	};
 

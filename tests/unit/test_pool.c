@@ -94,8 +94,8 @@ static void test_guest_names(void **state)
 	        "a", "Z", "0", "web-1.example_2", "a.", "a-", "a_", "9lives", "A..B", "x-_-.y",
 	};
 	static const char *const bad[] = {
-	        "", ".x", "-x", "_x", ".", "..", "a/b", "/a", "a b", " a", "a\n", "\xc3\xa9", "a\xc3\xa9",
-	        "a:b", "a,b", "a\\b", "a*", "a\t", "a@b",
+	        "",    ".x",       "-x",        "_x",  ".",   "..",   "a/b", "/a",  "a b", " a",
+	        "a\n", "\xc3\xa9", "a\xc3\xa9", "a:b", "a,b", "a\\b", "a*",  "a\t", "a@b",
 	};
 	char name[80];
 
@@ -282,8 +282,9 @@ static void test_bad_conf(void **state)
 	assert_int_equal(pool_open(f->pool, POOL_LOCK_SHARED, false, &p, &line), -EBADMSG);
 	put_file(fd, "vunify.conf", "format one\nlayout link\nid 00\n");
 	assert_int_equal(pool_open(f->pool, POOL_LOCK_SHARED, false, &p, &line), -EBADMSG);
-	put_file(fd, "vunify.conf", "format 1\nlayout link\nid "
-	                            "0123456789012345678901234567890123456789\n"); /* too long */
+	put_file(fd, "vunify.conf",
+	         "format 1\nlayout link\nid "
+	         "0123456789012345678901234567890123456789\n"); /* too long */
 	assert_int_equal(pool_open(f->pool, POOL_LOCK_SHARED, false, &p, &line), -EBADMSG);
 	assert_null(p);
 	put_file(fd, "vunify.conf", good);
@@ -328,7 +329,11 @@ static pid_t child_open(const char *path, enum pool_lock lock, bool wait, int wa
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct pool *p = NULL;
-		int r = pool_open(path, lock, wait, &p, NULL);
+		int r;
+		/* drop the parent's lock fd: a flock belongs to the open file
+		 * description, which fork shares */
+		close_range(3, ~0u, 0);
+		r = pool_open(path, lock, wait, &p, NULL);
 		if (r == 0)
 			pool_close(p);
 		_exit(r == want ? 0 : 1);
@@ -483,6 +488,17 @@ static void test_registry(void **state)
 	assert_string_equal(names[1], "half");
 	names_free(names);
 	assert_int_equal(pool_guest_unregister(p, "db"), -ENOENT);
+	/* names that are not guests are refused, never resolved */
+	assert_int_equal(pool_guest_unregister(p, "../objects"), -EINVAL);
+	assert_int_equal(pool_guest_unregister(p, ".."), -EINVAL);
+	assert_int_equal(faccessat(p->fd, "objects/00", F_OK, AT_SYMLINK_NOFOLLOW), 0);
+	/* what a crash in write_file_atomic_at leaves does not block it */
+	gfd = openat(p->guests_fd, "half", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(gfd >= 0);
+	put_file(gfd, ".tmp.refs.12345", "partial");
+	close(gfd);
+	assert_int_equal(pool_guest_unregister(p, "half"), 0);
+	assert_int_equal(faccessat(p->guests_fd, "half", F_OK, AT_SYMLINK_NOFOLLOW), -1);
 	/* and register again */
 	assert_int_equal(pool_guest_register(p, "db", "/new/home"), 0);
 	assert_int_equal(pool_guest_load(p, "db", &g), 0);
@@ -564,9 +580,9 @@ static void test_objects_and_tmp(void **state)
 	/* names that must be refused */
 	assert_int_equal(pool_object_stat(p, "", NULL), -EINVAL);
 	assert_int_equal(pool_object_stat(p, "../../vunify.conf", NULL), -EINVAL);
-	assert_int_equal(pool_object_stat(p, "AA00000000000000000000000000000000000000000000000000000000000001",
-	                                  NULL),
-	                 -EINVAL);
+	assert_int_equal(
+	        pool_object_stat(p, "AA00000000000000000000000000000000000000000000000000000000000001", NULL),
+	        -EINVAL);
 	assert_int_equal(pool_object_stat(p, HASH_A ".0123456789abcdef0", NULL), -EINVAL); /* too long */
 	assert_int_equal(pool_object_dir(p, "zz"), -EINVAL);
 	assert_int_equal(pool_object_dir(p, "../x"), -EINVAL);

@@ -87,11 +87,21 @@ static void test_parse_u64(void **state)
 		const char *s;
 		int err;
 	} bad[] = {
-	        {"", -EINVAL},      {"-1", -EINVAL},     {"+1", -EINVAL},     {"-0", -EINVAL},
-	        {" 1", -EINVAL},    {"1 ", -EINVAL},     {"1\n", -EINVAL},    {"0x10", -EINVAL},
-	        {"1.5", -EINVAL},   {"1e3", -EINVAL},    {"12k", -EINVAL},    {"abc", -EINVAL},
-	        {"1,000", -EINVAL}, {"\xd9\xa1", -EINVAL}, /* Arabic-Indic one */
-	        {"18446744073709551616", -ERANGE},  /* UINT64_MAX + 1 */
+	        {"", -EINVAL},
+	        {"-1", -EINVAL},
+	        {"+1", -EINVAL},
+	        {"-0", -EINVAL},
+	        {" 1", -EINVAL},
+	        {"1 ", -EINVAL},
+	        {"1\n", -EINVAL},
+	        {"0x10", -EINVAL},
+	        {"1.5", -EINVAL},
+	        {"1e3", -EINVAL},
+	        {"12k", -EINVAL},
+	        {"abc", -EINVAL},
+	        {"1,000", -EINVAL},
+	        {"\xd9\xa1", -EINVAL}, /* Arabic-Indic one */
+	        {"18446744073709551616", -ERANGE}, /* UINT64_MAX + 1 */
 	        {"18446744073709551620", -ERANGE},
 	        {"99999999999999999999", -ERANGE},
 	        {"184467440737095516150", -ERANGE},

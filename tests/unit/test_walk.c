@@ -82,7 +82,7 @@ static int mkdir_open(int dir, const char *name)
 struct rec {
 	char log[4096];
 	size_t len;
-	const char *skip;    /* return WALK_SKIP on DIR_PRE of this path */
+	const char *skip; /* return WALK_SKIP on DIR_PRE of this path */
 	const char *fail_at; /* return fail_err when this path is seen */
 	int fail_err;
 	const char *remove; /* on DIR_PRE of the root, unlink this name */

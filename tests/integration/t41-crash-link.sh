@@ -1,0 +1,6 @@
+#!/bin/bash
+# kill -9 at random instants of each command, link layout (see crash.sh).
+# shellcheck source-path=SCRIPTDIR disable=SC1091,SC1094,SC2034
+. "$(dirname "$0")/lib.sh"
+LAYOUT="link"
+. "$(dirname "$0")/crash.sh"
