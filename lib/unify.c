@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dircache.h"
 #include "layout.h"
 #include "lower.h"
 #include "object.h"
@@ -398,13 +399,27 @@ static bool same_file(const struct stat *a, const struct stat *b)
 }
 
 /* Open the upper copy of f and check it is still what the scan saw. */
-static int open_checked(struct ginfo *gi, struct ufile *f)
+/* Point dc at ROOT (one cache per guest layer). */
+static void dc_root(struct dircache *dc, int root, bool mkdirs)
 {
-	struct stat st;
-	int fd = open_beneath(gi->upper_fd, f->paths[0], O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+	if (dc->root_fd != root) {
+		dircache_release(dc);
+		dircache_init(dc, root, mkdirs);
+	}
+}
 
+/* Open the upper copy of f and check it is still what the scan saw. */
+static int open_checked(struct dircache *dc, struct ufile *f)
+{
+	const char *name;
+	struct stat st;
+	int dfd = dircache_parent(dc, f->paths[0], &name), fd;
+
+	if (dfd < 0)
+		return dfd;
+	fd = openat(dfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return fd;
+		return neg_errno();
 	if (fstat(fd, &st) < 0) {
 		int r = neg_errno();
 		close(fd);
@@ -417,11 +432,10 @@ static int open_checked(struct ginfo *gi, struct ufile *f)
 	return fd;
 }
 
-static int hash_one(struct ginfo *gi, struct ufile *f)
+static int hash_one(struct dircache *dc, struct ufile *f)
 {
-	_cleanup_close_ int fd = open_checked(gi, f);
+	_cleanup_close_ int fd = open_checked(dc, f);
 	struct xattr_list all = {0};
-	bool overlay_internal = false;
 	int r;
 
 	if (fd < 0)
@@ -429,13 +443,17 @@ static int hash_one(struct ginfo *gi, struct ufile *f)
 	r = xattr_list_read(fd, false, 0, &all);
 	if (r < 0)
 		return r;
-	/* A metacopy or redirect xattr in the upper means overlayfs wrote
-	 * this file; it is not plain data to unify. */
-	for (size_t i = 0; i < all.n; i++)
-		overlay_internal |= !strncmp(all.v[i].name, "trusted.overlay.", 16);
+	/* A metacopy or redirect xattr in the upper means its data or its
+	 * name lives elsewhere: not plain data to unify.  Other overlay
+	 * xattrs (origin, which every copy-up gets, nlink, impure) are
+	 * bookkeeping that ends with the upper copy: dropped. */
+	for (size_t i = 0; i < all.n; i++) {
+		if (!strcmp(all.v[i].name, OVL_XATTR_METACOPY) || !strcmp(all.v[i].name, OVL_XATTR_REDIRECT)) {
+			xattr_list_free(&all);
+			return -EUCLEAN;
+		}
+	}
 	xattr_list_free(&all);
-	if (overlay_internal)
-		return -EUCLEAN;
 	r = xattr_list_read(fd, false, XATTR_SKIP_OVERLAY, &f->m.xattrs);
 	if (r < 0)
 		return r;
@@ -465,7 +483,7 @@ static void hash_report(struct hash_job *j, bool final)
 	j->o->progress(&pr, j->o->progress_userdata);
 }
 
-/* The calling thread runs this too (main == true) and reports progress. */
+/* The calling thread runs this too (main_thread) and reports progress. */
 static void hash_loop(struct hash_job *j, bool main_thread);
 
 static void *hash_worker(void *arg)
@@ -476,6 +494,9 @@ static void *hash_worker(void *arg)
 
 static void hash_loop(struct hash_job *j, bool main_thread)
 {
+	struct dircache dc;
+
+	dircache_init(&dc, -1, false);
 	for (;;) {
 		size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
 		struct ufile *f;
@@ -483,7 +504,8 @@ static void hash_loop(struct hash_job *j, bool main_thread)
 		if (i >= j->n || __atomic_load_n(&j->error, __ATOMIC_RELAXED))
 			break;
 		f = j->items[i];
-		r = hash_one(&j->guests[f->guest], f);
+		dc_root(&dc, j->guests[f->guest].upper_fd, false);
+		r = hash_one(&dc, f);
 		if (r == 0) {
 			f->state = UF_HASHED;
 			__atomic_fetch_add(&j->bytes, (uint64_t)f->m.st.st_size, __ATOMIC_RELAXED);
@@ -498,6 +520,7 @@ static void hash_loop(struct hash_job *j, bool main_thread)
 		if (main_thread)
 			hash_report(j, false);
 	}
+	dircache_release(&dc);
 }
 
 static int hash_all(struct ginfo *guests, size_t ng, const struct unify_options *o, uint64_t *ret_bytes)
@@ -640,9 +663,14 @@ static int decide(struct pool *p, struct ginfo *guests, size_t ng)
 
 /* ---- apply ---- */
 
+/* An object this batch creates.  ADOPT: the upper file is on the pool's
+ * filesystem and becomes the object itself (no data copied): in the link
+ * layout by a hard link before the lower entries are made, in the redirect
+ * layout by renaming it into objects/ after its stub is durable. */
 struct pending {
 	char tmp[OBJECT_TMP_MAX];
 	char name[OBJECT_NAME_MAX];
+	struct ufile *adopt;
 };
 
 struct batch {
@@ -654,6 +682,14 @@ struct batch {
 	uint64_t bytes;
 };
 
+struct apply {
+	struct pool *p;
+	const struct layout_ops *ops;
+	struct ginfo *gi;
+	struct dircache upper_dc, lower_dc;
+	bool same_fs; /* upper and objects/ on one filesystem */
+};
+
 static bool pending_has(const struct batch *b, const char *name)
 {
 	for (size_t i = 0; i < b->n_pend; i++)
@@ -663,13 +699,14 @@ static bool pending_has(const struct batch *b, const char *name)
 }
 
 /* Make sure the object for f exists or is pending in this batch. */
-static int prepare_object(struct pool *p, const struct layout_ops *ops, struct ginfo *gi, struct ufile *f,
-                          struct batch *b, char *name)
+static int prepare_object(struct apply *a, struct ufile *f, struct batch *b, char *name)
 {
+	struct pool *p = a->p;
 	_cleanup_close_ int fd = -1;
+	struct pending *pe = &b->pend[b->n_pend];
 	int tfd, r;
 
-	r = ops->object_name(&f->m, name);
+	r = a->ops->object_name(&f->m, name);
 	if (r < 0)
 		return r;
 	if (pending_has(b, name))
@@ -679,22 +716,27 @@ static int prepare_object(struct pool *p, const struct layout_ops *ops, struct g
 		return r;
 	if (r == 1)
 		return 0;
-	fd = open_checked(gi, f);
+	fd = open_checked(&a->upper_dc, f);
 	if (fd < 0)
 		return fd;
-	r = object_write_tmp(p, fd, (uint64_t)f->m.st.st_size, f->m.hash, b->pend[b->n_pend].tmp, &tfd);
-	if (r < 0)
-		return r;
-	r = ops->object_finish(tfd, &f->m);
-	close(tfd);
-	if (r < 0) {
-		unlinkat(p->tmp_fd, b->pend[b->n_pend].tmp, 0);
-		return r;
+	memset(pe, 0, sizeof(*pe));
+	if (a->same_fs) {
+		pe->adopt = f;
+	} else {
+		r = object_write_tmp(p, fd, (uint64_t)f->m.st.st_size, f->m.hash, pe->tmp, &tfd);
+		if (r < 0)
+			return r;
+		r = a->ops->object_finish(tfd, &f->m);
+		close(tfd);
+		if (r < 0) {
+			unlinkat(p->tmp_fd, pe->tmp, 0);
+			return r;
+		}
 	}
-	memcpy(b->pend[b->n_pend].name, name, OBJECT_NAME_MAX);
+	memcpy(pe->name, name, OBJECT_NAME_MAX);
 	b->n_pend++;
-	gi->res->new_objects++;
-	gi->res->new_object_bytes += (uint64_t)f->m.st.st_size;
+	a->gi->res->new_objects++;
+	a->gi->res->new_object_bytes += (uint64_t)f->m.st.st_size;
 	return 0;
 }
 
@@ -703,18 +745,67 @@ static int do_syncfs(int fd)
 	return syncfs(fd) < 0 ? neg_errno() : 0;
 }
 
+/* Link (link layout) or rename (redirect layout) the upper file of pe
+ * into objects/.  An existing object of that name wins. */
+static int adopt_object(struct apply *a, struct pending *pe)
+{
+	char rel[OBJECT_NAME_MAX + 4];
+	const char *name;
+	struct stat st;
+	int dfd = dircache_parent(&a->upper_dc, pe->adopt->paths[0], &name);
+
+	if (dfd < 0)
+		return dfd;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return neg_errno();
+	if (!same_file(&st, &pe->adopt->m.st))
+		return -ESTALE;
+	object_relpath(pe->name, rel);
+	if (a->p->layout == LAYOUT_LINK) {
+		if (linkat(dfd, name, a->p->objects_fd, rel, 0) < 0 && errno != EEXIST)
+			return neg_errno();
+		return 0;
+	}
+	if (renameat2(dfd, name, a->p->objects_fd, rel, RENAME_NOREPLACE) < 0 && errno != EEXIST)
+		return neg_errno();
+	return 0;
+}
+
+/* An adopted redirect object still has the guest file's owner, mode and
+ * xattrs; once no upper name shows that inode any more, make it a plain
+ * object.  (Data-only objects' metadata is never seen by guests, so a crash
+ * before this point harms nothing.) */
+static void plain_object(struct pool *p, const char *name)
+{
+	char rel[OBJECT_NAME_MAX + 4];
+	_cleanup_close_ int fd = openat(p->objects_fd, object_relpath(name, rel), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct xattr_list xl = {0};
+
+	if (fd < 0)
+		return;
+	if (xattr_list_read(fd, false, 0, &xl) == 0)
+		for (size_t i = 0; i < xl.n; i++)
+			(void)fremovexattr(fd, xl.v[i].name);
+	xattr_list_free(&xl);
+	(void)fchown(fd, 0, 0);
+	(void)fchmod(fd, 0444);
+}
+
 /* Remove the upper copies of f, each only if it is still the inode the
- * scan saw. */
-static int remove_upper(struct ginfo *gi, struct ufile *f)
+ * scan saw; a name already moved into the pool is gone already. */
+static int remove_upper(struct apply *a, struct ufile *f)
 {
 	for (uint32_t i = 0; i < f->n_paths; i++) {
 		const char *name;
 		struct stat st;
-		_cleanup_close_ int dfd = open_parent_beneath(gi->upper_fd, f->paths[i], false, &name);
+		int dfd = dircache_parent(&a->upper_dc, f->paths[i], &name);
 		if (dfd < 0)
 			return dfd;
-		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT)
+				continue;
 			return neg_errno();
+		}
 		if (st.st_ino != f->m.st.st_ino)
 			return -ESTALE;
 		if (unlinkat(dfd, name, 0) < 0)
@@ -723,19 +814,41 @@ static int remove_upper(struct ginfo *gi, struct ufile *f)
 	return 0;
 }
 
-static int apply_batch(struct pool *p, const struct layout_ops *ops, struct ginfo *gi, struct batch *b)
+/* An object that could not be made: no file of the batch may point at it. */
+static void skip_name(struct batch *b, const char *name)
 {
+	for (size_t i = 0; i < b->n; i++)
+		if (!strcmp(b->names[i], name) && b->files[i]->state == UF_CHOSEN)
+			b->files[i]->state = UF_SKIPPED;
+}
+
+static int apply_batch(struct apply *a, struct batch *b)
+{
+	struct pool *p = a->p;
+	struct ginfo *gi = a->gi;
 	struct layout_target t = {.pool = p,
+	                          .lower_dc = &a->lower_dc,
 	                          .lower_fd = gi->lower_fd,
 	                          .staging_fd = p->layout == LAYOUT_LINK ? p->tmp_fd : gi->staging_fd};
+	bool adopted = false;
 	char **refs = NULL;
 	int r = 0;
 
 	/* 1. objects durable, then named, then the names durable */
 	if (b->n_pend) {
 		r = do_syncfs(p->tmp_fd);
-		for (size_t i = 0; i < b->n_pend && r == 0; i++)
-			r = object_commit(p, b->pend[i].tmp, b->pend[i].name);
+		for (size_t i = 0; i < b->n_pend && r == 0; i++) {
+			struct pending *pe = &b->pend[i];
+			if (!pe->adopt)
+				r = object_commit(p, pe->tmp, pe->name);
+			else if (p->layout == LAYOUT_LINK)
+				r = adopt_object(a, pe);
+			if (r == -ESTALE || r == -ENOENT) {
+				/* changed since hashing: leave it and its twins */
+				skip_name(b, pe->name);
+				r = 0;
+			}
+		}
 		if (r == 0)
 			r = do_syncfs(p->objects_fd);
 		if (r < 0)
@@ -754,7 +867,11 @@ static int apply_batch(struct pool *p, const struct layout_ops *ops, struct ginf
 	/* 3. lower entries, made durable */
 	for (size_t i = 0; i < b->n; i++) {
 		struct ufile *f = b->files[i];
-		r = ops->place(&t, &f->m, b->names[i], f->paths, f->n_paths);
+		if (f->state != UF_CHOSEN) {
+			gi->res->files_skipped += f->n_paths;
+			continue;
+		}
+		r = a->ops->place(&t, &f->m, b->names[i], f->paths, f->n_paths);
 		if (r == -EISDIR || r == -ENOTDIR || r == -EMLINK || r == -EEXIST || r == -ENAMETOOLONG) {
 			f->state = UF_SKIPPED;
 			gi->res->files_skipped += f->n_paths;
@@ -767,13 +884,31 @@ static int apply_batch(struct pool *p, const struct layout_ops *ops, struct ginf
 	r = do_syncfs(gi->lower_fd);
 	if (r < 0)
 		return r;
+	/* 3b. redirect layout on one filesystem: the upper file becomes the
+	 * object; its stub (durable) shows the same bytes from now on */
+	for (size_t i = 0; i < b->n_pend && p->layout == LAYOUT_REDIRECT; i++) {
+		struct pending *pe = &b->pend[i];
+		if (!pe->adopt || pe->adopt->state != UF_CHOSEN)
+			continue;
+		r = adopt_object(a, pe);
+		if (r == -ESTALE || r == -ENOENT) {
+			/* no object: every stub pointing at it stays hidden under
+			 * its upper copy */
+			skip_name(b, pe->name);
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			return r;
+		adopted = true;
+	}
 	/* 4. only now may the upper copies go */
 	for (size_t i = 0; i < b->n; i++) {
 		struct ufile *f = b->files[i];
 		if (f->state != UF_CHOSEN)
 			continue;
-		r = remove_upper(gi, f);
-		if (r == -ESTALE || r == -ENOENT) {
+		r = remove_upper(a, f);
+		if (r == -ESTALE) {
 			r = 0;
 			continue;
 		}
@@ -783,6 +918,10 @@ static int apply_batch(struct pool *p, const struct layout_ops *ops, struct ginf
 		gi->res->files_unified += f->n_paths;
 		gi->res->bytes_unified += (uint64_t)f->m.st.st_size;
 	}
+	if (adopted)
+		for (size_t i = 0; i < b->n_pend; i++)
+			if (b->pend[i].adopt)
+				plain_object(p, b->pend[i].name);
 	return 0;
 }
 
@@ -803,10 +942,20 @@ static void store_report(struct store_progress *sp, bool final)
 
 static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *sp)
 {
-	const struct layout_ops *ops = layout_ops_for(p->layout);
+	struct apply a = {.p = p, .ops = layout_ops_for(p->layout), .gi = gi};
 	struct batch b = {0};
+	struct stat su, so;
 	int r = 0;
 
+	dircache_init(&a.upper_dc, gi->upper_fd, false);
+	dircache_init(&a.lower_dc, gi->lower_fd, true);
+	a.same_fs = fstat(gi->upper_fd, &su) == 0 && fstat(p->objects_fd, &so) == 0 && su.st_dev == so.st_dev;
+	if (a.same_fs) {
+		/* adopted files must be durable before objects name them */
+		r = do_syncfs(gi->upper_fd);
+		if (r < 0)
+			return r;
+	}
 	b.files = malloc(BATCH_FILES * sizeof(*b.files));
 	b.names = malloc(BATCH_FILES * sizeof(*b.names));
 	b.pend = malloc(BATCH_FILES * sizeof(*b.pend));
@@ -817,7 +966,7 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 	for (size_t i = 0; i <= gi->n && r == 0; i++) {
 		struct ufile *f = i < gi->n ? &gi->files[i] : NULL;
 		if (f && f->state == UF_CHOSEN) {
-			r = prepare_object(p, ops, gi, f, &b, b.names[b.n]);
+			r = prepare_object(&a, f, &b, b.names[b.n]);
 			if (r == -ESTALE || r == -EBADMSG || r == -ENOENT) {
 				f->state = UF_SKIPPED; /* changed since hashing */
 				gi->res->files_skipped += f->n_paths;
@@ -826,7 +975,7 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 			}
 			if (r == -ENOSPC || r == -EDQUOT) {
 				/* finish what already fits, then report */
-				int r2 = b.n ? apply_batch(p, ops, gi, &b) : 0;
+				int r2 = b.n ? apply_batch(&a, &b) : 0;
 				b.n = b.n_pend = 0;
 				if (r2 < 0)
 					r = r2;
@@ -841,7 +990,7 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 			store_report(sp, false);
 		}
 		if (b.n && (!f || b.n == BATCH_FILES || b.bytes >= BATCH_BYTES)) {
-			r = apply_batch(p, ops, gi, &b);
+			r = apply_batch(&a, &b);
 			b.n = b.n_pend = 0;
 			b.bytes = 0;
 		}
@@ -852,8 +1001,11 @@ out:
 	if (r < 0) {
 		/* unnamed temp objects of this batch are garbage */
 		for (size_t i = 0; i < b.n_pend; i++)
-			unlinkat(p->tmp_fd, b.pend[i].tmp, 0);
+			if (!b.pend[i].adopt)
+				unlinkat(p->tmp_fd, b.pend[i].tmp, 0);
 	}
+	dircache_release(&a.upper_dc);
+	dircache_release(&a.lower_dc);
 	free(b.files);
 	free(b.names);
 	free(b.pend);
@@ -973,6 +1125,20 @@ void unify_result_free(struct unify_result *r)
 	r->n_guests = 0;
 }
 
+/* VUNIFY_TIMING=1: phase durations on stderr, for tuning. */
+static void phase_time(const char *what)
+{
+	static struct timespec t0;
+	struct timespec t1;
+
+	if (!getenv("VUNIFY_TIMING"))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (t0.tv_sec)
+		fprintf(stderr, "%s %.3f\n", what, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	t0 = t1;
+}
+
 int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_options *o,
               struct unify_result *ret, char **ret_what)
 {
@@ -1026,7 +1192,9 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 	}
 	for (size_t i = 0; i < ng; i++) {
 		struct scan_ctx s = {.p = p, .gi = &gis[i]};
+		phase_time("pre-scan");
 		r = walk_tree(gis[i].upper_fd, scan_cb, &s);
+		phase_time("scan");
 		if (r < 0) {
 			*ret_what = strdup(names[i]);
 			goto out;
@@ -1040,9 +1208,11 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		}
 	}
 	r = hash_all(gis, ng, o, &res.bytes_hashed);
+	phase_time("hash");
 	if (r < 0)
 		goto out;
 	r = decide(p, gis, ng);
+	phase_time("decide");
 	if (r < 0)
 		goto out;
 	if (o->dry_run) {
@@ -1069,6 +1239,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		sp.last = sp.start;
 		for (size_t i = 0; i < ng; i++) {
 			r = apply_guest(p, &gis[i], &sp);
+			phase_time("apply");
 			if (r == 0)
 				r = guest_refresh_stats(p, gis[i].g, gis[i].home_fd);
 			else
