@@ -26,8 +26,11 @@ struct file_meta {
 };
 
 /* Where a layout places things for one guest. */
+struct dircache;
+
 struct layout_target {
 	struct pool *pool;
+	struct dircache *lower_dc; /* parents of lower paths (creates them) */
 	int lower_fd; /* HOME/meta or POOL/roots/NAME */
 	int staging_fd; /* HOME/staging (redirect) or POOL/tmp (link) */
 };
@@ -74,9 +77,12 @@ void layout_unplace(int lower_fd, char *const *paths, size_t n);
  * hides whatever the lower has there.  Returns an fd or -errno. */
 int layout_open_parent(int lower_fd, const char *relpath, const char **ret_name);
 
-/* If NAME under dir_fd is a directory, remove it and everything below it
- * (the upper's non-directory at that path hides it).  Returns 0 or
- * -errno. */
-int layout_clear_dir(int dir_fd, const char *name);
+/* Remove whatever is at NAME under dir_fd (a directory with its subtree);
+ * only for lower entries the upper hides.  Returns 0 or -errno. */
+int layout_clear_entry(int dir_fd, const char *name);
+
+/* Hard-link the inode of fd (any fd, O_PATH too) as NAME under dir_fd,
+ * replacing a hidden lower entry there.  Returns 0 or -errno (-EMLINK). */
+int layout_link_in_place(int fd, int dir_fd, const char *name);
 
 #endif

@@ -88,11 +88,26 @@ int layout_open_parent(int lower_fd, const char *relpath, const char **ret_name)
 	}
 }
 
-int layout_clear_dir(int dir_fd, const char *name)
+int layout_clear_entry(int dir_fd, const char *name)
 {
-	struct stat st;
-
-	if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+	if (unlinkat(dir_fd, name, 0) == 0 || errno == ENOENT)
 		return 0;
+	if (errno != EISDIR)
+		return neg_errno();
 	return remove_tree_at(dir_fd, name);
+}
+
+int layout_link_in_place(int fd, int dir_fd, const char *name)
+{
+	for (int tries = 0; tries < 3; tries++) {
+		int r;
+		if (linkat(fd, "", dir_fd, name, AT_EMPTY_PATH) == 0)
+			return 0;
+		if (errno != EEXIST)
+			return neg_errno();
+		r = layout_clear_entry(dir_fd, name);
+		if (r < 0)
+			return r;
+	}
+	return -EEXIST;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dircache.h"
 #include "object.h"
 #include "util.h"
 #include "walk.h"
@@ -77,34 +78,22 @@ static int link_object_finish(int fd, const struct file_meta *m)
 static int link_place(const struct layout_target *t, const struct file_meta *m, const char *name,
                       char *const *paths, size_t n_paths)
 {
-	static unsigned long counter;
 	char rel[OBJECT_NAME_MAX + 4];
+	_cleanup_close_ int ofd = -1;
 	int r = 0;
 
 	(void)m;
 	object_relpath(name, rel);
+	ofd = openat(t->pool->objects_fd, rel, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (ofd < 0)
+		return neg_errno();
 	for (size_t i = 0; i < n_paths && r == 0; i++) {
 		const char *ename;
-		char s[64];
-		_cleanup_close_ int dfd = layout_open_parent(t->lower_fd, paths[i], &ename);
-
-		if (dfd < 0) {
-			r = dfd;
-		} else if ((r = layout_clear_dir(dfd, ename)) < 0) {
-			/* r set */
-		} else {
-			snprintf(s, sizeof(s), "l.%ld.%lu", (long)getpid(),
-			         __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
-			if (linkat(t->pool->objects_fd, rel, t->staging_fd, s, 0) < 0)
-				r = neg_errno();
-			else if (renameat(t->staging_fd, s, dfd, ename) < 0) {
-				r = neg_errno();
-				unlinkat(t->staging_fd, s, 0);
-			}
-		}
-		if (r < 0)
-			layout_unplace(t->lower_fd, paths, i);
+		int dfd = dircache_parent(t->lower_dc, paths[i], &ename);
+		r = dfd < 0 ? dfd : layout_link_in_place(ofd, dfd, ename);
 	}
+	if (r < 0)
+		layout_unplace(t->lower_fd, paths, n_paths);
 	return r;
 }
 

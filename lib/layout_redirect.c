@@ -9,11 +9,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "dircache.h"
 #include "object.h"
 #include "overlay.h"
 #include "util.h"
@@ -35,36 +37,6 @@ static int redirect_object_finish(int tmp_fd, const struct file_meta *m)
 	return 0;
 }
 
-/* Link (or, for the last path, rename) staging entry S to PATH under
- * lower_fd, replacing a non-directory that is there. */
-static int put_entry(int staging_fd, const char *s, int lower_fd, const char *path, bool last)
-{
-	const char *name;
-	_cleanup_close_ int dfd = layout_open_parent(lower_fd, path, &name);
-	int r;
-
-	if (dfd < 0)
-		return dfd;
-	r = layout_clear_dir(dfd, name);
-	if (r < 0)
-		return r;
-	if (last) {
-		if (renameat(staging_fd, s, dfd, name) < 0)
-			return neg_errno();
-		return 0;
-	}
-	if (linkat(staging_fd, s, dfd, name, 0) == 0)
-		return 0;
-	if (errno != EEXIST)
-		return neg_errno();
-	/* A leftover from an interrupted run; the upper still hides it. */
-	if (unlinkat(dfd, name, 0) < 0)
-		return neg_errno();
-	if (linkat(staging_fd, s, dfd, name, 0) < 0)
-		return neg_errno();
-	return 0;
-}
-
 static int make_stub(int fd, const struct file_meta *m, const char *name)
 {
 	char redirect[OBJECT_NAME_MAX + 8];
@@ -73,11 +45,14 @@ static int make_stub(int fd, const struct file_meta *m, const char *name)
 
 	if (ftruncate(fd, m->st.st_size) < 0)
 		return neg_errno();
-	if (fchown(fd, m->st.st_uid, m->st.st_gid) < 0)
-		return neg_errno();
-	/* after chown, which clears set-id bits */
-	if (fchmod(fd, m->st.st_mode & 07777) < 0)
-		return neg_errno();
+	/* created as root:root with the mode already (unify runs with umask
+	 * 0); chown clears set-id bits, so those need a chmod after it */
+	if (m->st.st_uid != 0 || m->st.st_gid != 0) {
+		if (fchown(fd, m->st.st_uid, m->st.st_gid) < 0)
+			return neg_errno();
+		if ((m->st.st_mode & (S_ISUID | S_ISGID)) && fchmod(fd, m->st.st_mode & 07777) < 0)
+			return neg_errno();
+	}
 	r = xattr_list_apply(fd, false, &m->xattrs);
 	if (r < 0)
 		return r;
@@ -91,46 +66,62 @@ static int make_stub(int fd, const struct file_meta *m, const char *name)
 	return 0;
 }
 
+/* Stubs are written in place: the upper copy hides the path until unify
+ * removes it, which happens only after the stub is complete and durable,
+ * so a torn stub is never seen.  Whatever the lower has at the path is
+ * hidden too and is removed first, never truncated (it may be a hard link
+ * of a stub other paths still show). */
 static int redirect_place(const struct layout_target *t, const struct file_meta *m, const char *name,
                           char *const *paths, size_t n_paths)
 {
-	static unsigned long counter;
-	char s[64];
-	int fd, r;
+	_cleanup_close_ int fd = -1;
+	const char *ename;
+	int dfd, r = 0;
 
-	snprintf(s, sizeof(s), "s.%ld.%lu", (long)getpid(),
-	         __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
-	fd = openat(t->staging_fd, s, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	dfd = dircache_parent(t->lower_dc, paths[0], &ename);
+	if (dfd < 0)
+		return dfd;
+	for (int tries = 0; fd < 0 && tries < 3; tries++) {
+		fd = openat(dfd, ename, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		            m->st.st_mode & 07777);
+		if (fd < 0 && errno != EEXIST)
+			return neg_errno();
+		if (fd < 0 && (r = layout_clear_entry(dfd, ename)) < 0)
+			return r;
+	}
 	if (fd < 0)
-		return neg_errno();
+		return -EEXIST;
 	r = make_stub(fd, m, name);
-	close(fd);
-	for (size_t i = 0; i < n_paths && r == 0; i++) {
-		r = put_entry(t->staging_fd, s, t->lower_fd, paths[i], i + 1 == n_paths);
-		if (r < 0)
-			layout_unplace(t->lower_fd, paths, i);
+	for (size_t i = 1; i < n_paths && r == 0; i++) {
+		/* the rest of a hard-link group: links of the same stub */
+		dfd = dircache_parent(t->lower_dc, paths[i], &ename);
+		if (dfd < 0) {
+			r = dfd;
+			break;
+		}
+		r = layout_link_in_place(fd, dfd, ename);
 	}
 	if (r < 0)
-		unlinkat(t->staging_fd, s, 0);
+		layout_unplace(t->lower_fd, paths, n_paths);
 	return r;
 }
 
 static int redirect_lower_ref(struct pool *p, int dir_fd, const char *entry, const struct stat *st,
                               char *ret_name)
 {
-	char buf[OBJECT_NAME_MAX + 8];
-	_cleanup_close_ int fd = -1;
+	char buf[OBJECT_NAME_MAX + 8], path[PATH_MAX];
 	ssize_t n;
 
 	(void)p;
 	if (!S_ISREG(st->st_mode))
 		return 0;
-	fd = openat(dir_fd, entry, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return neg_errno();
-	if (fgetxattr(fd, OVL_XATTR_METACOPY, NULL, 0) < 0)
+	/* by path through the directory fd: no open/close per stub (entry is
+	 * one component, so nothing can be followed but the fd itself) */
+	if (snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dir_fd, entry) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	if (lgetxattr(path, OVL_XATTR_METACOPY, NULL, 0) < 0)
 		return errno == ENODATA ? -EBADMSG : neg_errno();
-	n = fgetxattr(fd, OVL_XATTR_REDIRECT, buf, sizeof(buf) - 1);
+	n = lgetxattr(path, OVL_XATTR_REDIRECT, buf, sizeof(buf) - 1);
 	if (n < 0)
 		return errno == ENODATA || errno == ERANGE ? -EBADMSG : neg_errno();
 	buf[n] = '\0';

@@ -144,43 +144,35 @@ int objects_scan(struct pool *p, struct object_info *ret_info, struct object_map
 	return 0;
 }
 
-/* A set of inode numbers (for counting hard-linked inodes once). */
-struct ino_set {
-	ino_t *v;
-	size_t n, cap; /* open addressing; cap a power of two */
-};
-
-static int ino_set_add(struct ino_set *s, ino_t ino)
+int objects_names(struct pool *p, int (*fn)(const char *name, void *ud), void *ud)
 {
-	if ((s->n + 1) * 2 > s->cap) {
-		size_t nc = s->cap ? s->cap * 2 : 1024;
-		ino_t *nv = calloc(nc, sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		for (size_t i = 0; i < s->cap; i++) {
-			if (!s->v[i])
+	int r = 0;
+
+	for (unsigned i = 0; i < 256 && r == 0; i++) {
+		char fan[3];
+		_cleanup_closedir_ DIR *d = NULL;
+		struct dirent *de;
+		int fd;
+
+		snprintf(fan, sizeof(fan), "%02x", i);
+		fd = openat(p->objects_fd, fan, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT)
 				continue;
-			size_t h = (size_t)(s->v[i] * 0x9E3779B97F4A7C15ULL) & (nc - 1);
-			while (nv[h])
-				h = (h + 1) & (nc - 1);
-			nv[h] = s->v[i];
+			return neg_errno();
 		}
-		free(s->v);
-		s->v = nv;
-		s->cap = nc;
-	}
-	{
-		ino_t key = ino ? ino : (ino_t)-1;
-		size_t h = (size_t)(key * 0x9E3779B97F4A7C15ULL) & (s->cap - 1);
-		while (s->v[h]) {
-			if (s->v[h] == key)
-				return 0;
-			h = (h + 1) & (s->cap - 1);
+		d = fdopendir(fd);
+		if (!d) {
+			r = neg_errno();
+			close(fd);
+			return r;
 		}
-		s->v[h] = key;
-		s->n++;
+		while (r == 0 && (de = readdir(d)))
+			if (de->d_name[0] != '.' && (de->d_type == DT_REG || de->d_type == DT_UNKNOWN) &&
+			    object_name_ok(de->d_name))
+				r = fn(de->d_name, ud);
 	}
-	return 1;
+	return r;
 }
 
 struct lscan {

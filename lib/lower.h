@@ -24,6 +24,10 @@ typedef int (*object_fn)(int fan_fd, const char *name, const struct stat *st, vo
 int objects_scan(struct pool *p, struct object_info *ret_info, struct object_map **ret_map,
                  object_fn on_object, void *ud);
 void object_map_free(struct object_map *m);
+
+/* Call fn with the name of every object (readdir only, no stat: cheap).
+ * Returns 0, fn's first negative return, or -errno. */
+int objects_names(struct pool *p, int (*fn)(const char *name, void *ud), void *ud);
 /* Name of the object with this inode, or NULL. */
 const char *object_map_find(const struct object_map *m, ino_t ino);
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "dircache.h"
+#include "hashcache.h"
 #include "layout.h"
 #include "lower.h"
 #include "object.h"
@@ -29,7 +30,7 @@
 #include "walk.h"
 #include "banned.h"
 
-#define BATCH_FILES 2048
+#define BATCH_FILES 8192
 #define BATCH_BYTES (512ULL << 20)
 
 enum uf_state {
@@ -46,9 +47,30 @@ struct ufile {
 	uint32_t n_paths;
 	uint8_t cls;
 	uint8_t state;
+	bool adopted; /* its first upper name was renamed into the pool */
+	bool xattrs_pending; /* hash came from the cache; xattrs not read yet */
 	uint32_t guest;
 	struct file_meta m;
 };
+
+/* ---- normalize: fold what overlayfs left in the upper into the lower ----
+ *
+ * A guest that ran leaves whiteouts (0:0 character devices, or empty files
+ * with trusted.overlay.whiteout in a directory marked opaque="x") and
+ * opaque directories (opaque="y") in its upper.  Each hides lower entries.
+ * We delete the hidden lower entries first, make that durable, and only
+ * then drop the whiteout or the opaque mark: in between, the whiteout hides
+ * nothing, so the view never changes. */
+
+struct norm {
+	int lower_fd;
+	char **paths; /* whiteouts, then (flag bit in kinds) opaque dirs */
+	unsigned char *kinds;
+	size_t n, cap;
+	uint64_t whiteouts, opaques;
+};
+
+enum { NORM_WHITEOUT, NORM_OPAQUE };
 
 struct ginfo {
 	struct guest *g;
@@ -59,6 +81,12 @@ struct ginfo {
 	size_t imap_cap, imap_n;
 	enum policy_class *cls; /* by depth */
 	size_t cls_cap;
+	bool normalize; /* fold whiteouts/opaque dirs (not in dry runs) */
+	struct norm nm; /* what the scan folded */
+	uint64_t upper_blocks; /* st_blocks of the upper as scanned */
+	uint64_t removed_blocks; /* of the upper copies unify removed */
+	struct ino_set seen_inos; /* hard-linked inodes counted once */
+	struct hashcache cache; /* hashes remembered from the last run */
 	struct unify_guest_result *res;
 };
 
@@ -77,6 +105,12 @@ static void ginfo_free(struct ginfo *gi)
 	free(gi->files);
 	free(gi->imap);
 	free(gi->cls);
+	free(gi->seen_inos.v);
+	hashcache_free(&gi->cache);
+	for (size_t i = 0; i < gi->nm.n; i++)
+		free(gi->nm.paths[i]);
+	free(gi->nm.paths);
+	free(gi->nm.kinds);
 	if (gi->home_fd >= 0)
 		close(gi->home_fd);
 	if (gi->upper_fd >= 0)
@@ -86,6 +120,62 @@ static void ginfo_free(struct ginfo *gi)
 	if (gi->staging_fd >= 0)
 		close(gi->staging_fd);
 	guest_free(gi->g);
+}
+
+static int norm_record(struct norm *nm, const char *path, unsigned char kind)
+{
+	if (nm->n == nm->cap) {
+		size_t nc = nm->cap ? nm->cap * 2 : 64;
+		char **np = realloc(nm->paths, nc * sizeof(*np));
+		unsigned char *nk;
+		if (!np)
+			return -ENOMEM;
+		nm->paths = np;
+		nk = realloc(nm->kinds, nc);
+		if (!nk)
+			return -ENOMEM;
+		nm->kinds = nk;
+		nm->cap = nc;
+	}
+	nm->paths[nm->n] = strdup(path);
+	if (!nm->paths[nm->n])
+		return -ENOMEM;
+	nm->kinds[nm->n++] = kind;
+	return 0;
+}
+
+/* Remove whatever the lower layer has at PATH. */
+static int lower_remove(int lower_fd, const char *path)
+{
+	const char *name;
+	int dfd = open_parent_beneath(lower_fd, path, false, &name), r;
+
+	if (dfd == -ENOENT || dfd == -ENOTDIR)
+		return 0; /* nothing there */
+	if (dfd < 0)
+		return dfd;
+	r = remove_tree_at(dfd, name);
+	close(dfd);
+	return r;
+}
+
+static bool dir_has_xwhiteouts(int parent_fd)
+{
+	char v[4];
+	ssize_t n = fgetxattr(parent_fd, OVL_XATTR_OPAQUE, v, sizeof(v));
+	return n == 1 && v[0] == 'x';
+}
+
+static int is_xwhiteout(const struct walk_entry *e)
+{
+	_cleanup_close_ int fd = -1;
+
+	if (!S_ISREG(e->st.st_mode) || e->st.st_size != 0 || !dir_has_xwhiteouts(e->parent_fd))
+		return 0;
+	fd = openat(e->parent_fd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return neg_errno();
+	return fgetxattr(fd, OVL_XATTR_WHITEOUT, NULL, 0) >= 0;
 }
 
 /* ---- scan ---- */
@@ -165,6 +255,15 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 
 	if (ev == WALK_DIR_POST)
 		return 0;
+	if (ev == WALK_DIR_PRE || e->st.st_nlink < 2) {
+		gi->upper_blocks += (uint64_t)e->st.st_blocks;
+	} else {
+		r = ino_set_add(&gi->seen_inos, e->st.st_ino);
+		if (r < 0)
+			return r;
+		if (r)
+			gi->upper_blocks += (uint64_t)e->st.st_blocks;
+	}
 	if (e->depth + 1 > gi->cls_cap) {
 		size_t nc = gi->cls_cap ? gi->cls_cap * 2 : 64;
 		enum policy_class *nv = realloc(gi->cls, nc * sizeof(*nv));
@@ -180,16 +279,33 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 			gi->cls[0] = POLICY_OTHER;
 			return 0;
 		}
+		ssize_t ov = fgetxattr(e->fd, OVL_XATTR_OPAQUE, v, sizeof(v));
 		c = classify(s->p, e->path, parent);
-		if (c == POLICY_NEVER)
+		/* A directory renamed with redirect_dir=on reroutes lookups:
+		 * not a state vunify's mount options produce; left alone. */
+		if (fgetxattr(e->fd, OVL_XATTR_REDIRECT, NULL, 0) >= 0)
 			return WALK_SKIP;
-		/* An opaque or redirected upper directory hides or reroutes
-		 * the lower one; placing stubs beneath it would not show. */
-		if (fgetxattr(e->fd, OVL_XATTR_OPAQUE, v, sizeof(v)) >= 0 ||
-		    fgetxattr(e->fd, OVL_XATTR_REDIRECT, NULL, 0) >= 0)
-			return WALK_SKIP;
+		/* An opaque directory hides the lower one: fold it (the lower
+		 * entries go now, the mark after that is durable). */
+		if (ov == 1 && v[0] == 'y' && gi->normalize) {
+			r = lower_remove(gi->lower_fd, e->path);
+			if (r == 0)
+				r = norm_record(&gi->nm, e->path, NORM_OPAQUE);
+			if (r < 0)
+				return r;
+		}
 		gi->cls[e->depth] = c;
 		return 0;
+	}
+	if (gi->normalize) {
+		/* a whiteout: the guest deleted what the lower has here */
+		r = S_ISCHR(e->st.st_mode) && e->st.st_rdev == 0 ? 1 : is_xwhiteout(e);
+		if (r < 0)
+			return r;
+		if (r) {
+			r = lower_remove(gi->lower_fd, e->path);
+			return r < 0 ? r : norm_record(&gi->nm, e->path, NORM_WHITEOUT);
+		}
 	}
 	if (!S_ISREG(e->st.st_mode))
 		return 0;
@@ -233,116 +349,15 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	return add_path(f, e->path);
 }
 
-/* ---- normalize: fold what overlayfs left in the upper into the lower ----
- *
- * A guest that ran leaves whiteouts (0:0 character devices, or empty files
- * with trusted.overlay.whiteout in a directory marked opaque="x") and
- * opaque directories (opaque="y") in its upper.  Each hides lower entries.
- * We delete the hidden lower entries first, make that durable, and only
- * then drop the whiteout or the opaque mark: in between, the whiteout hides
- * nothing, so the view never changes. */
-
-struct norm {
-	int lower_fd;
-	char **paths; /* whiteouts, then (flag bit in kinds) opaque dirs */
-	unsigned char *kinds;
-	size_t n, cap;
-	uint64_t whiteouts, opaques;
-};
-
-enum { NORM_WHITEOUT, NORM_OPAQUE };
-
-static int norm_record(struct norm *nm, const char *path, unsigned char kind)
+/* After the scan found them: drop the whiteouts and opaque marks whose
+ * lower entries it removed, once that removal is durable. */
+static int normalize_finish(struct ginfo *gi)
 {
-	if (nm->n == nm->cap) {
-		size_t nc = nm->cap ? nm->cap * 2 : 64;
-		char **np = realloc(nm->paths, nc * sizeof(*np));
-		unsigned char *nk;
-		if (!np)
-			return -ENOMEM;
-		nm->paths = np;
-		nk = realloc(nm->kinds, nc);
-		if (!nk)
-			return -ENOMEM;
-		nm->kinds = nk;
-		nm->cap = nc;
-	}
-	nm->paths[nm->n] = strdup(path);
-	if (!nm->paths[nm->n])
-		return -ENOMEM;
-	nm->kinds[nm->n++] = kind;
-	return 0;
-}
+	struct norm nm = gi->nm;
+	int r = 0;
 
-/* Remove whatever the lower layer has at PATH. */
-static int lower_remove(int lower_fd, const char *path)
-{
-	const char *name;
-	int dfd = open_parent_beneath(lower_fd, path, false, &name), r;
-
-	if (dfd == -ENOENT || dfd == -ENOTDIR)
-		return 0; /* nothing there */
-	if (dfd < 0)
-		return dfd;
-	r = remove_tree_at(dfd, name);
-	close(dfd);
-	return r;
-}
-
-static bool dir_has_xwhiteouts(int parent_fd)
-{
-	char v[4];
-	ssize_t n = fgetxattr(parent_fd, OVL_XATTR_OPAQUE, v, sizeof(v));
-	return n == 1 && v[0] == 'x';
-}
-
-static int is_xwhiteout(const struct walk_entry *e)
-{
-	_cleanup_close_ int fd = -1;
-
-	if (!S_ISREG(e->st.st_mode) || e->st.st_size != 0 || !dir_has_xwhiteouts(e->parent_fd))
-		return 0;
-	fd = openat(e->parent_fd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return neg_errno();
-	return fgetxattr(fd, OVL_XATTR_WHITEOUT, NULL, 0) >= 0;
-}
-
-static int norm_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
-{
-	struct norm *nm = ud;
-	int r;
-
-	if (ev == WALK_DIR_POST || e->depth == 0)
-		return 0;
-	if (ev == WALK_DIR_PRE) {
-		char v[4];
-		ssize_t n = fgetxattr(e->fd, OVL_XATTR_OPAQUE, v, sizeof(v));
-		if (fgetxattr(e->fd, OVL_XATTR_REDIRECT, NULL, 0) >= 0)
-			return WALK_SKIP; /* redirect_dir was on: not ours to fold */
-		if (n == 1 && v[0] == 'y') {
-			r = lower_remove(nm->lower_fd, e->path);
-			if (r == 0)
-				r = norm_record(nm, e->path, NORM_OPAQUE);
-			return r;
-		}
-		return 0;
-	}
-	r = S_ISCHR(e->st.st_mode) && e->st.st_rdev == 0 ? 1 : is_xwhiteout(e);
-	if (r <= 0)
-		return r;
-	r = lower_remove(nm->lower_fd, e->path);
-	if (r == 0)
-		r = norm_record(nm, e->path, NORM_WHITEOUT);
-	return r;
-}
-
-static int normalize_guest(struct ginfo *gi)
-{
-	struct norm nm = {.lower_fd = gi->lower_fd};
-	int r = walk_tree(gi->upper_fd, norm_cb, &nm);
-
-	if (r == 0 && nm.n)
+	memset(&gi->nm, 0, sizeof(gi->nm));
+	if (nm.n)
 		r = syncfs(gi->lower_fd) < 0 ? neg_errno() : 0;
 	for (size_t i = 0; i < nm.n && r == 0; i++) {
 		const char *name;
@@ -448,7 +463,8 @@ static int hash_one(struct dircache *dc, struct ufile *f)
 	 * xattrs (origin, which every copy-up gets, nlink, impure) are
 	 * bookkeeping that ends with the upper copy: dropped. */
 	for (size_t i = 0; i < all.n; i++) {
-		if (!strcmp(all.v[i].name, OVL_XATTR_METACOPY) || !strcmp(all.v[i].name, OVL_XATTR_REDIRECT)) {
+		if (!strcmp(all.v[i].name, OVL_XATTR_METACOPY) ||
+		    !strcmp(all.v[i].name, OVL_XATTR_REDIRECT)) {
 			xattr_list_free(&all);
 			return -EUCLEAN;
 		}
@@ -539,7 +555,15 @@ static int hash_all(struct ginfo *guests, size_t ng, const struct unify_options 
 	for (size_t g = 0; g < ng; g++)
 		for (size_t i = 0; i < guests[g].n; i++)
 			if (guests[g].files[i].state == UF_CANDIDATE) {
-				j.items[j.n++] = &guests[g].files[i];
+				struct ufile *f = &guests[g].files[i];
+				const unsigned char *h = hashcache_find(&guests[g].cache, &f->m.st);
+				if (h) {
+					memcpy(f->m.hash, h, HASH_LEN);
+					f->state = UF_HASHED;
+					f->xattrs_pending = true;
+					continue;
+				}
+				j.items[j.n++] = f;
 				j.bytes_total += (uint64_t)guests[g].files[i].m.st.st_size;
 			}
 	clock_gettime(CLOCK_MONOTONIC, &j.start);
@@ -585,13 +609,11 @@ struct hash_set {
 	size_t n, cap;
 };
 
-static int pool_hash_cb(int fan_fd, const char *name, const struct stat *st, void *ud)
+static int pool_hash_cb(const char *name, void *ud)
 {
 	struct hash_set *s = ud;
+	char hex[HASH_HEX_LEN + 1];
 
-	(void)fan_fd;
-	if (!S_ISREG(st->st_mode) || strlen(name) < HASH_HEX_LEN || !hash_is_hex(name))
-		return 0;
 	if (s->n == s->cap) {
 		size_t nc = s->cap ? s->cap * 2 : 4096;
 		unsigned char *nv = realloc(s->v, nc * HASH_LEN);
@@ -600,13 +622,10 @@ static int pool_hash_cb(int fan_fd, const char *name, const struct stat *st, voi
 		s->v = nv;
 		s->cap = nc;
 	}
-	{
-		char hex[HASH_HEX_LEN + 1];
-		memcpy(hex, name, HASH_HEX_LEN);
-		hex[HASH_HEX_LEN] = '\0';
-		if (hash_from_hex(hex, s->v + s->n * HASH_LEN) == 0)
-			s->n++;
-	}
+	memcpy(hex, name, HASH_HEX_LEN);
+	hex[HASH_HEX_LEN] = '\0';
+	if (hash_from_hex(hex, s->v + s->n * HASH_LEN) == 0)
+		s->n++;
 	return 0;
 }
 
@@ -622,7 +641,7 @@ static int decide(struct pool *p, struct ginfo *guests, size_t ng)
 	size_t n = 0, cap = 0;
 	int r;
 
-	r = objects_scan(p, NULL, NULL, pool_hash_cb, &pool_set);
+	r = objects_names(p, pool_hash_cb, &pool_set);
 	if (r < 0) {
 		free(pool_set.v);
 		return r;
@@ -716,13 +735,13 @@ static int prepare_object(struct apply *a, struct ufile *f, struct batch *b, cha
 		return r;
 	if (r == 1)
 		return 0;
-	fd = open_checked(&a->upper_dc, f);
-	if (fd < 0)
-		return fd;
 	memset(pe, 0, sizeof(*pe));
 	if (a->same_fs) {
-		pe->adopt = f;
+		pe->adopt = f; /* checked again when it is adopted */
 	} else {
+		fd = open_checked(&a->upper_dc, f);
+		if (fd < 0)
+			return fd;
 		r = object_write_tmp(p, fd, (uint64_t)f->m.st.st_size, f->m.hash, pe->tmp, &tfd);
 		if (r < 0)
 			return r;
@@ -746,7 +765,8 @@ static int do_syncfs(int fd)
 }
 
 /* Link (link layout) or rename (redirect layout) the upper file of pe
- * into objects/.  An existing object of that name wins. */
+ * into objects/.  An existing object of that name wins.  Returns 1 when
+ * the upper name was moved, 0 when it stays, or -errno. */
 static int adopt_object(struct apply *a, struct pending *pe)
 {
 	char rel[OBJECT_NAME_MAX + 4];
@@ -766,36 +786,36 @@ static int adopt_object(struct apply *a, struct pending *pe)
 			return neg_errno();
 		return 0;
 	}
-	if (renameat2(dfd, name, a->p->objects_fd, rel, RENAME_NOREPLACE) < 0 && errno != EEXIST)
-		return neg_errno();
-	return 0;
+	if (renameat2(dfd, name, a->p->objects_fd, rel, RENAME_NOREPLACE) < 0)
+		return errno == EEXIST ? 0 : neg_errno();
+	return 1; /* moved: the upper name is gone */
 }
 
 /* An adopted redirect object still has the guest file's owner, mode and
  * xattrs; once no upper name shows that inode any more, make it a plain
  * object.  (Data-only objects' metadata is never seen by guests, so a crash
  * before this point harms nothing.) */
-static void plain_object(struct pool *p, const char *name)
+static void plain_object(struct pool *p, const struct pending *pe)
 {
 	char rel[OBJECT_NAME_MAX + 4];
-	_cleanup_close_ int fd = openat(p->objects_fd, object_relpath(name, rel), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	struct xattr_list xl = {0};
 
-	if (fd < 0)
-		return;
-	if (xattr_list_read(fd, false, 0, &xl) == 0)
-		for (size_t i = 0; i < xl.n; i++)
-			(void)fremovexattr(fd, xl.v[i].name);
-	xattr_list_free(&xl);
-	(void)fchown(fd, 0, 0);
-	(void)fchmod(fd, 0444);
+	object_relpath(pe->name, rel);
+	if (pe->adopt->m.xattrs.n) {
+		char path[64 + OBJECT_NAME_MAX];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", p->objects_fd, rel);
+		for (size_t i = 0; i < pe->adopt->m.xattrs.n; i++)
+			(void)lremovexattr(path, pe->adopt->m.xattrs.v[i].name);
+	}
+	if (pe->adopt->m.st.st_uid || pe->adopt->m.st.st_gid)
+		(void)fchownat(p->objects_fd, rel, 0, 0, AT_SYMLINK_NOFOLLOW);
+	(void)fchmodat(p->objects_fd, rel, 0444, 0);
 }
 
 /* Remove the upper copies of f, each only if it is still the inode the
  * scan saw; a name already moved into the pool is gone already. */
-static int remove_upper(struct apply *a, struct ufile *f)
+static int remove_upper(struct apply *a, struct ufile *f, bool adopted)
 {
-	for (uint32_t i = 0; i < f->n_paths; i++) {
+	for (uint32_t i = adopted ? 1 : 0; i < f->n_paths; i++) {
 		const char *name;
 		struct stat st;
 		int dfd = dircache_parent(&a->upper_dc, f->paths[i], &name);
@@ -891,6 +911,8 @@ static int apply_batch(struct apply *a, struct batch *b)
 		if (!pe->adopt || pe->adopt->state != UF_CHOSEN)
 			continue;
 		r = adopt_object(a, pe);
+		if (r == 1)
+			pe->adopt->adopted = true;
 		if (r == -ESTALE || r == -ENOENT) {
 			/* no object: every stub pointing at it stays hidden under
 			 * its upper copy */
@@ -900,6 +922,7 @@ static int apply_batch(struct apply *a, struct batch *b)
 		}
 		if (r < 0)
 			return r;
+		r = 0;
 		adopted = true;
 	}
 	/* 4. only now may the upper copies go */
@@ -907,7 +930,7 @@ static int apply_batch(struct apply *a, struct batch *b)
 		struct ufile *f = b->files[i];
 		if (f->state != UF_CHOSEN)
 			continue;
-		r = remove_upper(a, f);
+		r = remove_upper(a, f, f->adopted);
 		if (r == -ESTALE) {
 			r = 0;
 			continue;
@@ -915,18 +938,61 @@ static int apply_batch(struct apply *a, struct batch *b)
 		if (r < 0)
 			return r;
 		f->state = UF_DONE;
+		gi->removed_blocks += (uint64_t)f->m.st.st_blocks;
 		gi->res->files_unified += f->n_paths;
 		gi->res->bytes_unified += (uint64_t)f->m.st.st_size;
 	}
 	if (adopted)
 		for (size_t i = 0; i < b->n_pend; i++)
 			if (b->pend[i].adopt)
-				plain_object(p, b->pend[i].name);
+				plain_object(p, &b->pend[i]);
 	return 0;
+}
+
+/* A hash from the cache: read the xattrs unify needs now, with the same
+ * checks hashing does. */
+static int read_pending_xattrs(struct apply *a, struct ufile *f)
+{
+	_cleanup_close_ int fd = open_checked(&a->upper_dc, f);
+	struct xattr_list all = {0};
+	int r;
+
+	if (fd < 0)
+		return fd;
+	r = xattr_list_read(fd, false, 0, &all);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < all.n; i++)
+		if (!strcmp(all.v[i].name, OVL_XATTR_METACOPY) || !strcmp(all.v[i].name, OVL_XATTR_REDIRECT))
+			r = -EUCLEAN;
+	xattr_list_free(&all);
+	if (r == 0)
+		r = xattr_list_read(fd, false, XATTR_SKIP_OVERLAY, &f->m.xattrs);
+	if (r == 0)
+		f->xattrs_pending = false;
+	return r;
+}
+
+/* Remember the hashes of what stays in the upper. */
+static int save_hashcache(struct ginfo *gi)
+{
+	struct hashcache c = {0};
+	int r = 0;
+
+	for (size_t i = 0; i < gi->n && r == 0; i++) {
+		struct ufile *f = &gi->files[i];
+		if (f->state == UF_HASHED)
+			r = hashcache_add(&c, &f->m.st, f->m.hash);
+	}
+	if (r == 0)
+		r = hashcache_save(gi->home_fd, &c);
+	hashcache_free(&c);
+	return r;
 }
 
 struct store_progress {
 	const struct unify_options *o;
+	pthread_t reporter; /* the thread that may call o->progress */
 	struct unify_progress pr;
 	struct timespec start, last;
 };
@@ -965,6 +1031,17 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 	}
 	for (size_t i = 0; i <= gi->n && r == 0; i++) {
 		struct ufile *f = i < gi->n ? &gi->files[i] : NULL;
+		if (f && f->state == UF_CHOSEN && f->xattrs_pending) {
+			r = read_pending_xattrs(&a, f);
+			if (r == -ESTALE || r == -ENOENT || r == -EUCLEAN) {
+				f->state = UF_SKIPPED;
+				gi->res->files_skipped += f->n_paths;
+				r = 0;
+				continue;
+			}
+			if (r < 0)
+				break;
+		}
 		if (f && f->state == UF_CHOSEN) {
 			r = prepare_object(&a, f, &b, b.names[b.n]);
 			if (r == -ESTALE || r == -EBADMSG || r == -ENOENT) {
@@ -985,9 +1062,10 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 				break;
 			b.files[b.n++] = f;
 			b.bytes += (uint64_t)f->m.st.st_size;
-			sp->pr.files_done++;
-			sp->pr.bytes_done += (uint64_t)f->m.st.st_size;
-			store_report(sp, false);
+			__atomic_fetch_add(&sp->pr.files_done, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&sp->pr.bytes_done, (uint64_t)f->m.st.st_size, __ATOMIC_RELAXED);
+			if (pthread_equal(pthread_self(), sp->reporter))
+				store_report(sp, false);
 		}
 		if (b.n && (!f || b.n == BATCH_FILES || b.bytes >= BATCH_BYTES)) {
 			r = apply_batch(&a, &b);
@@ -997,6 +1075,8 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 	}
 	if (r == 0)
 		r = do_syncfs(gi->upper_fd);
+	if (r == 0)
+		r = save_hashcache(gi);
 out:
 	if (r < 0) {
 		/* unnamed temp objects of this batch are garbage */
@@ -1012,7 +1092,7 @@ out:
 	return r;
 }
 
-int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd)
+int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd, const uint64_t *upper_bytes)
 {
 	struct lower_stats ls = {0};
 	struct object_map *map = NULL;
@@ -1022,9 +1102,6 @@ int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd)
 	lower_fd = guest_open_lower(p, g, home_fd, true);
 	if (lower_fd < 0)
 		return lower_fd;
-	upper_fd = openat(home_fd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (upper_fd < 0)
-		return neg_errno();
 	if (p->layout == LAYOUT_LINK) {
 		r = objects_scan(p, NULL, &map, NULL, NULL);
 		if (r < 0)
@@ -1037,7 +1114,12 @@ int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd)
 	g->stats.files_unified = ls.files;
 	g->stats.bytes_unified = ls.bytes;
 	g->stats.objects_referenced = ls.n_refs;
-	r = tree_disk_usage(upper_fd, &g->stats.upper_bytes);
+	if (upper_bytes) {
+		g->stats.upper_bytes = *upper_bytes;
+	} else {
+		upper_fd = openat(home_fd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		r = upper_fd < 0 ? neg_errno() : tree_disk_usage(upper_fd, &g->stats.upper_bytes);
+	}
 	if (r == 0)
 		r = pool_guest_save_refs(p, g->name, ls.refs, ls.n_refs);
 	if (r == 0)
@@ -1068,6 +1150,9 @@ static int open_guest(struct pool *p, const char *name, struct ginfo *gi, bool c
 		r = gi->home_fd;
 		goto fail;
 	}
+	r = hashcache_load(gi->home_fd, &gi->cache);
+	if (r < 0)
+		goto fail;
 	gi->upper_fd = openat(gi->home_fd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (gi->upper_fd < 0) {
 		r = neg_errno();
@@ -1125,6 +1210,77 @@ void unify_result_free(struct unify_result *r)
 	r->n_guests = 0;
 }
 
+/* Store guests in parallel, one guest per thread at a time: guests share
+ * only the pool, where two threads making the same object is settled by
+ * RENAME_NOREPLACE / EEXIST (content-addressed: either copy is right). */
+struct store_job {
+	struct pool *p;
+	struct ginfo *gis;
+	size_t ng;
+	size_t next; /* atomic */
+	int error; /* first error, atomic */
+	size_t failed; /* guest of the first error */
+	struct store_progress *sp;
+};
+
+static int store_one(struct pool *p, struct ginfo *gi, struct store_progress *sp)
+{
+	struct unify_guest_result *gr = gi->res;
+	uint64_t upper;
+	int r = apply_guest(p, gi, sp);
+
+	upper = (gi->upper_blocks - MIN(gi->removed_blocks, gi->upper_blocks)) * 512;
+	if (r == 0 && !gr->files_unified && !gr->whiteouts_folded && !gr->opaque_folded) {
+		/* the lower layer did not change: only the upper's size */
+		gi->g->stats.upper_bytes = upper;
+		r = pool_guest_save_stats(p, gi->g);
+	} else if (r == 0) {
+		r = guest_refresh_stats(p, gi->g, gi->home_fd, &upper);
+	} else {
+		(void)guest_refresh_stats(p, gi->g, gi->home_fd, NULL); /* best effort */
+	}
+	gr->stats = gi->g->stats;
+	return r;
+}
+
+static void *store_worker(void *arg)
+{
+	struct store_job *j = arg;
+
+	for (;;) {
+		size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+		int r, zero = 0;
+		if (i >= j->ng || __atomic_load_n(&j->error, __ATOMIC_RELAXED))
+			break;
+		r = store_one(j->p, &j->gis[i], j->sp);
+		if (r < 0 && __atomic_compare_exchange_n(&j->error, &zero, r, false, __ATOMIC_SEQ_CST,
+		                                         __ATOMIC_SEQ_CST))
+			j->failed = i;
+	}
+	return NULL;
+}
+
+static int store_all(struct pool *p, struct ginfo *gis, size_t ng, const struct unify_options *o,
+                     struct store_progress *sp, char **ret_what)
+{
+	struct store_job j = {.p = p, .gis = gis, .ng = ng, .sp = sp};
+	unsigned nth = o->jobs ? o->jobs : (unsigned)MAX(1L, sysconf(_SC_NPROCESSORS_ONLN));
+	pthread_t th[64];
+
+	nth = MIN(MIN(nth, (unsigned)ng), (unsigned)ARRAY_SIZE(th));
+	for (unsigned t = 1; t < nth; t++)
+		if (pthread_create(&th[t], NULL, store_worker, &j) != 0) {
+			nth = t;
+			break;
+		}
+	store_worker(&j);
+	for (unsigned t = 1; t < nth; t++)
+		pthread_join(th[t], NULL);
+	if (j.error)
+		*ret_what = strdup(gis[j.failed].g->name);
+	return j.error;
+}
+
 /* VUNIFY_TIMING=1: phase durations on stderr, for tuning. */
 static void phase_time(const char *what)
 {
@@ -1135,7 +1291,8 @@ static void phase_time(const char *what)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (t0.tv_sec)
-		fprintf(stderr, "%s %.3f\n", what, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+		fprintf(stderr, "%s %.3f\n", what,
+		        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	t0 = t1;
 }
 
@@ -1148,6 +1305,8 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 	size_t ng = 0;
 	int r = 0;
 
+	/* stubs are created with their final mode in one step */
+	umask(0);
 	if (n == 0) {
 		r = pool_guest_names(p, &all);
 		if (r < 0)
@@ -1183,17 +1342,13 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		if (r < 0)
 			goto out;
 	}
-	for (size_t i = 0; i < ng && !o->dry_run; i++) {
-		r = normalize_guest(&gis[i]);
-		if (r < 0) {
-			*ret_what = strdup(names[i]);
-			goto out;
-		}
-	}
 	for (size_t i = 0; i < ng; i++) {
 		struct scan_ctx s = {.p = p, .gi = &gis[i]};
 		phase_time("pre-scan");
+		gis[i].normalize = !o->dry_run;
 		r = walk_tree(gis[i].upper_fd, scan_cb, &s);
+		if (r == 0 && !o->dry_run)
+			r = normalize_finish(&gis[i]);
 		phase_time("scan");
 		if (r < 0) {
 			*ret_what = strdup(names[i]);
@@ -1228,7 +1383,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 			}
 		free(seen.v);
 	} else {
-		struct store_progress sp = {.o = o, .pr = {.phase = "store"}};
+		struct store_progress sp = {.o = o, .pr = {.phase = "store"}, .reporter = pthread_self()};
 		for (size_t i = 0; i < ng; i++)
 			for (size_t k = 0; k < gis[i].n; k++)
 				if (gis[i].files[k].state == UF_CHOSEN) {
@@ -1237,20 +1392,11 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 				}
 		clock_gettime(CLOCK_MONOTONIC, &sp.start);
 		sp.last = sp.start;
+		r = store_all(p, gis, ng, o, &sp, ret_what);
+		if (r < 0)
+			goto out;
+		store_report(&sp, true);
 		for (size_t i = 0; i < ng; i++) {
-			r = apply_guest(p, &gis[i], &sp);
-			phase_time("apply");
-			if (r == 0)
-				r = guest_refresh_stats(p, gis[i].g, gis[i].home_fd);
-			else
-				(void)guest_refresh_stats(p, gis[i].g, gis[i].home_fd); /* best effort */
-			if (r < 0) {
-				*ret_what = strdup(names[i]);
-				goto out;
-			}
-			gis[i].res->stats = gis[i].g->stats;
-			if (i + 1 == ng)
-				store_report(&sp, true);
 			res.new_objects += gis[i].res->new_objects;
 			res.new_object_bytes += gis[i].res->new_object_bytes;
 		}

@@ -60,8 +60,9 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
               struct unify_result *ret, char **ret_what);
 void unify_result_free(struct unify_result *r);
 
-/* Recompute and record a guest's figures and references from its layers.
+/* Recompute and record a guest's figures and references from its lower
+ * layer; the upper's disk usage is UPPER_BYTES when known, else measured.
  * Returns 0 or -errno. */
-int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd);
+int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd, const uint64_t *upper_bytes);
 
 #endif

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <dirent.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -91,5 +92,15 @@ int parse_u64(const char *s, uint64_t *ret);
 
 /* Format a byte count like "1.2 GiB" into buf. */
 const char *format_bytes(uint64_t n, char *buf, size_t size);
+
+/* A set of inode numbers (hard-linked inodes counted once). */
+struct ino_set {
+	ino_t *v;
+	size_t n, cap; /* open addressing; cap a power of two */
+};
+
+/* Add ino.  Returns 1 if it was new, 0 if already there, or -ENOMEM.
+ * Free with free(s->v). */
+int ino_set_add(struct ino_set *s, ino_t ino);
 
 #endif

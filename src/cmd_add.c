@@ -220,7 +220,7 @@ int cmd_add(const struct cli *c, int argc, char **argv)
 		struct guest *g = NULL;
 		if (pool_guest_load(p, name, &g) == 0) {
 			/* figures for status; a failure here loses nothing */
-			(void)guest_refresh_stats(p, g, home_fd);
+			(void)guest_refresh_stats(p, g, home_fd, NULL);
 			guest_free(g);
 		}
 	}

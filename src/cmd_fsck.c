@@ -313,7 +313,7 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 			printf("guest %s: cannot scan lower layer: %s\n", g->name, strerror(-r));
 			f.problems++;
 		} else if (check_record(&f, g, &ls) == 1 || f.repaired) {
-			r = guest_refresh_stats(p, g, hfd);
+			r = guest_refresh_stats(p, g, hfd, NULL);
 			if (r < 0)
 				printf("guest %s: cannot rewrite its record: %s\n", g->name, strerror(-r));
 		}
