@@ -4,74 +4,120 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "layout.h"
 #include "util.h"
-#include "walk.h"
 #include "banned.h"
 
 void dircache_init(struct dircache *dc, int root_fd, bool mkdirs)
 {
-	*dc = (struct dircache){.root_fd = root_fd, .mkdirs = mkdirs, .fd = -1};
+	*dc = (struct dircache){.root_fd = root_fd, .mkdirs = mkdirs};
+}
+
+static void drop_to(struct dircache *dc, size_t depth)
+{
+	while (dc->depth > depth)
+		close(dc->fds[--dc->depth]);
+	dc->len = depth ? dc->ends[depth - 1] : 0;
 }
 
 void dircache_release(struct dircache *dc)
 {
-	if (dc->fd >= 0)
-		close(dc->fd);
+	drop_to(dc, 0);
 	free(dc->dir);
-	dc->dir = NULL;
-	dc->fd = -1;
-	dc->len = dc->cap = 0;
+	free(dc->fds);
+	free(dc->ends);
+	*dc = (struct dircache){.root_fd = dc->root_fd, .mkdirs = dc->mkdirs};
+}
+
+static int push(struct dircache *dc, const char *comp, size_t clen)
+{
+	char name[NAME_MAX + 1];
+	int parent = dc->depth ? dc->fds[dc->depth - 1] : dc->root_fd, fd;
+	size_t need = dc->len + (dc->depth ? 1 : 0) + clen + 1;
+
+	if (clen == 0 || clen > NAME_MAX)
+		return clen ? -ENAMETOOLONG : -EINVAL;
+	memcpy(name, comp, clen);
+	name[clen] = '\0';
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	if (dc->depth == dc->fcap) {
+		size_t nc = dc->fcap ? dc->fcap * 2 : 16;
+		int *nf = realloc(dc->fds, nc * sizeof(*nf));
+		size_t *ne;
+		if (!nf)
+			return -ENOMEM;
+		dc->fds = nf;
+		ne = realloc(dc->ends, nc * sizeof(*ne));
+		if (!ne)
+			return -ENOMEM;
+		dc->ends = ne;
+		dc->fcap = nc;
+	}
+	if (need > dc->cap) {
+		size_t nc = MAX(need, dc->cap * 2);
+		char *nd = realloc(dc->dir, nc);
+		if (!nd)
+			return -ENOMEM;
+		dc->dir = nd;
+		dc->cap = nc;
+	}
+	if (dc->mkdirs) {
+		fd = layout_open_dir(parent, name);
+	} else {
+		fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			fd = neg_errno();
+	}
+	if (fd < 0)
+		return fd;
+	if (dc->depth)
+		dc->dir[dc->len++] = '/';
+	memcpy(dc->dir + dc->len, comp, clen);
+	dc->len += clen;
+	dc->dir[dc->len] = '\0';
+	dc->fds[dc->depth] = fd;
+	dc->ends[dc->depth] = dc->len;
+	dc->depth++;
+	return 0;
 }
 
 int dircache_parent(struct dircache *dc, const char *relpath, const char **ret_name)
 {
 	const char *slash = strrchr(relpath, '/');
-	size_t len = slash ? (size_t)(slash - relpath) : 0;
+	size_t dirlen = slash ? (size_t)(slash - relpath) : 0, keep = 0, pos = 0;
 	const char *name = slash ? slash + 1 : relpath;
-	int fd;
+	int r;
 
 	if (!*name || !strcmp(name, ".") || !strcmp(name, ".."))
 		return -EINVAL;
-	if (dc->fd >= 0 && len == dc->len && (len == 0 || !memcmp(dc->dir, relpath, len))) {
-		*ret_name = name;
-		return dc->fd;
+	/* how many cached components does the new directory share? */
+	while (keep < dc->depth) {
+		size_t start = keep ? dc->ends[keep - 1] + 1 : 0, end = dc->ends[keep];
+		if (end > dirlen || memcmp(dc->dir + start, relpath + start, end - start) ||
+		    (end < dirlen && relpath[end] != '/'))
+			break;
+		keep++;
+		pos = end;
 	}
-	if (dc->mkdirs) {
-		const char *n2;
-		fd = layout_open_parent(dc->root_fd, relpath, &n2);
-	} else if (len == 0) {
-		fd = openat(dc->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0)
-			fd = neg_errno();
-	} else {
-		char *dir = strndup(relpath, len);
-		if (!dir)
-			return -ENOMEM;
-		fd = open_beneath(dc->root_fd, dir, O_RDONLY | O_DIRECTORY, 0);
-		free(dir);
-	}
-	if (fd < 0)
-		return fd;
-	if (len + 1 > dc->cap) {
-		char *nd = realloc(dc->dir, len + 1);
-		if (!nd) {
-			close(fd);
-			return -ENOMEM;
+	drop_to(dc, keep);
+	while (pos < dirlen) {
+		const char *comp = relpath + pos + (keep || pos ? 1 : 0);
+		const char *e = memchr(comp, '/', (size_t)(relpath + dirlen - comp));
+		size_t clen = e ? (size_t)(e - comp) : (size_t)(relpath + dirlen - comp);
+		r = push(dc, comp, clen);
+		if (r < 0) {
+			drop_to(dc, 0);
+			return r;
 		}
-		dc->dir = nd;
-		dc->cap = len + 1;
+		pos = (size_t)(comp - relpath) + clen;
+		keep = 1;
 	}
-	if (dc->fd >= 0)
-		close(dc->fd);
-	memcpy(dc->dir, relpath, len);
-	dc->dir[len] = '\0';
-	dc->len = len;
-	dc->fd = fd;
 	*ret_name = name;
-	return fd;
+	return dc->depth ? dc->fds[dc->depth - 1] : dc->root_fd;
 }

@@ -1,6 +1,7 @@
-/* A one-entry cache of "the directory that holds this path".  Walk order
- * groups files by directory, so consecutive operations nearly always hit
- * it, and each file costs one openat instead of one per path component. */
+/* A cache of the directory fds along the last path looked up.  Walk order
+ * groups files by directory, so consecutive operations share most of their
+ * path: a lookup opens only the components that differ from the previous
+ * one (usually none, or one), instead of one openat per component. */
 #ifndef VUNIFY_DIRCACHE_H
 #define VUNIFY_DIRCACHE_H
 
@@ -10,9 +11,11 @@
 struct dircache {
 	int root_fd; /* not owned */
 	bool mkdirs; /* lower layers: create directories, replace non-dirs */
-	char *dir;
+	char *dir; /* the cached directory path (components joined by '/') */
 	size_t len, cap;
-	int fd; /* owned; -1 when empty */
+	int *fds; /* fds[i]: directory of the first i+1 components (owned) */
+	size_t *ends; /* ends[i]: end offset of component i in dir */
+	size_t depth, fcap;
 };
 
 void dircache_init(struct dircache *dc, int root_fd, bool mkdirs);
@@ -20,7 +23,8 @@ void dircache_release(struct dircache *dc);
 
 /* An fd of the directory holding RELPATH (borrowed: valid until the next
  * call or release) and *ret_name its last component.  Never follows a
- * symlink.  Returns the fd or -errno. */
+ * symlink; "." and ".." components are refused (-EINVAL).  Returns the fd
+ * or -errno. */
 int dircache_parent(struct dircache *dc, const char *relpath, const char **ret_name);
 
 #endif

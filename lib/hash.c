@@ -122,20 +122,74 @@ static int hash_range(struct hash_ctx *c, int fd, unsigned char *buf, uint64_t o
 	return 0;
 }
 
+/* Files that fit the buffer: one read of size+1 bytes proves the length
+ * (a short read means it shrank, a long one that it grew) and holes read
+ * as zeros, so no SEEK_DATA/SEEK_HOLE or probes are needed. */
+static int hash_small(struct hasher *h, int fd, uint64_t size, unsigned char ret[HASH_LEN])
+{
+	size_t want = (size_t)size + 1, got = 0;
+	int r;
+
+	while (got < want) {
+		ssize_t n = pread(fd, h->buf + got, want - got, (off_t)got);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return neg_errno();
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		if ((size_t)n < want - (got - (size_t)n))
+			break; /* a short read of a regular file: end of file */
+	}
+	if (got != size)
+		return -EIO;
+	r = hash_update(h->c, h->buf, (size_t)size);
+	return r < 0 ? r : hash_final(h->c, ret);
+}
+
+int hasher_init(struct hasher *h)
+{
+	h->buf = malloc(READ_CHUNK + 1);
+	h->c = hash_new();
+	if (!h->buf || !h->c) {
+		hasher_release(h);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void hasher_release(struct hasher *h)
+{
+	free(h->buf);
+	hash_free(h->c);
+	h->buf = NULL;
+	h->c = NULL;
+}
+
 int hash_fd(int fd, uint64_t size, unsigned char ret[HASH_LEN])
 {
-	_cleanup_free_ unsigned char *buf = NULL;
+	struct hasher h;
+	int r = hasher_init(&h);
+
+	if (r < 0)
+		return r;
+	r = hasher_fd(&h, fd, size, ret);
+	hasher_release(&h);
+	return r;
+}
+
+int hasher_fd(struct hasher *h, int fd, uint64_t size, unsigned char ret[HASH_LEN])
+{
+	unsigned char *buf = h->buf;
 	_cleanup_free_ unsigned char *zeros = NULL;
-	struct hash_ctx *c;
+	struct hash_ctx *c = h->c;
 	uint64_t off = 0;
 	int r = 0;
 
-	buf = malloc(READ_CHUNK);
-	if (!buf)
-		return -ENOMEM;
-	c = hash_new();
-	if (!c)
-		return -ENOMEM; /* cppcheck-suppress memleak ; buf is _cleanup_free_ */
+	if (size < READ_CHUNK)
+		return hash_small(h, fd, size, ret);
 	while (off < size && r == 0) {
 		off_t data = lseek(fd, (off_t)off, SEEK_DATA);
 		uint64_t hole;
@@ -166,8 +220,8 @@ int hash_fd(int fd, uint64_t size, unsigned char ret[HASH_LEN])
 				break;
 		}
 		{
-			off_t h = lseek(fd, (off_t)off, SEEK_HOLE);
-			hole = h < 0 ? size : MIN((uint64_t)h, size);
+			off_t hl = lseek(fd, (off_t)off, SEEK_HOLE);
+			hole = hl < 0 ? size : MIN((uint64_t)hl, size);
 		}
 		r = hash_range(c, fd, buf, off, hole);
 		off = hole;
@@ -184,7 +238,8 @@ int hash_fd(int fd, uint64_t size, unsigned char ret[HASH_LEN])
 	}
 	if (r == 0)
 		r = hash_final(c, ret);
-	hash_free(c);
+	else
+		(void)hash_final(c, ret); /* reset the context for the next file */
 	return r;
 }
 

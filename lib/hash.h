@@ -25,6 +25,17 @@ int hash_final(struct hash_ctx *c, unsigned char ret[HASH_LEN]);
  * changed under us).  Returns 0 or -errno. */
 int hash_fd(int fd, uint64_t size, unsigned char ret[HASH_LEN]);
 
+/* A reusable hashing context with its read buffer (one per thread), so
+ * hashing many small files allocates nothing per file. */
+struct hasher {
+	struct hash_ctx *c;
+	unsigned char *buf;
+};
+int hasher_init(struct hasher *h);
+void hasher_release(struct hasher *h);
+/* As hash_fd, with h's context and buffer. */
+int hasher_fd(struct hasher *h, int fd, uint64_t size, unsigned char ret[HASH_LEN]);
+
 /* Hash a memory buffer.  Returns 0 or -EIO. */
 int hash_buffer(const void *buf, size_t len, unsigned char ret[HASH_LEN]);
 

@@ -50,7 +50,8 @@ struct layout_ops {
 	 * -EMLINK: the object has too many links). */
 	int (*place)(const struct layout_target *t, const struct file_meta *m, const char *name,
 	             char *const *paths, size_t n_paths);
-	/* Which object does the lower entry (dir_fd, name) reference?
+	/* Which object does the lower entry (dir_fd, name) reference?  (The
+	 * redirect layout reads only the redirect; fsck checks metacopy.)
 	 * Returns 1 and fills ret_name, 0 when the entry is not a unified file
 	 * (e.g. a directory), or -errno for a malformed entry (-EBADMSG). */
 	int (*lower_ref)(struct pool *p, int dir_fd, const char *entry, const struct stat *st,
@@ -76,6 +77,10 @@ void layout_unplace(int lower_fd, char *const *paths, size_t n);
  * only called for paths whose directories exist in the upper layer, which
  * hides whatever the lower has there.  Returns an fd or -errno. */
 int layout_open_parent(int lower_fd, const char *relpath, const char **ret_name);
+
+/* Open directory NAME under fd, creating it, or replacing a hidden
+ * non-directory there.  Returns an fd or -errno. */
+int layout_open_dir(int fd, const char *name);
 
 /* Remove whatever is at NAME under dir_fd (a directory with its subtree);
  * only for lower entries the upper hides.  Returns 0 or -errno. */

@@ -28,7 +28,7 @@ void layout_unplace(int lower_fd, char *const *paths, size_t n)
 	}
 }
 
-static int open_or_make_dir(int fd, const char *name)
+int layout_open_dir(int fd, const char *name)
 {
 	int nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
@@ -79,7 +79,7 @@ int layout_open_parent(int lower_fd, const char *relpath, const char **ret_name)
 			close(fd);
 			return -EINVAL;
 		}
-		nfd = open_or_make_dir(fd, name);
+		nfd = layout_open_dir(fd, name);
 		close(fd);
 		if (nfd < 0)
 			return nfd;

@@ -119,8 +119,6 @@ static int redirect_lower_ref(struct pool *p, int dir_fd, const char *entry, con
 	 * one component, so nothing can be followed but the fd itself) */
 	if (snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dir_fd, entry) >= (int)sizeof(path))
 		return -ENAMETOOLONG;
-	if (lgetxattr(path, OVL_XATTR_METACOPY, NULL, 0) < 0)
-		return errno == ENODATA ? -EBADMSG : neg_errno();
 	n = lgetxattr(path, OVL_XATTR_REDIRECT, buf, sizeof(buf) - 1);
 	if (n < 0)
 		return errno == ENODATA || errno == ERANGE ? -EBADMSG : neg_errno();

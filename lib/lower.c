@@ -6,12 +6,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "object.h"
+#include "overlay.h"
 #include "util.h"
 #include "walk.h"
 #include "banned.h"
@@ -240,6 +243,12 @@ static int lscan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 		s->st.bytes += (uint64_t)e->st.st_size;
 	if (s->check && s->ops->kind == LAYOUT_REDIRECT) {
 		struct stat ost;
+		char xp[PATH_MAX];
+		snprintf(xp, sizeof(xp), "/proc/self/fd/%d/%s", e->parent_fd, e->name);
+		if (lgetxattr(xp, OVL_XATTR_METACOPY, NULL, 0) < 0)
+			return MIN(
+			        problem(s, e, LOWER_MALFORMED, "malformed stub (redirect without metacopy)"),
+			        0);
 		r = pool_object_stat(s->p, name, &ost);
 		if (r < 0)
 			return r;

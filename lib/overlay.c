@@ -203,14 +203,14 @@ static void rm_rf_probe(const char *dir)
 	char p[4096];
 
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
-		snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+		if (snprintf(p, sizeof(p), "%s/%s", dir, files[i]) >= (int)sizeof(p))
+			continue;
 		unlink(p);
 		rmdir(p);
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
-		snprintf(p, sizeof(p), "%s/%s", dir, dirs[i]);
-		rmdir(p);
-	}
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
+		if (snprintf(p, sizeof(p), "%s/%s", dir, dirs[i]) < (int)sizeof(p))
+			rmdir(p);
 	rmdir(dir);
 }
 

@@ -447,33 +447,45 @@ static int open_checked(struct dircache *dc, struct ufile *f)
 	return fd;
 }
 
-static int hash_one(struct dircache *dc, struct ufile *f)
+/* A metacopy or redirect xattr in the upper means the file's data or name
+ * lives elsewhere: not plain data to unify (-EUCLEAN, list freed).  Other
+ * overlay xattrs (origin, which every copy-up gets, nlink, impure) are
+ * bookkeeping that ends with the upper copy: dropped from the list. */
+static int keep_guest_xattrs(struct xattr_list *l)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < l->n; i++) {
+		if (!strcmp(l->v[i].name, OVL_XATTR_METACOPY) || !strcmp(l->v[i].name, OVL_XATTR_REDIRECT)) {
+			xattr_list_free(l);
+			return -EUCLEAN;
+		}
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		if (!strncmp(l->v[i].name, "trusted.overlay.", 16)) {
+			free(l->v[i].name);
+			free(l->v[i].value);
+		} else {
+			l->v[k++] = l->v[i];
+		}
+	}
+	l->n = k;
+	return 0;
+}
+
+static int hash_one(struct dircache *dc, struct hasher *h, struct ufile *f)
 {
 	_cleanup_close_ int fd = open_checked(dc, f);
-	struct xattr_list all = {0};
 	int r;
 
 	if (fd < 0)
 		return fd;
-	r = xattr_list_read(fd, false, 0, &all);
+	r = xattr_list_read(fd, false, 0, &f->m.xattrs);
+	if (r == 0)
+		r = keep_guest_xattrs(&f->m.xattrs);
 	if (r < 0)
 		return r;
-	/* A metacopy or redirect xattr in the upper means its data or its
-	 * name lives elsewhere: not plain data to unify.  Other overlay
-	 * xattrs (origin, which every copy-up gets, nlink, impure) are
-	 * bookkeeping that ends with the upper copy: dropped. */
-	for (size_t i = 0; i < all.n; i++) {
-		if (!strcmp(all.v[i].name, OVL_XATTR_METACOPY) ||
-		    !strcmp(all.v[i].name, OVL_XATTR_REDIRECT)) {
-			xattr_list_free(&all);
-			return -EUCLEAN;
-		}
-	}
-	xattr_list_free(&all);
-	r = xattr_list_read(fd, false, XATTR_SKIP_OVERLAY, &f->m.xattrs);
-	if (r < 0)
-		return r;
-	return hash_fd(fd, (uint64_t)f->m.st.st_size, f->m.hash);
+	return hasher_fd(h, fd, (uint64_t)f->m.st.st_size, f->m.hash);
 }
 
 static double since(const struct timespec *t)
@@ -511,7 +523,14 @@ static void *hash_worker(void *arg)
 static void hash_loop(struct hash_job *j, bool main_thread)
 {
 	struct dircache dc;
+	struct hasher h;
+	int zero = 0;
 
+	if (hasher_init(&h) < 0) {
+		__atomic_compare_exchange_n(&j->error, &zero, -ENOMEM, false, __ATOMIC_RELAXED,
+		                            __ATOMIC_RELAXED);
+		return;
+	}
 	dircache_init(&dc, -1, false);
 	for (;;) {
 		size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
@@ -521,7 +540,7 @@ static void hash_loop(struct hash_job *j, bool main_thread)
 			break;
 		f = j->items[i];
 		dc_root(&dc, j->guests[f->guest].upper_fd, false);
-		r = hash_one(&dc, f);
+		r = hash_one(&dc, &h, f);
 		if (r == 0) {
 			f->state = UF_HASHED;
 			__atomic_fetch_add(&j->bytes, (uint64_t)f->m.st.st_size, __ATOMIC_RELAXED);
@@ -529,7 +548,7 @@ static void hash_loop(struct hash_job *j, bool main_thread)
 		           r == -EIO) {
 			f->state = UF_IGNORED; /* changed or not ours: leave it in the upper */
 		} else {
-			int zero = 0;
+			zero = 0;
 			__atomic_compare_exchange_n(&j->error, &zero, r, false, __ATOMIC_RELAXED,
 			                            __ATOMIC_RELAXED);
 		}
@@ -537,6 +556,7 @@ static void hash_loop(struct hash_job *j, bool main_thread)
 			hash_report(j, false);
 	}
 	dircache_release(&dc);
+	hasher_release(&h);
 }
 
 static int hash_all(struct ginfo *guests, size_t ng, const struct unify_options *o, uint64_t *ret_bytes)
@@ -634,7 +654,9 @@ static bool hash_set_has(const struct hash_set *s, const unsigned char *h)
 	return s->n && bsearch(h, s->v, s->n, HASH_LEN, cmp_hash);
 }
 
-static int decide(struct pool *p, struct ginfo *guests, size_t ng)
+/* POOL_SET receives the content hashes the pool held before this run
+ * (sorted; the caller frees it). */
+static int decide(struct pool *p, struct ginfo *guests, size_t ng, struct hash_set *ret_pool_set)
 {
 	struct hash_set pool_set = {0};
 	struct hg *v;
@@ -676,7 +698,7 @@ static int decide(struct pool *p, struct ginfo *guests, size_t ng)
 		i = j;
 	}
 	free(v);
-	free(pool_set.v);
+	*ret_pool_set = pool_set;
 	return 0;
 }
 
@@ -702,6 +724,7 @@ struct batch {
 };
 
 struct apply {
+	const struct hash_set *pool_set; /* contents the pool held before the run */
 	struct pool *p;
 	const struct layout_ops *ops;
 	struct ginfo *gi;
@@ -730,11 +753,16 @@ static int prepare_object(struct apply *a, struct ufile *f, struct batch *b, cha
 		return r;
 	if (pending_has(b, name))
 		return 0;
-	r = pool_object_stat(p, name, NULL);
-	if (r < 0)
-		return r;
-	if (r == 1)
-		return 0;
+	if (p->layout == LAYOUT_REDIRECT && hash_set_has(a->pool_set, f->m.hash))
+		return 0; /* held before this run: objects are never deleted by unify */
+	if (!a->same_fs) {
+		/* (on one filesystem adopting settles an existing object cheaply) */
+		r = pool_object_stat(p, name, NULL);
+		if (r < 0)
+			return r;
+		if (r == 1)
+			return 0;
+	}
 	memset(pe, 0, sizeof(*pe));
 	if (a->same_fs) {
 		pe->adopt = f; /* checked again when it is adopted */
@@ -781,14 +809,16 @@ static int adopt_object(struct apply *a, struct pending *pe)
 	if (!same_file(&st, &pe->adopt->m.st))
 		return -ESTALE;
 	object_relpath(pe->name, rel);
-	if (a->p->layout == LAYOUT_LINK) {
-		if (linkat(dfd, name, a->p->objects_fd, rel, 0) < 0 && errno != EEXIST)
+	if (a->p->layout == LAYOUT_LINK ? linkat(dfd, name, a->p->objects_fd, rel, 0) < 0
+	                                : renameat2(dfd, name, a->p->objects_fd, rel, RENAME_NOREPLACE) < 0) {
+		if (errno != EEXIST)
 			return neg_errno();
+		/* another guest of this run made it first: not new after all */
+		a->gi->res->new_objects--;
+		a->gi->res->new_object_bytes -= (uint64_t)pe->adopt->m.st.st_size;
 		return 0;
 	}
-	if (renameat2(dfd, name, a->p->objects_fd, rel, RENAME_NOREPLACE) < 0)
-		return errno == EEXIST ? 0 : neg_errno();
-	return 1; /* moved: the upper name is gone */
+	return a->p->layout == LAYOUT_LINK ? 0 : 1; /* redirect: the upper name is gone */
 }
 
 /* An adopted redirect object still has the guest file's owner, mode and
@@ -944,7 +974,7 @@ static int apply_batch(struct apply *a, struct batch *b)
 	}
 	if (adopted)
 		for (size_t i = 0; i < b->n_pend; i++)
-			if (b->pend[i].adopt)
+			if (b->pend[i].adopt && b->pend[i].adopt->adopted)
 				plain_object(p, &b->pend[i]);
 	return 0;
 }
@@ -954,20 +984,13 @@ static int apply_batch(struct apply *a, struct batch *b)
 static int read_pending_xattrs(struct apply *a, struct ufile *f)
 {
 	_cleanup_close_ int fd = open_checked(&a->upper_dc, f);
-	struct xattr_list all = {0};
 	int r;
 
 	if (fd < 0)
 		return fd;
-	r = xattr_list_read(fd, false, 0, &all);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < all.n; i++)
-		if (!strcmp(all.v[i].name, OVL_XATTR_METACOPY) || !strcmp(all.v[i].name, OVL_XATTR_REDIRECT))
-			r = -EUCLEAN;
-	xattr_list_free(&all);
+	r = xattr_list_read(fd, false, 0, &f->m.xattrs);
 	if (r == 0)
-		r = xattr_list_read(fd, false, XATTR_SKIP_OVERLAY, &f->m.xattrs);
+		r = keep_guest_xattrs(&f->m.xattrs);
 	if (r == 0)
 		f->xattrs_pending = false;
 	return r;
@@ -1006,9 +1029,10 @@ static void store_report(struct store_progress *sp, bool final)
 	sp->o->progress(&sp->pr, sp->o->progress_userdata);
 }
 
-static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *sp)
+static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *sp,
+                       const struct hash_set *pool_set)
 {
-	struct apply a = {.p = p, .ops = layout_ops_for(p->layout), .gi = gi};
+	struct apply a = {.p = p, .ops = layout_ops_for(p->layout), .gi = gi, .pool_set = pool_set};
 	struct batch b = {0};
 	struct stat su, so;
 	int r = 0;
@@ -1221,13 +1245,15 @@ struct store_job {
 	int error; /* first error, atomic */
 	size_t failed; /* guest of the first error */
 	struct store_progress *sp;
+	const struct hash_set *pool_set;
 };
 
-static int store_one(struct pool *p, struct ginfo *gi, struct store_progress *sp)
+static int store_one(struct pool *p, struct ginfo *gi, struct store_progress *sp,
+                     const struct hash_set *pool_set)
 {
 	struct unify_guest_result *gr = gi->res;
 	uint64_t upper;
-	int r = apply_guest(p, gi, sp);
+	int r = apply_guest(p, gi, sp, pool_set);
 
 	upper = (gi->upper_blocks - MIN(gi->removed_blocks, gi->upper_blocks)) * 512;
 	if (r == 0 && !gr->files_unified && !gr->whiteouts_folded && !gr->opaque_folded) {
@@ -1252,7 +1278,7 @@ static void *store_worker(void *arg)
 		int r, zero = 0;
 		if (i >= j->ng || __atomic_load_n(&j->error, __ATOMIC_RELAXED))
 			break;
-		r = store_one(j->p, &j->gis[i], j->sp);
+		r = store_one(j->p, &j->gis[i], j->sp, j->pool_set);
 		if (r < 0 && __atomic_compare_exchange_n(&j->error, &zero, r, false, __ATOMIC_SEQ_CST,
 		                                         __ATOMIC_SEQ_CST))
 			j->failed = i;
@@ -1261,9 +1287,9 @@ static void *store_worker(void *arg)
 }
 
 static int store_all(struct pool *p, struct ginfo *gis, size_t ng, const struct unify_options *o,
-                     struct store_progress *sp, char **ret_what)
+                     struct store_progress *sp, const struct hash_set *pool_set, char **ret_what)
 {
-	struct store_job j = {.p = p, .gis = gis, .ng = ng, .sp = sp};
+	struct store_job j = {.p = p, .gis = gis, .ng = ng, .sp = sp, .pool_set = pool_set};
 	unsigned nth = o->jobs ? o->jobs : (unsigned)MAX(1L, sysconf(_SC_NPROCESSORS_ONLN));
 	pthread_t th[64];
 
@@ -1299,6 +1325,7 @@ static void phase_time(const char *what)
 int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_options *o,
               struct unify_result *ret, char **ret_what)
 {
+	struct hash_set pool_set = {0};
 	char **all = NULL;
 	struct ginfo *gis = NULL;
 	struct unify_result res = {0};
@@ -1366,7 +1393,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 	phase_time("hash");
 	if (r < 0)
 		goto out;
-	r = decide(p, gis, ng);
+	r = decide(p, gis, ng, &pool_set);
 	phase_time("decide");
 	if (r < 0)
 		goto out;
@@ -1392,7 +1419,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 				}
 		clock_gettime(CLOCK_MONOTONIC, &sp.start);
 		sp.last = sp.start;
-		r = store_all(p, gis, ng, o, &sp, ret_what);
+		r = store_all(p, gis, ng, o, &sp, &pool_set, ret_what);
 		if (r < 0)
 			goto out;
 		store_report(&sp, true);
@@ -1402,6 +1429,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		}
 	}
 out:
+	free(pool_set.v);
 	for (size_t i = 0; i < ng; i++)
 		ginfo_free(&gis[i]);
 	free(gis);

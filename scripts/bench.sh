@@ -32,7 +32,7 @@
 #   VUNIFY           the vunify binary       (default $BENCH_BUILD/vunify)
 #   MANIFEST         the manifest tool       (default $BENCH_BUILD/tools/manifest)
 #   BENCH_OUT        machine-readable result (default $BENCH_BUILD/bench.txt)
-#   BENCH_TREES      tree names              (default: the five below)
+#   BENCH_TREES      tree names              (default: the five of TREES= below)
 #   BENCH_IMG_SIZE   guests' filesystem      (default 8G, sparse)
 #   BENCH_POOL_SIZE  the cross-fs pool's fs  (default 4G, sparse)
 set -eu
@@ -256,7 +256,7 @@ ROWS=()
 row() {
 	local notes=$4
 	[ "$T_RC" = 0 ] || notes="FAILED exit $T_RC, see $LOG/$1.log; $notes"
-	ROWS+=("$1|$2|$T_WALL|$T_CPU|$T_RSS|$3|$notes")
+	ROWS+=("$1|$2|$T_WALL|$T_CPU|$T_RSS|$3|$notes|$T_USER|$T_SYS")
 	info "$2: ${T_WALL} s wall, ${T_CPU} s CPU, $((T_RSS / 1024)) MiB RSS, disk after $(mib "$3") MiB"
 }
 
@@ -301,14 +301,14 @@ READ_CPU=$T_CPU
 # shellcheck disable=SC2016 # expanded by the inner shell
 timed stat-all sh -c 'find "$1" -printf "%s %m\n" >/dev/null' sh "$FSA/plain"
 STAT_WALL=$T_WALL
-T_WALL=- T_CPU=- T_RSS=0 T_RC=0
+T_WALL=- T_CPU=- T_USER=- T_SYS=- T_RSS=0 T_RC=0
 PLAIN_DISK=$(disk_after a "$FSA")
 row plain "plain copies (no dedup)" "$PLAIN_DISK" "read all ${READ_WALL} s (CPU ${READ_CPU} s), stat all ${STAT_WALL} s"
 info "reading every byte: $READ_WALL s; stat of every entry: $STAT_WALL s"
 
-say "Page cache: five plain copies"
+say "Page cache: $NG plain copies"
 pagecache_measure "$FSA/plain" -- "$FSA"
-PCROWS+=("plain|five plain copies|$PC_CACHED|$PC_FINCORE|$PC_WALL")
+PCROWS+=("plain|$NG plain copies|$PC_CACHED|$PC_FINCORE|$PC_WALL")
 info "read in $PC_WALL s; Cached +$(mib "$PC_CACHED") MiB, fincore $(mib "$PC_FINCORE") MiB"
 
 # ------------------------------------------------------------------ peers --
@@ -348,7 +348,7 @@ if [ "$T_RC" = 0 ]; then
 		ostree --repo="$FSA/repo" checkout -H "$g" "$FSA/t/$g"
 	done
 fi
-row ostree "ostree commit (5 commits)" "$(disk_after a "$FSA")" "disk: repo + checkout -H of each (untimed); /dev skipped"
+row ostree "ostree commit ($NG commits)" "$(disk_after a "$FSA")" "fsync per object (repo default); disk: repo + checkout -H of each (untimed); /dev skipped"
 
 # ----------------------------------------------------------------- vunify --
 
@@ -398,7 +398,7 @@ row vunify-first "vunify unify, first ($AUTO_LAYOUT)" "$(disk_after a "$FSA")" "
 timed vunify-again "$VUNIFY" -p "$POOL" unify
 row vunify-again "vunify unify, no change ($AUTO_LAYOUT)" "$(disk_after a "$FSA")" "one fs, second run"
 
-say "Page cache: the five guests mounted ($AUTO_LAYOUT)"
+say "Page cache: the $NG guests mounted ($AUTO_LAYOUT)"
 for g in "${GUESTS[@]}"; do
 	mkdir -p "$MNT/$g"
 	"$VUNIFY" -p "$POOL" mount "$g" "$MNT/$g" >"$LOG/mount-$g.log" 2>&1 || {
@@ -407,8 +407,19 @@ for g in "${GUESTS[@]}"; do
 	}
 done
 pagecache_measure "${GUESTS[@]/#/$MNT/}" -- "$FSA"
-PCROWS+=("vunify|five vunify guests ($AUTO_LAYOUT)|$PC_CACHED|$PC_FINCORE|$PC_WALL")
+PCROWS+=("vunify|$NG vunify guests ($AUTO_LAYOUT)|$PC_CACHED|$PC_FINCORE|$PC_WALL")
 info "read in $PC_WALL s; Cached +$(mib "$PC_CACHED") MiB, fincore $(mib "$PC_FINCORE") MiB"
+# vunify's own figure: the pool's objects only (files left in the uppers
+# are not in it).
+VU_MEM=""
+if mj=$("$VUNIFY" -p "$POOL" status --memory --json 2>/dev/null); then
+	VU_MEM_CACHED=$(printf '%s' "$mj" | sed -n 's/.*"cached_bytes" *: *\([0-9]*\).*/\1/p')
+	VU_MEM_SHARED=$(printf '%s' "$mj" | sed -n 's/.*"shared_cached_bytes" *: *\([0-9]*\).*/\1/p')
+	VU_MEM_METHOD=$(printf '%s' "$mj" | sed -n 's/.*"method" *: *"\([a-z]*\)".*/\1/p')
+	[ -z "$VU_MEM_CACHED" ] ||
+		VU_MEM="vunify status --memory ($VU_MEM_METHOD): objects $(mib "$VU_MEM_CACHED") MiB cached, $(mib "${VU_MEM_SHARED:-0}") MiB of it in objects shared by 2+ guests"
+fi
+[ -z "$VU_MEM" ] || info "$VU_MEM"
 umount_guests
 
 if [ "$AUTO_LAYOUT" != link ]; then
@@ -424,8 +435,10 @@ fresh_fs a "$IMG_SIZE" "$FSA"
 fresh_fs b "$POOL_SIZE" "$FSB"
 vunify_setup "$FSB/pool" "$FSA/h"
 timed vunify-cross "$VUNIFY" -p "$POOL" unify
-row vunify-cross "vunify unify, cross-fs ($LAYOUT)" $(($(disk_after a "$FSA") + $(disk_after b "$FSB"))) \
-	"homes on one fs, pool on another; $(status_note)"
+da=$(disk_after a "$FSA")
+db=$(disk_after b "$FSB")
+row vunify-cross "vunify unify, cross-fs ($LAYOUT)" $((da + db)) \
+	"homes $(mib "$da") + pool $(mib "$db") MiB on another fs; $(status_note)"
 
 umount_guests
 POOL=""
@@ -443,9 +456,10 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 		"$READ_WALL" "$STAT_WALL"
 	printf '%-36s %8s %8s %9s %10s  %s\n' tool "wall s" "CPU s" "RSS MiB" "disk MiB" notes
 	for r in "${ROWS[@]}"; do
-		IFS='|' read -r _ label wall cpu rss disk notes <<<"$r"
+		IFS='|' read -r _ label wall cpu rss disk notes _ <<<"$r"
 		printf '%-36s %8s %8s %9s %10s  %s\n' "$label" "$wall" "$cpu" \
-			"$(awk -v k="$rss" 'BEGIN { printf k > 0 ? "%.1f" : "-", k / 1024 }')" "$(mib "$disk")" "$notes"
+			"$(awk -v k="$rss" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else printf "-" }')" \
+			"$(mib "$disk")" "$notes"
 	done
 	printf '%-36s %8s %8s %9s %10s  %s\n' "ideal (unique content)" - - - "$(mib "$U_BYTES")" \
 		"$U_FILES distinct non-empty contents"
@@ -468,11 +482,12 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 	printf '%-36s %12s %12s %8s\n' "ideal (unique content bytes)" - "$(mib "$U_BYTES")" "100%"
 	printf '%-36s %12s %12s %8s\n' "ideal, in whole 4 KiB pages" - "$(mib "$U_PAGES")" \
 		"$(awk -v f="$U_PAGES" -v u="$U_BYTES" 'BEGIN { printf "%.0f%%", 100 * f / u }')"
-	echo "(Cached: growth of Cached in /proc/meminfo, whole machine; fincore: resident pages of every"
-	echo " file on the guests' filesystem, hard links once)"
+	echo "(Cached: growth of Cached in /proc/meminfo, whole machine, other processes included;"
+	echo " fincore: resident pages of every file on the guests' filesystem, hard links once)"
+	[ -z "$VU_MEM" ] || echo "$VU_MEM"
 	echo
 	echo "whole benchmark: $TOTAL_WALL s; logs in $LOG"
-} | tee "$BENCH_DIR/tmp/report"
+} | tee "$LOG/report.txt"
 
 # Machine-readable: one line per measurement, key=value.
 {
@@ -481,8 +496,9 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 		"$U_FILES" "$U_BYTES" "$U_PAGES" "$TOTAL_WALL"
 	printf 'baseline read_all_s=%s stat_all_s=%s\n' "$READ_WALL" "$STAT_WALL"
 	for r in "${ROWS[@]}"; do
-		IFS='|' read -r id _ wall cpu rss disk _ <<<"$r"
-		printf 'tool id=%s wall_s=%s cpu_s=%s rss_kib=%s disk_bytes=%s\n' "$id" "$wall" "$cpu" "$rss" "$disk"
+		IFS='|' read -r id _ wall cpu rss disk _ user sys <<<"$r"
+		printf 'tool id=%s wall_s=%s cpu_s=%s user_s=%s sys_s=%s rss_kib=%s disk_bytes=%s\n' \
+			"$id" "$wall" "$cpu" "$user" "$sys" "$rss" "$disk"
 	done
 	if [ "$UNIFY_RC" = 0 ]; then
 		awk -v n="$N_FILES" -v b="$N_BYTES" -v w="$UNIFY_WALL" 'BEGIN {
@@ -493,6 +509,9 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 		printf 'pagecache id=%s cached_bytes=%s fincore_bytes=%s read_s=%s\n' "$id" "$cached" "$fin" "$wall"
 	done
 	printf 'pagecache id=ideal fincore_bytes=%s page_bytes=%s\n' "$U_BYTES" "$U_PAGES"
+	[ -z "$VU_MEM" ] ||
+		printf 'pagecache id=vunify-status method=%s objects_cached_bytes=%s shared_cached_bytes=%s\n' \
+			"$VU_MEM_METHOD" "$VU_MEM_CACHED" "${VU_MEM_SHARED:-0}"
 	printf 'layout auto=%s\n' "$AUTO_LAYOUT"
 } >"$OUT"
 echo "machine-readable: $OUT"

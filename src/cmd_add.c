@@ -33,11 +33,27 @@ static void help(void)
 	       "  --move        rename TREE into place instead of copying (same filesystem)\n");
 }
 
-/* Absolute path of HOME, creating it (one level) if missing. */
+/* Absolute path of HOME, creating it and its parents if missing. */
 static char *make_home(const char *home, int *ret_r)
 {
+	_cleanup_free_ char *tmp = strdup(home);
 	char *abs;
 
+	if (!tmp) {
+		*ret_r = -ENOMEM;
+		return NULL;
+	}
+	/* mkdir -p: parents 0755, the home itself 0700 */
+	for (char *s = tmp + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
+			*ret_r = neg_errno();
+			return NULL;
+		}
+		*s = '/';
+	}
 	if (mkdir(home, 0700) < 0 && errno != EEXIST) {
 		*ret_r = neg_errno();
 		return NULL;

@@ -17,11 +17,16 @@
 
 static void help(void)
 {
-	printf("usage: vunify [-p POOL] status [GUEST] [--json]\n\n"
+	printf("usage: vunify [-p POOL] status [GUEST] [--json] [--memory]\n\n"
 	       "Pool and per-guest figures.  logical_bytes is the sum of the sizes of all\n"
 	       "unified files over all guests (hard links within a guest counted once);\n"
 	       "saved_bytes = logical_bytes - object_bytes.  upper_bytes is the disk space\n"
-	       "used by the guest's upper layer now.\n");
+	       "used by the guest's upper layer now.\n\n"
+	       "  --json     one JSON object (fields as in the docs)\n"
+	       "  --memory   also how much of the pool's content is in the page cache now\n"
+	       "             (cached_bytes) and how much of that belongs to objects two or\n"
+	       "             more guests reference (shared_cached_bytes): each such page\n"
+	       "             serves every guest that reads the file\n");
 }
 
 struct grow {
