@@ -49,6 +49,7 @@ struct ufile {
 	uint8_t state;
 	bool adopted; /* its first upper name was renamed into the pool */
 	bool xattrs_pending; /* hash came from the cache; xattrs not read yet */
+	char *placed; /* object its lower entries point at, once placed */
 	uint32_t guest;
 	struct file_meta m;
 };
@@ -83,6 +84,7 @@ struct ginfo {
 	size_t cls_cap;
 	bool normalize; /* fold whiteouts/opaque dirs (not in dry runs) */
 	struct norm nm; /* what the scan folded */
+	bool lower_was_empty; /* before this run: its lower is exactly what we place */
 	uint64_t upper_blocks; /* st_blocks of the upper as scanned */
 	uint64_t removed_blocks; /* of the upper copies unify removed */
 	struct ino_set seen_inos; /* hard-linked inodes counted once */
@@ -92,6 +94,7 @@ struct ginfo {
 
 static void ufile_free(struct ufile *f)
 {
+	free(f->placed);
 	for (uint32_t i = 0; i < f->n_paths; i++)
 		free(f->paths[i]);
 	free(f->paths);
@@ -715,6 +718,7 @@ struct pending {
 };
 
 struct batch {
+	uint32_t *slots; /* PEND_SLOTS: index into pend[] or UINT32_MAX */
 	struct ufile **files;
 	char (*names)[OBJECT_NAME_MAX];
 	size_t n;
@@ -732,12 +736,44 @@ struct apply {
 	bool same_fs; /* upper and objects/ on one filesystem */
 };
 
+/* The batch's pending names, open addressing over pend[] (names are hex
+ * digests: their first 16 digits are a fine hash). */
+#define PEND_SLOTS (2 * BATCH_FILES)
+
+static size_t name_slot(const char *name)
+{
+	uint64_t h = 0;
+
+	for (int i = 0; i < 16; i++)
+		h = h << 4 | (uint64_t)(name[i] <= '9' ? name[i] - '0' : name[i] - 'a' + 10);
+	return (size_t)(h % PEND_SLOTS);
+}
+
 static bool pending_has(const struct batch *b, const char *name)
 {
-	for (size_t i = 0; i < b->n_pend; i++)
-		if (!strcmp(b->pend[i].name, name))
+	for (size_t k = name_slot(name);; k = (k + 1) % PEND_SLOTS) {
+		uint32_t idx = b->slots[k];
+		if (idx == UINT32_MAX)
+			return false;
+		if (!strcmp(b->pend[idx].name, name))
 			return true;
-	return false;
+	}
+}
+
+static void pending_add(struct batch *b, size_t idx)
+{
+	size_t k = name_slot(b->pend[idx].name);
+
+	while (b->slots[k] != UINT32_MAX)
+		k = (k + 1) % PEND_SLOTS;
+	b->slots[k] = (uint32_t)idx;
+}
+
+static void batch_reset(struct batch *b)
+{
+	b->n = b->n_pend = 0;
+	b->bytes = 0;
+	memset(b->slots, 0xff, PEND_SLOTS * sizeof(*b->slots));
 }
 
 /* Make sure the object for f exists or is pending in this batch. */
@@ -781,6 +817,7 @@ static int prepare_object(struct apply *a, struct ufile *f, struct batch *b, cha
 		}
 	}
 	memcpy(pe->name, name, OBJECT_NAME_MAX);
+	pending_add(b, b->n_pend);
 	b->n_pend++;
 	a->gi->res->new_objects++;
 	a->gi->res->new_object_bytes += (uint64_t)f->m.st.st_size;
@@ -922,6 +959,8 @@ static int apply_batch(struct apply *a, struct batch *b)
 			continue;
 		}
 		r = a->ops->place(&t, &f->m, b->names[i], f->paths, f->n_paths);
+		if (r == 0 && !(f->placed = strdup(b->names[i])))
+			r = -ENOMEM;
 		if (r == -EISDIR || r == -ENOTDIR || r == -EMLINK || r == -EEXIST || r == -ENAMETOOLONG) {
 			f->state = UF_SKIPPED;
 			gi->res->files_skipped += f->n_paths;
@@ -1049,10 +1088,12 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 	b.files = malloc(BATCH_FILES * sizeof(*b.files));
 	b.names = malloc(BATCH_FILES * sizeof(*b.names));
 	b.pend = malloc(BATCH_FILES * sizeof(*b.pend));
-	if (!b.files || !b.names || !b.pend) {
+	b.slots = malloc(PEND_SLOTS * sizeof(*b.slots));
+	if (!b.files || !b.names || !b.pend || !b.slots) {
 		r = -ENOMEM;
 		goto out;
 	}
+	batch_reset(&b);
 	for (size_t i = 0; i <= gi->n && r == 0; i++) {
 		struct ufile *f = i < gi->n ? &gi->files[i] : NULL;
 		if (f && f->state == UF_CHOSEN && f->xattrs_pending) {
@@ -1077,7 +1118,7 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 			if (r == -ENOSPC || r == -EDQUOT) {
 				/* finish what already fits, then report */
 				int r2 = b.n ? apply_batch(&a, &b) : 0;
-				b.n = b.n_pend = 0;
+				batch_reset(&b);
 				if (r2 < 0)
 					r = r2;
 				break;
@@ -1093,8 +1134,7 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 		}
 		if (b.n && (!f || b.n == BATCH_FILES || b.bytes >= BATCH_BYTES)) {
 			r = apply_batch(&a, &b);
-			b.n = b.n_pend = 0;
-			b.bytes = 0;
+			batch_reset(&b);
 		}
 	}
 	if (r == 0)
@@ -1113,6 +1153,7 @@ out:
 	free(b.files);
 	free(b.names);
 	free(b.pend);
+	free(b.slots);
 	return r;
 }
 
@@ -1152,6 +1193,24 @@ int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd, const uint
 	return r;
 }
 
+/* 1 if the directory holds nothing, 0 if it does, or -errno. */
+static int dir_is_empty(int dir_fd)
+{
+	char buf[4096];
+	ssize_t len;
+
+	if (lseek(dir_fd, 0, SEEK_SET) < 0)
+		return neg_errno();
+	while ((len = getdents64(dir_fd, buf, sizeof(buf))) > 0)
+		for (ssize_t off = 0; off < len;) {
+			struct dirent64 *de = (struct dirent64 *)(buf + off);
+			off += de->d_reclen;
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				return 0;
+		}
+	return len < 0 ? neg_errno() : 1;
+}
+
 static int open_guest(struct pool *p, const char *name, struct ginfo *gi, bool create, char **ret_what)
 {
 	_cleanup_free_ char *upper = NULL;
@@ -1188,6 +1247,10 @@ static int open_guest(struct pool *p, const char *name, struct ginfo *gi, bool c
 			r = gi->lower_fd;
 			goto fail;
 		}
+		r = dir_is_empty(gi->lower_fd);
+		if (r < 0)
+			goto fail;
+		gi->lower_was_empty = r;
 		if (mkdirat(gi->home_fd, HOME_STAGING, 0700) < 0 && errno != EEXIST) {
 			r = neg_errno();
 			goto fail;
@@ -1248,6 +1311,44 @@ struct store_job {
 	const struct hash_set *pool_set;
 };
 
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A guest whose lower layer was empty when the run began: its lower layer
+ * now holds exactly what this run placed, so figures and references come
+ * from memory instead of a walk of the lower layer. */
+static int stats_from_run(struct pool *p, struct ginfo *gi, uint64_t upper)
+{
+	_cleanup_free_ char **refs = malloc((gi->n + 1) * sizeof(*refs));
+	struct guest_stats st = {.upper_bytes = upper};
+	size_t n = 0, k = 0;
+	int r;
+
+	if (!refs)
+		return -ENOMEM;
+	for (size_t i = 0; i < gi->n; i++) {
+		struct ufile *f = &gi->files[i];
+		if (!f->placed)
+			continue;
+		st.files_unified += f->n_paths;
+		st.bytes_unified += (uint64_t)f->m.st.st_size;
+		refs[n++] = f->placed;
+	}
+	if (n > 1)
+		qsort(refs, n, sizeof(*refs), cmp_strp);
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || strcmp(refs[k - 1], refs[i]))
+			refs[k++] = refs[i];
+	st.objects_referenced = k;
+	r = pool_guest_save_refs(p, gi->g->name, refs, k);
+	if (r < 0)
+		return r;
+	gi->g->stats = st;
+	return pool_guest_save_stats(p, gi->g);
+}
+
 static int store_one(struct pool *p, struct ginfo *gi, struct store_progress *sp,
                      const struct hash_set *pool_set)
 {
@@ -1260,6 +1361,8 @@ static int store_one(struct pool *p, struct ginfo *gi, struct store_progress *sp
 		/* the lower layer did not change: only the upper's size */
 		gi->g->stats.upper_bytes = upper;
 		r = pool_guest_save_stats(p, gi->g);
+	} else if (r == 0 && gi->lower_was_empty) {
+		r = stats_from_run(p, gi, upper);
 	} else if (r == 0) {
 		r = guest_refresh_stats(p, gi->g, gi->home_fd, &upper);
 	} else {

@@ -53,52 +53,49 @@ static void free_names(char **names, size_t n)
 }
 
 /* Read all names of a directory except . and .., sorted. */
+/* getdents64 straight on the directory fd (rewound first): no second fd,
+ * no DIR stream. */
 static int read_names(int dirfd, char ***ret_names, size_t *ret_n)
 {
-	_cleanup_closedir_ DIR *d = NULL;
+	char buf[32768];
 	char **names = NULL;
 	size_t n = 0, cap = 0;
-	int fd;
 
-	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	if (lseek(dirfd, 0, SEEK_SET) < 0)
 		return neg_errno();
-	d = fdopendir(fd);
-	if (!d) {
-		int r = neg_errno();
-		close(fd);
-		return r;
-	}
 	for (;;) {
-		struct dirent *de;
-		errno = 0;
-		de = readdir(d);
-		if (!de) {
-			if (errno) {
-				int r = neg_errno();
-				free_names(names, n);
-				return r;
-			}
-			break;
+		ssize_t len = getdents64(dirfd, buf, sizeof(buf));
+		if (len < 0) {
+			int r = neg_errno();
+			if (r == -EINTR)
+				continue;
+			free_names(names, n);
+			return r;
 		}
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 32;
-			char **nn = realloc(names, nc * sizeof(*nn));
-			if (!nn) {
+		if (len == 0)
+			break;
+		for (ssize_t off = 0; off < len;) {
+			struct dirent64 *de = (struct dirent64 *)(buf + off);
+			off += de->d_reclen;
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 32;
+				char **nn = realloc(names, nc * sizeof(*nn));
+				if (!nn) {
+					free_names(names, n);
+					return -ENOMEM;
+				}
+				names = nn;
+				cap = nc;
+			}
+			names[n] = strdup(de->d_name);
+			if (!names[n]) {
 				free_names(names, n);
 				return -ENOMEM;
 			}
-			names = nn;
-			cap = nc;
+			n++;
 		}
-		names[n] = strdup(de->d_name);
-		if (!names[n]) {
-			free_names(names, n);
-			return -ENOMEM;
-		}
-		n++;
 	}
 	if (n > 1)
 		qsort(names, n, sizeof(*names), cmp_names);
