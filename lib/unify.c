@@ -1501,17 +1501,45 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 	if (r < 0)
 		goto out;
 	if (o->dry_run) {
-		/* what would be unified, and what the pool would have to store */
-		struct hash_set seen = {0};
-		for (size_t i = 0; i < ng; i++)
+		/* what would be unified, and what the pool would have to store:
+		 * each content not yet in the pool, counted for the first guest
+		 * that has it (the link layout may need more: it also keys by
+		 * metadata) */
+		struct hg *v = malloc(sizeof(*v));
+		size_t nv = 0, cap = 1;
+		for (size_t i = 0; i < ng && v; i++)
 			for (size_t k = 0; k < gis[i].n; k++) {
 				struct ufile *f = &gis[i].files[k];
 				if (f->state != UF_CHOSEN)
 					continue;
 				gis[i].res->files_unified += f->n_paths;
 				gis[i].res->bytes_unified += (uint64_t)f->m.st.st_size;
+				if (hash_set_has(&pool_set, f->m.hash))
+					continue;
+				if (nv == cap) {
+					struct hg *nn = realloc(v, 2 * cap * sizeof(*v));
+					if (!nn) {
+						free(v);
+						v = NULL;
+						break;
+					}
+					v = nn;
+					cap *= 2;
+				}
+				v[nv++] = (struct hg){f->m.hash, (uint32_t)i, f};
 			}
-		free(seen.v);
+		if (!v) {
+			r = -ENOMEM;
+			goto out;
+		}
+		qsort(v, nv, sizeof(*v), cmp_hg);
+		for (size_t k = 0; k < nv; k++) {
+			if (k > 0 && !memcmp(v[k].hash, v[k - 1].hash, HASH_LEN))
+				continue;
+			gis[v[k].guest].res->new_objects++;
+			gis[v[k].guest].res->new_object_bytes += (uint64_t)v[k].f->m.st.st_size;
+		}
+		free(v);
 	} else {
 		struct store_progress sp = {.o = o, .pr = {.phase = "store"}, .reporter = pthread_self()};
 		for (size_t i = 0; i < ng; i++)
