@@ -1487,8 +1487,14 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		for (size_t k = 0; k < gis[i].n; k++) {
 			struct ufile *f = &gis[i].files[k];
 			f->guest = (uint32_t)i;
-			/* a hard-link group is unified whole or not at all */
-			if (f->cls != POLICY_NEVER && f->n_paths == f->m.st.st_nlink)
+			/* A hard-link group is unified whole or not at all.  In the
+			 * redirect layout not at all: its names would leave the
+			 * upper one unlink at a time, and in between the guest
+			 * would see them as two inodes; no rename can switch
+			 * several names at once.  (The link layout may show any
+			 * unified files as one inode anyway: SPEC invariant 1.) */
+			if (f->cls != POLICY_NEVER && f->n_paths == f->m.st.st_nlink &&
+			    (f->n_paths == 1 || p->layout == LAYOUT_LINK))
 				f->state = UF_CANDIDATE;
 		}
 	}

@@ -43,6 +43,7 @@ struct fsck {
 	const char *guest;
 	struct pool *p;
 	bool repair;
+	int upper_fd; /* of the guest being checked, or -1 */
 };
 
 static double since(const struct timespec *t)
@@ -111,9 +112,29 @@ static int check_object(int fan_fd, const char *name, const struct stat *st, voi
 	return 0;
 }
 
+/* Is PATH hidden by an entry of the guest's upper layer? */
+static bool hidden_by_upper(struct fsck *f, const char *path)
+{
+	const char *name;
+	struct stat st;
+	_cleanup_close_ int dfd =
+	        f->upper_fd >= 0 ? open_parent_beneath(f->upper_fd, path, false, &name) : -1;
+
+	return dfd >= 0 && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 static int on_problem(const struct walk_entry *e, enum lower_problem kind, const char *problem, void *ud)
 {
 	struct fsck *f = ud;
+
+	/* A stub torn by a killed unify is written in place under the upper
+	 * copy that hides it: a leftover, removed, not a problem. */
+	if (kind == LOWER_MALFORMED && hidden_by_upper(f, e->path)) {
+		if (unlinkat(e->parent_fd, e->name, 0) == 0) {
+			f->leftovers++;
+			return 1;
+		}
+	}
 
 	if (f->repair && kind == LOWER_UNLINKED) {
 		int r = link_relink(f->p, e->parent_fd, e->name);
@@ -214,7 +235,7 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 	        {"help", no_argument, NULL, 'h'},
 	        {0},
 	};
-	struct fsck f = {0};
+	struct fsck f = {.upper_fd = -1};
 	struct object_map *map = NULL;
 	struct pool *p;
 	char **names = NULL;
@@ -308,7 +329,11 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 			continue;
 		}
 		f.guest = g->name;
+		f.upper_fd = openat(hfd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		r = lower_scan(p, lfd, map, true, on_problem, &f, &ls, &probs);
+		if (f.upper_fd >= 0)
+			close(f.upper_fd);
+		f.upper_fd = -1;
 		if (r < 0) {
 			printf("guest %s: cannot scan lower layer: %s\n", g->name, strerror(-r));
 			f.problems++;
