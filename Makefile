@@ -74,6 +74,9 @@ check: deps
 	$(MAKE) unit
 	$(MAKE) BUILD=build-asan unit
 	tests/integration/run.sh
+	@echo "== integration tests again with the ASan/UBSan build of vunify (hostile trees, Debian guests)"
+	VUNIFY=$(CURDIR)/build-asan/vunify VUNIFY_TEST_LOGS=$(CURDIR)/build-asan/integration-logs \
+		tests/integration/run.sh t10 t20
 
 deps:
 	scripts/deps.sh
