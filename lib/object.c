@@ -53,19 +53,43 @@ static int copy_hash_range(int src, int dst, struct hash_ctx *c, unsigned char *
 	return 0;
 }
 
-static int copy_hash(int src, int dst, uint64_t size, unsigned char ret[HASH_LEN])
+/* Small files: one read of size+1 bytes proves the length, one write. */
+static int copy_hash_small(int src, int dst, struct hasher *h, uint64_t size, unsigned char ret[HASH_LEN])
 {
-	_cleanup_free_ unsigned char *buf = malloc(CHUNK);
+	size_t want = (size_t)size + 1, got = 0;
+	int r;
+
+	while (got < want) {
+		ssize_t n = pread(src, h->buf + got, want - got, (off_t)got);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return neg_errno();
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		if ((size_t)n < want - (got - (size_t)n))
+			break;
+	}
+	if (got != size)
+		return -EBADMSG; /* shrank or grew: not what was hashed */
+	r = write_all(dst, h->buf, (size_t)size);
+	if (r == 0)
+		r = hash_update(h->c, h->buf, (size_t)size);
+	return r < 0 ? r : hash_final(h->c, ret);
+}
+
+static int copy_hash(int src, int dst, struct hasher *h, uint64_t size, unsigned char ret[HASH_LEN])
+{
+	unsigned char *buf = h->buf;
 	_cleanup_free_ unsigned char *zeros = NULL;
-	struct hash_ctx *c;
+	struct hash_ctx *c = h->c;
 	uint64_t off = 0;
 	int r = 0;
 
-	if (!buf)
-		return -ENOMEM;
-	c = hash_new();
-	if (!c)
-		return -ENOMEM; /* cppcheck-suppress memleak ; buf is _cleanup_free_ */
+	if (size < CHUNK)
+		return copy_hash_small(src, dst, h, size, ret);
 	while (off < size && r == 0) {
 		off_t data = lseek(src, (off_t)off, SEEK_DATA), hole;
 		if (data < 0) {
@@ -109,12 +133,13 @@ static int copy_hash(int src, int dst, uint64_t size, unsigned char ret[HASH_LEN
 		r = neg_errno();
 	if (r == 0)
 		r = hash_final(c, ret);
-	hash_free(c);
+	else
+		(void)hash_final(c, ret); /* reset for the next file */
 	return r;
 }
 
-int object_write_tmp(struct pool *p, int src_fd, uint64_t size, const unsigned char *want,
-                     char ret_tmp[OBJECT_TMP_MAX], int *ret_fd)
+int object_write_tmp_with(struct pool *p, struct hasher *h, int src_fd, uint64_t size,
+                          const unsigned char *want, char ret_tmp[OBJECT_TMP_MAX], int *ret_fd)
 {
 	static unsigned long counter;
 	unsigned char got[HASH_LEN];
@@ -126,7 +151,7 @@ int object_write_tmp(struct pool *p, int src_fd, uint64_t size, const unsigned c
 	fd = openat(p->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
 	if (fd < 0)
 		return neg_errno();
-	r = copy_hash(src_fd, fd, size, got);
+	r = copy_hash(src_fd, fd, h, size, got);
 	if (r == 0 && want && memcmp(got, want, HASH_LEN))
 		r = -EBADMSG;
 	if (r < 0) {
@@ -152,4 +177,17 @@ int object_commit(struct pool *p, const char *tmp, const char *name)
 			return neg_errno();
 	}
 	return 0;
+}
+
+int object_write_tmp(struct pool *p, int src_fd, uint64_t size, const unsigned char *want,
+                     char ret_tmp[OBJECT_TMP_MAX], int *ret_fd)
+{
+	struct hasher h;
+	int r = hasher_init(&h);
+
+	if (r < 0)
+		return r;
+	r = object_write_tmp_with(p, &h, src_fd, size, want, ret_tmp, ret_fd);
+	hasher_release(&h);
+	return r;
 }

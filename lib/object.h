@@ -22,6 +22,10 @@
 int object_write_tmp(struct pool *p, int src_fd, uint64_t size, const unsigned char *want,
                      char ret_tmp[OBJECT_TMP_MAX], int *ret_fd);
 
+/* The same with a caller's reusable hasher (no allocation per object). */
+int object_write_tmp_with(struct pool *p, struct hasher *h, int src_fd, uint64_t size,
+                          const unsigned char *want, char ret_tmp[OBJECT_TMP_MAX], int *ret_fd);
+
 /* Move a durable temp file to objects/XX/NAME.  If an object of that name
  * already exists the temp file is dropped (content-addressed: it is the
  * same).  The caller makes the rename durable (syncfs).  Returns 0 or

@@ -729,6 +729,7 @@ struct batch {
 
 struct apply {
 	const struct hash_set *pool_set; /* contents the pool held before the run */
+	struct hasher hasher; /* for copies into the pool */
 	struct pool *p;
 	const struct layout_ops *ops;
 	struct ginfo *gi;
@@ -806,7 +807,8 @@ static int prepare_object(struct apply *a, struct ufile *f, struct batch *b, cha
 		fd = open_checked(&a->upper_dc, f);
 		if (fd < 0)
 			return fd;
-		r = object_write_tmp(p, fd, (uint64_t)f->m.st.st_size, f->m.hash, pe->tmp, &tfd);
+		r = object_write_tmp_with(p, &a->hasher, fd, (uint64_t)f->m.st.st_size, f->m.hash, pe->tmp,
+		                          &tfd);
 		if (r < 0)
 			return r;
 		r = a->ops->object_finish(tfd, &f->m);
@@ -1076,6 +1078,9 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 	struct stat su, so;
 	int r = 0;
 
+	r = hasher_init(&a.hasher);
+	if (r < 0)
+		return r;
 	dircache_init(&a.upper_dc, gi->upper_fd, false);
 	dircache_init(&a.lower_dc, gi->lower_fd, true);
 	a.same_fs = fstat(gi->upper_fd, &su) == 0 && fstat(p->objects_fd, &so) == 0 && su.st_dev == so.st_dev;
@@ -1083,7 +1088,7 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 		/* adopted files must be durable before objects name them */
 		r = do_syncfs(gi->upper_fd);
 		if (r < 0)
-			return r;
+			goto out;
 	}
 	b.files = malloc(BATCH_FILES * sizeof(*b.files));
 	b.names = malloc(BATCH_FILES * sizeof(*b.names));
@@ -1150,6 +1155,7 @@ out:
 	}
 	dircache_release(&a.upper_dc);
 	dircache_release(&a.lower_dc);
+	hasher_release(&a.hasher);
 	free(b.files);
 	free(b.names);
 	free(b.pend);
