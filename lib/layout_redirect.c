@@ -1,9 +1,8 @@
-/* redirect layout: metacopy stubs.  A stub is built complete under a
- * staging name in HOME/staging (same filesystem as HOME/meta) and then
- * linked/renamed into place, so the lower layer never shows a stub
- * without its xattrs.  Until unify removes the upper copy, the upper hides
- * the stub anyway; the staging step guards against a crash leaving a torn
- * stub that a later upper removal would expose. */
+/* redirect layout: metacopy stubs.  A stub is written in place in
+ * HOME/meta while the guest's upper copy hides that path; unify removes
+ * the upper copy only after the stub is complete and durable, so no guest
+ * ever sees a torn stub (a killed run leaves at most a hidden one, which
+ * the next unify replaces and fsck removes). */
 #define _GNU_SOURCE
 #include "layout.h"
 

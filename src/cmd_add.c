@@ -1,9 +1,10 @@
 /* vunify add: register a guest and (optionally) bring its tree in.
  *
- * Order, for crash safety: the tree is copied into HOME/upper.new and made
- * durable, renamed to HOME/upper, the home's id file written, and only
- * then the guest registered.  Re-running after a crash starts the copy
- * over (the source is untouched) or finishes the registration. */
+ * Order, for crash safety: the home's id file is written, the tree is
+ * copied into HOME/upper.new and made durable, renamed to HOME/upper, and
+ * only then the guest registered.  Re-running after a crash starts the
+ * copy over (the source is untouched), or, when the id says the home is
+ * this guest's and upper is complete, finishes the registration. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -144,11 +145,31 @@ int cmd_add(const struct cli *c, int argc, char **argv)
 	snprintf(id, sizeof(id), "pool %s\nguest %s\n", p->id, name);
 	{
 		_cleanup_free_ char *old = NULL;
-		if (read_file_at(home_fd, HOME_ID, 4096, &old, NULL) == 0 && strcmp(old, id)) {
-			cli_fail("add '%s': home '%s' belongs to another guest or pool (%s)", name, home,
-			         HOME_ID);
-			goto out;
+		if (read_file_at(home_fd, HOME_ID, 4096, &old, NULL) == 0) {
+			if (strcmp(old, id)) {
+				cli_fail("add '%s': home '%s' belongs to another guest or pool (%s)", name,
+				         home, HOME_ID);
+				goto out;
+			}
+			/* An earlier add of this guest got past the copy (upper
+			 * is renamed into place only when complete) but was
+			 * stopped before registering: finish that. */
+			if (from && faccessat(home_fd, HOME_UPPER, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    faccessat(home_fd, HOME_UPPER ".new", F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
+				printf("vunify: '%s/%s' is complete from an interrupted add; registering "
+				       "it\n",
+				       home, HOME_UPPER);
+				from = NULL;
+				move = false;
+			}
 		}
+	}
+	/* The id first: it marks the home as this guest's while the tree is
+	 * copied in, so a re-run after a crash knows the upper is its own. */
+	r = write_file_atomic_at(home_fd, HOME_ID, id, strlen(id), 0644);
+	if (r < 0) {
+		cli_error("add", home, r, NULL);
+		goto out;
 	}
 	if (from) {
 		src_fd = open(from, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -220,9 +241,7 @@ int cmd_add(const struct cli *c, int argc, char **argv)
 		cli_error("add", home, neg_errno(), NULL);
 		goto out;
 	}
-	r = write_file_atomic_at(home_fd, HOME_ID, id, strlen(id), 0644);
-	if (r == 0 && syncfs(home_fd) < 0)
-		r = neg_errno();
+	r = syncfs(home_fd) < 0 ? neg_errno() : 0;
 	if (r < 0) {
 		cli_error("add", home, r, NULL);
 		goto out;
