@@ -153,6 +153,7 @@ trap 'exit 129' HUP
 # kept), xfs (SIZE at least 300M), btrfs, or tmpfs (no image).  The image is
 # a sparse file in $TEST_TMP; unmount and loop detach are deferred.  ext4
 # leaves a lost+found: manifests of the mount root want --skip lost+found.
+# shellcheck disable=SC2206 # MKFS_EXT4_OPTS is a list of options
 mkfs_loop() {
 	local size=$1 fstype=$2 dir=$3 img dev
 	local -a mkfs
@@ -163,7 +164,6 @@ mkfs_loop() {
 		defer umount_quiet "$dir"
 		return 0
 		;;
-	# shellcheck disable=SC2206 # MKFS_EXT4_OPTS is a list of options
 	ext4) mkfs=(mkfs.ext4 -q -F ${MKFS_EXT4_OPTS:-}) ;;
 	xfs) mkfs=(mkfs.xfs -q -f) ;;
 	btrfs) mkfs=(mkfs.btrfs -q -f) ;;
