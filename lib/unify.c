@@ -1041,12 +1041,20 @@ static int read_pending_xattrs(struct apply *a, struct ufile *f)
 static int save_hashcache(struct ginfo *gi)
 {
 	struct hashcache c = {0};
+	bool all_cached = true;
 	int r = 0;
 
 	for (size_t i = 0; i < gi->n && r == 0; i++) {
 		struct ufile *f = &gi->files[i];
-		if (f->state == UF_HASHED)
+		if (f->state == UF_HASHED) {
 			r = hashcache_add(&c, &f->m.st, f->m.hash);
+			all_cached &= f->xattrs_pending; /* its hash came from the cache */
+		}
+	}
+	/* nothing new to remember: the file on disk already says this */
+	if (r == 0 && all_cached && c.n == gi->cache.n) {
+		hashcache_free(&c);
+		return 0;
 	}
 	if (r == 0)
 		r = hashcache_save(gi->home_fd, &c);
@@ -1076,6 +1084,7 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 	struct apply a = {.p = p, .ops = layout_ops_for(p->layout), .gi = gi, .pool_set = pool_set};
 	struct batch b = {0};
 	struct stat su, so;
+	size_t chosen = 0;
 	int r = 0;
 
 	r = hasher_init(&a.hasher);
@@ -1084,7 +1093,9 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 	dircache_init(&a.upper_dc, gi->upper_fd, false);
 	dircache_init(&a.lower_dc, gi->lower_fd, true);
 	a.same_fs = fstat(gi->upper_fd, &su) == 0 && fstat(p->objects_fd, &so) == 0 && su.st_dev == so.st_dev;
-	if (a.same_fs) {
+	for (size_t i = 0; i < gi->n; i++)
+		chosen += gi->files[i].state == UF_CHOSEN;
+	if (a.same_fs && chosen) {
 		/* adopted files must be durable before objects name them */
 		r = do_syncfs(gi->upper_fd);
 		if (r < 0)
@@ -1142,7 +1153,7 @@ static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *
 			batch_reset(&b);
 		}
 	}
-	if (r == 0)
+	if (r == 0 && chosen)
 		r = do_syncfs(gi->upper_fd);
 	if (r == 0)
 		r = save_hashcache(gi);
@@ -1365,8 +1376,10 @@ static int store_one(struct pool *p, struct ginfo *gi, struct store_progress *sp
 	upper = (gi->upper_blocks - MIN(gi->removed_blocks, gi->upper_blocks)) * 512;
 	if (r == 0 && !gr->files_unified && !gr->whiteouts_folded && !gr->opaque_folded) {
 		/* the lower layer did not change: only the upper's size */
-		gi->g->stats.upper_bytes = upper;
-		r = pool_guest_save_stats(p, gi->g);
+		if (gi->g->stats.upper_bytes != upper) {
+			gi->g->stats.upper_bytes = upper;
+			r = pool_guest_save_stats(p, gi->g);
+		}
 	} else if (r == 0 && gi->lower_was_empty) {
 		r = stats_from_run(p, gi, upper);
 	} else if (r == 0) {
