@@ -56,10 +56,10 @@ integration: all asan
 	tests/integration/run.sh
 
 format:
-	clang-format -i lib/*.c lib/*.h src/*.c src/*.h tests/unit/*.c tests/tools/*.c
+	clang-format -i lib/*.c lib/*.h src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/tools/*.c
 
 format-check:
-	@clang-format --dry-run --Werror lib/*.c lib/*.h src/*.c src/*.h tests/unit/*.c tests/tools/*.c
+	@clang-format --dry-run --Werror lib/*.c lib/*.h src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/tools/*.c
 
 cppcheck:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \

@@ -127,9 +127,19 @@ static int hash_range(struct hash_ctx *c, int fd, unsigned char *buf, uint64_t o
  * as zeros, so no SEEK_DATA/SEEK_HOLE or probes are needed. */
 static int hash_small(struct hasher *h, int fd, uint64_t size, unsigned char ret[HASH_LEN])
 {
-	size_t want = (size_t)size + 1, got = 0;
-	int r;
+	int r = hasher_read_small(h, fd, size);
 
+	if (r == 0)
+		r = hash_update(h->c, h->buf, (size_t)size);
+	return r < 0 ? r : hash_final(h->c, ret);
+}
+
+int hasher_read_small(struct hasher *h, int fd, uint64_t size)
+{
+	size_t want = (size_t)size + 1, got = 0;
+
+	if (size >= READ_CHUNK)
+		return -EFBIG;
 	while (got < want) {
 		ssize_t n = pread(fd, h->buf + got, want - got, (off_t)got);
 		if (n < 0) {
@@ -143,10 +153,7 @@ static int hash_small(struct hasher *h, int fd, uint64_t size, unsigned char ret
 		if ((size_t)n < want - (got - (size_t)n))
 			break; /* a short read of a regular file: end of file */
 	}
-	if (got != size)
-		return -EIO;
-	r = hash_update(h->c, h->buf, (size_t)size);
-	return r < 0 ? r : hash_final(h->c, ret);
+	return got == size ? 0 : -EIO;
 }
 
 int hasher_init(struct hasher *h)

@@ -33,6 +33,12 @@ struct hasher {
 };
 int hasher_init(struct hasher *h);
 void hasher_release(struct hasher *h);
+/* Read a file of SIZE bytes (below 1 MiB) whole into h->buf with one
+ * read of size+1 bytes, which also proves its length.  Returns 0, -EIO if
+ * the file is not exactly SIZE bytes long, -EFBIG if SIZE is too large for
+ * the buffer, or -errno. */
+int hasher_read_small(struct hasher *h, int fd, uint64_t size);
+
 /* As hash_fd, with h's context and buffer. */
 int hasher_fd(struct hasher *h, int fd, uint64_t size, unsigned char ret[HASH_LEN]);
 

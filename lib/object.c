@@ -56,25 +56,12 @@ static int copy_hash_range(int src, int dst, struct hash_ctx *c, unsigned char *
 /* Small files: one read of size+1 bytes proves the length, one write. */
 static int copy_hash_small(int src, int dst, struct hasher *h, uint64_t size, unsigned char ret[HASH_LEN])
 {
-	size_t want = (size_t)size + 1, got = 0;
-	int r;
+	int r = hasher_read_small(h, src, size);
 
-	while (got < want) {
-		ssize_t n = pread(src, h->buf + got, want - got, (off_t)got);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return neg_errno();
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-		if ((size_t)n < want - (got - (size_t)n))
-			break;
-	}
-	if (got != size)
+	if (r == -EIO)
 		return -EBADMSG; /* shrank or grew: not what was hashed */
-	r = write_all(dst, h->buf, (size_t)size);
+	if (r == 0)
+		r = write_all(dst, h->buf, (size_t)size);
 	if (r == 0)
 		r = hash_update(h->c, h->buf, (size_t)size);
 	return r < 0 ? r : hash_final(h->c, ret);

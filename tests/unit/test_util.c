@@ -19,40 +19,12 @@
 #include <unistd.h>
 
 #include "util.h"
+#include "tmpdir.h"
 #include "banned.h"
-
-struct fixture {
-	char tmp[64];
-	int dir;
-};
 
 static int setup(void **state)
 {
-	_cleanup_free_ struct fixture *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		return -1;
-	snprintf(f->tmp, sizeof(f->tmp), "/tmp/vunify-util.XXXXXX");
-	if (!mkdtemp(f->tmp))
-		return -1;
-	f->dir = open(f->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (f->dir < 0)
-		return -1;
-	*state = steal_pointer(&f);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	char cmd[128];
-
-	close(f->dir);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->tmp);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
+	return fixture_setup(state, "util");
 }
 
 /* Number of entries in dir (without . and ..). */

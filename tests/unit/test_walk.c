@@ -20,43 +20,15 @@
 
 #include "util.h"
 #include "walk.h"
+#include "tmpdir.h"
 #include "banned.h"
 
 #define DEEP_LEVELS 200
 #define DEEP_NAME_LEN 40
 
-struct fixture {
-	char tmp[64];
-	int dir;
-};
-
 static int setup(void **state)
 {
-	_cleanup_free_ struct fixture *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		return -1;
-	snprintf(f->tmp, sizeof(f->tmp), "/tmp/vunify-walk.XXXXXX");
-	if (!mkdtemp(f->tmp))
-		return -1;
-	f->dir = open(f->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (f->dir < 0)
-		return -1;
-	*state = steal_pointer(&f);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	char cmd[128];
-
-	close(f->dir);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->tmp);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
+	return fixture_setup(state, "walk");
 }
 
 static void mkfile(int dir, const char *name)

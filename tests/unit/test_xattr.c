@@ -22,12 +22,8 @@
 #include "hash.h"
 #include "util.h"
 #include "xattr.h"
+#include "tmpdir.h"
 #include "banned.h"
-
-struct fixture {
-	char tmp[64];
-	int dir;
-};
 
 static bool require_root(void)
 {
@@ -43,31 +39,7 @@ static bool require_root(void)
 
 static int setup(void **state)
 {
-	_cleanup_free_ struct fixture *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		return -1;
-	snprintf(f->tmp, sizeof(f->tmp), "/tmp/vunify-xattr.XXXXXX");
-	if (!mkdtemp(f->tmp))
-		return -1;
-	f->dir = open(f->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (f->dir < 0)
-		return -1;
-	*state = steal_pointer(&f);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	char cmd[128];
-
-	close(f->dir);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->tmp);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
+	return fixture_setup(state, "xattr");
 }
 
 static int new_file(int dir, const char *name)
