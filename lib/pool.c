@@ -291,26 +291,7 @@ fail:
 
 int pool_clean_tmp(struct pool *p)
 {
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
-	int fd = openat(p->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
-
-	if (fd < 0)
-		return neg_errno();
-	d = fdopendir(fd);
-	if (!d) {
-		r = neg_errno();
-		close(fd);
-		return r;
-	}
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		r = remove_tree_at(p->tmp_fd, de->d_name);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	return remove_contents_at(p->fd, "tmp", NULL);
 }
 
 int pool_object_dir(struct pool *p, const char *name)

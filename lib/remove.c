@@ -3,8 +3,10 @@
 #define _GNU_SOURCE
 #include "remove.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -39,5 +41,31 @@ int remove_tree_at(int dir_fd, const char *name)
 		return r;
 	if (unlinkat(dir_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
 		return neg_errno();
+	return 0;
+}
+
+int remove_contents_at(int dir_fd, const char *name, uint64_t *ret_count)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : neg_errno();
+	d = fdopendir(fd);
+	if (!d) {
+		r = neg_errno();
+		close(fd);
+		return r;
+	}
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		r = remove_tree_at(fd, de->d_name);
+		if (r < 0)
+			return r;
+		if (ret_count)
+			(*ret_count)++;
+	}
 	return 0;
 }

@@ -1285,28 +1285,6 @@ fail:
 	return r;
 }
 
-/* Leftover stubs from an interrupted run in HOME/staging are unreferenced
- * and unseen: drop them. */
-static int clean_staging(int staging_fd)
-{
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
-	int fd = openat(staging_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0)
-		return neg_errno();
-	d = fdopendir(fd);
-	if (!d) {
-		int r = neg_errno();
-		close(fd);
-		return r;
-	}
-	while ((de = readdir(d)))
-		if (de->d_name[0] != '.' && unlinkat(staging_fd, de->d_name, 0) < 0 && errno != ENOENT)
-			return neg_errno();
-	return 0;
-}
-
 void unify_result_free(struct unify_result *r)
 {
 	free(r->guests);
@@ -1487,7 +1465,8 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 	if (!o->dry_run) {
 		r = pool_clean_tmp(p);
 		for (size_t i = 0; i < ng && r == 0; i++)
-			r = clean_staging(gis[i].staging_fd);
+			/* leftovers of an interrupted run: unreferenced, unseen */
+			r = remove_contents_at(gis[i].home_fd, HOME_STAGING, NULL);
 		if (r < 0)
 			goto out;
 	}

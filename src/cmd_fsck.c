@@ -151,32 +151,6 @@ static int on_problem(const struct walk_entry *e, enum lower_problem kind, const
 	return 0;
 }
 
-/* Entries of a directory, for leftovers. */
-static int count_and_clean(int dfd, const char *sub, uint64_t *count)
-{
-	_cleanup_closedir_ DIR *d = NULL;
-	struct dirent *de;
-	int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r;
-
-	if (fd < 0)
-		return errno == ENOENT ? 0 : neg_errno();
-	d = fdopendir(fd);
-	if (!d) {
-		r = neg_errno();
-		close(fd);
-		return r;
-	}
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		r = remove_tree_at(fd, de->d_name);
-		if (r < 0)
-			return r;
-		(*count)++;
-	}
-	return 0;
-}
-
 /* Is every object the lower references in the pool's record? */
 static int check_record(struct fsck *f, const struct guest *g, const struct lower_stats *ls)
 {
@@ -260,7 +234,7 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 	if (!p)
 		return 1;
 	f.p = p;
-	r = count_and_clean(p->fd, "tmp", &f.leftovers);
+	r = remove_contents_at(p->fd, "tmp", &f.leftovers);
 	if (r < 0) {
 		cli_error("fsck: clean", "tmp", r, NULL);
 		goto out;
@@ -312,7 +286,7 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 			guest_free(g);
 			continue;
 		}
-		r = count_and_clean(hfd, HOME_STAGING, &f.leftovers);
+		r = remove_contents_at(hfd, HOME_STAGING, &f.leftovers);
 		if (r == 0)
 			r = remove_tree_at(hfd, HOME_UPPER ".new");
 		if (r < 0)
