@@ -54,6 +54,69 @@ struct ufile {
 	struct file_meta m;
 };
 
+/* Counters several store threads add to. */
+static void count_add(uint64_t *c, uint64_t v)
+{
+	__atomic_fetch_add(c, v, __ATOMIC_RELAXED);
+}
+
+static void count_sub(uint64_t *c, uint64_t v)
+{
+	__atomic_fetch_sub(c, v, __ATOMIC_RELAXED);
+}
+
+/* Run fn(i) for every i < n on up to NTH threads, the caller's among
+ * them.  Stops handing out work at the first error, which it returns
+ * (its i in *ret_failed). */
+struct pfor {
+	size_t n;
+	int (*fn)(size_t i, void *ud);
+	void *ud;
+	size_t next; /* atomic */
+	int error; /* first error, atomic */
+	size_t failed;
+};
+
+static void *pfor_worker(void *arg)
+{
+	struct pfor *j = arg;
+
+	for (;;) {
+		size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+		int r, zero = 0;
+		if (i >= j->n || __atomic_load_n(&j->error, __ATOMIC_RELAXED))
+			break;
+		r = j->fn(i, j->ud);
+		if (r < 0 && __atomic_compare_exchange_n(&j->error, &zero, r, false, __ATOMIC_SEQ_CST,
+		                                         __ATOMIC_SEQ_CST))
+			j->failed = i;
+	}
+	return NULL;
+}
+
+static int parallel_for(size_t n, unsigned nth, int (*fn)(size_t i, void *ud), void *ud, size_t *ret_failed)
+{
+	struct pfor j = {.n = n, .fn = fn, .ud = ud};
+	pthread_t th[64];
+
+	nth = (unsigned)MIN(MIN((size_t)MAX(nth, 1U), n), ARRAY_SIZE(th));
+	for (unsigned t = 1; t < nth; t++)
+		if (pthread_create(&th[t], NULL, pfor_worker, &j) != 0) {
+			nth = t;
+			break;
+		}
+	pfor_worker(&j);
+	for (unsigned t = 1; t < nth; t++)
+		pthread_join(th[t], NULL);
+	*ret_failed = j.failed;
+	return j.error;
+}
+
+static unsigned jobs_for(const struct unify_options *o)
+{
+	return o->jobs ? o->jobs : (unsigned)MAX(1L, sysconf(_SC_NPROCESSORS_ONLN));
+}
+
 /* ---- normalize: fold what overlayfs left in the upper into the lower ----
  *
  * A guest that ran leaves whiteouts (0:0 character devices, or empty files
@@ -90,6 +153,10 @@ struct ginfo {
 	struct ino_set seen_inos; /* hard-linked inodes counted once */
 	struct hashcache cache; /* hashes remembered from the last run */
 	struct unify_guest_result *res;
+	/* the store phase: */
+	size_t chosen; /* files to unify */
+	bool touched; /* the store changes its layers */
+	bool same_fs; /* upper and objects/ on one filesystem */
 };
 
 static void ufile_free(struct ufile *f)
@@ -394,6 +461,92 @@ static int normalize_finish(struct ginfo *gi)
 	return r;
 }
 
+struct scan_job {
+	struct pool *p;
+	struct ginfo *gis;
+	bool normalize; /* not in dry runs */
+};
+
+static int scan_guest(size_t i, void *ud)
+{
+	struct scan_job *j = ud;
+	struct ginfo *gi = &j->gis[i];
+	struct scan_ctx s = {.p = j->p, .gi = gi};
+	int r;
+
+	gi->normalize = j->normalize;
+	r = walk_tree(gi->upper_fd, scan_cb, &s);
+	if (r == 0 && j->normalize)
+		r = normalize_finish(gi);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < gi->n; k++) {
+		struct ufile *f = &gi->files[k];
+		f->guest = (uint32_t)i;
+		/* A hard-link group is unified whole or not at all.  In the
+		 * redirect layout not at all: its names would leave the upper
+		 * one unlink at a time, and in between the guest would see
+		 * them as two inodes; no rename can switch several names at
+		 * once.  (The link layout may show any unified files as one
+		 * inode anyway: SPEC invariant 1.) */
+		if (f->cls != POLICY_NEVER && f->n_paths == f->m.st.st_nlink &&
+		    (f->n_paths == 1 || j->p->layout == LAYOUT_LINK))
+			f->state = UF_CANDIDATE;
+	}
+	return 0;
+}
+
+static int cmp_hash(const void *a, const void *b)
+{
+	return memcmp(a, b, HASH_LEN);
+}
+
+struct hash_set {
+	unsigned char *v;
+	size_t n, cap;
+};
+
+static int pool_hash_cb(const char *name, void *ud)
+{
+	struct hash_set *s = ud;
+	char hex[HASH_HEX_LEN + 1];
+
+	if (s->n == s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 4096;
+		unsigned char *nv = realloc(s->v, nc * HASH_LEN);
+		if (!nv)
+			return -ENOMEM;
+		s->v = nv;
+		s->cap = nc;
+	}
+	memcpy(hex, name, HASH_HEX_LEN);
+	hex[HASH_HEX_LEN] = '\0';
+	if (hash_from_hex(hex, s->v + s->n * HASH_LEN) == 0)
+		s->n++;
+	return 0;
+}
+
+static bool hash_set_has(const struct hash_set *s, const unsigned char *h)
+{
+	return s->n && bsearch(h, s->v, s->n, HASH_LEN, cmp_hash);
+}
+
+/* The content hashes the pool holds (sorted; the caller frees .v). */
+static int load_pool_set(struct pool *p, struct hash_set *ret)
+{
+	struct hash_set set = {0};
+	int r = objects_names(p, pool_hash_cb, &set);
+
+	if (r < 0) {
+		free(set.v);
+		return r;
+	}
+	if (set.n > 1)
+		qsort(set.v, set.n, HASH_LEN, cmp_hash);
+	*ret = set;
+	return 0;
+}
+
 /* ---- hash ---- */
 
 struct hash_job {
@@ -435,7 +588,11 @@ static int open_checked(struct dircache *dc, struct ufile *f)
 
 	if (dfd < 0)
 		return dfd;
-	fd = openat(dfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NOATIME: reading for the hash must not change the atime the stub
+	 * is to carry, nor dirty every inode (EPERM unless owner or root) */
+	fd = openat(dfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+	if (fd < 0 && errno == EPERM)
+		fd = openat(dfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return neg_errno();
 	if (fstat(fd, &st) < 0) {
@@ -565,7 +722,6 @@ static void hash_loop(struct hash_job *j, bool main_thread)
 static int hash_all(struct ginfo *guests, size_t ng, const struct unify_options *o, uint64_t *ret_bytes)
 {
 	struct hash_job j = {.guests = guests, .o = o};
-	unsigned jobs = o->jobs;
 	pthread_t th[64];
 	unsigned nth;
 	size_t cap = 0;
@@ -591,7 +747,7 @@ static int hash_all(struct ginfo *guests, size_t ng, const struct unify_options 
 			}
 	clock_gettime(CLOCK_MONOTONIC, &j.start);
 	j.last = j.start;
-	nth = jobs ? jobs : (unsigned)MAX(1L, sysconf(_SC_NPROCESSORS_ONLN));
+	nth = jobs_for(o);
 	nth = MIN(nth, (unsigned)ARRAY_SIZE(th));
 	for (unsigned t = 1; t < nth; t++)
 		if (pthread_create(&th[t], NULL, hash_worker, &j) != 0) {
@@ -622,64 +778,17 @@ static int cmp_hg(const void *a, const void *b)
 	return c ? c : (x->guest > y->guest) - (x->guest < y->guest);
 }
 
-static int cmp_hash(const void *a, const void *b)
+/* POOL_SET: the content hashes the pool held before this run. */
+static int decide(struct ginfo *guests, size_t ng, const struct hash_set *pool_set)
 {
-	return memcmp(a, b, HASH_LEN);
-}
-
-struct hash_set {
-	unsigned char *v;
-	size_t n, cap;
-};
-
-static int pool_hash_cb(const char *name, void *ud)
-{
-	struct hash_set *s = ud;
-	char hex[HASH_HEX_LEN + 1];
-
-	if (s->n == s->cap) {
-		size_t nc = s->cap ? s->cap * 2 : 4096;
-		unsigned char *nv = realloc(s->v, nc * HASH_LEN);
-		if (!nv)
-			return -ENOMEM;
-		s->v = nv;
-		s->cap = nc;
-	}
-	memcpy(hex, name, HASH_HEX_LEN);
-	hex[HASH_HEX_LEN] = '\0';
-	if (hash_from_hex(hex, s->v + s->n * HASH_LEN) == 0)
-		s->n++;
-	return 0;
-}
-
-static bool hash_set_has(const struct hash_set *s, const unsigned char *h)
-{
-	return s->n && bsearch(h, s->v, s->n, HASH_LEN, cmp_hash);
-}
-
-/* POOL_SET receives the content hashes the pool held before this run
- * (sorted; the caller frees it). */
-static int decide(struct pool *p, struct ginfo *guests, size_t ng, struct hash_set *ret_pool_set)
-{
-	struct hash_set pool_set = {0};
 	struct hg *v;
 	size_t n = 0, cap = 0;
-	int r;
 
-	r = objects_names(p, pool_hash_cb, &pool_set);
-	if (r < 0) {
-		free(pool_set.v);
-		return r;
-	}
-	if (pool_set.n > 1)
-		qsort(pool_set.v, pool_set.n, HASH_LEN, cmp_hash);
 	for (size_t g = 0; g < ng; g++)
 		cap += guests[g].n;
 	v = malloc((cap ? cap : 1) * sizeof(*v));
-	if (!v) {
-		free(pool_set.v);
+	if (!v)
 		return -ENOMEM;
-	}
 	for (size_t g = 0; g < ng; g++)
 		for (size_t i = 0; i < guests[g].n; i++) {
 			struct ufile *f = &guests[g].files[i];
@@ -694,14 +803,33 @@ static int decide(struct pool *p, struct ginfo *guests, size_t ng, struct hash_s
 		for (; j < n && !memcmp(v[j].hash, v[i].hash, HASH_LEN); j++)
 			if (j == i || v[j].guest != v[j - 1].guest)
 				distinct++;
-		shared = distinct >= 2 || hash_set_has(&pool_set, v[i].hash);
+		shared = distinct >= 2 || hash_set_has(pool_set, v[i].hash);
 		for (size_t k = i; k < j; k++)
 			if (shared || v[k].f->cls == POLICY_SYSTEM)
 				v[k].f->state = UF_CHOSEN;
 		i = j;
 	}
 	free(v);
-	*ret_pool_set = pool_set;
+	return 0;
+}
+
+static int do_syncfs(int fd)
+{
+	return syncfs(fd) < 0 ? neg_errno() : 0;
+}
+
+/* Which guests' uppers share the pool's filesystem. */
+static int set_same_fs(struct pool *p, struct ginfo *gis, size_t ng)
+{
+	struct stat so, su;
+
+	if (fstat(p->objects_fd, &so) < 0)
+		return neg_errno();
+	for (size_t g = 0; g < ng; g++) {
+		if (fstat(gis[g].upper_fd, &su) < 0)
+			return neg_errno();
+		gis[g].same_fs = su.st_dev == so.st_dev;
+	}
 	return 0;
 }
 
@@ -821,14 +949,9 @@ static int prepare_object(struct apply *a, struct ufile *f, struct batch *b, cha
 	memcpy(pe->name, name, OBJECT_NAME_MAX);
 	pending_add(b, b->n_pend);
 	b->n_pend++;
-	a->gi->res->new_objects++;
-	a->gi->res->new_object_bytes += (uint64_t)f->m.st.st_size;
+	count_add(&a->gi->res->new_objects, 1);
+	count_add(&a->gi->res->new_object_bytes, (uint64_t)f->m.st.st_size);
 	return 0;
-}
-
-static int do_syncfs(int fd)
-{
-	return syncfs(fd) < 0 ? neg_errno() : 0;
 }
 
 /* Link (link layout) or rename (redirect layout) the upper file of pe
@@ -853,8 +976,8 @@ static int adopt_object(struct apply *a, struct pending *pe)
 		if (errno != EEXIST)
 			return neg_errno();
 		/* another guest of this run made it first: not new after all */
-		a->gi->res->new_objects--;
-		a->gi->res->new_object_bytes -= (uint64_t)pe->adopt->m.st.st_size;
+		count_sub(&a->gi->res->new_objects, 1);
+		count_sub(&a->gi->res->new_object_bytes, (uint64_t)pe->adopt->m.st.st_size);
 		return 0;
 	}
 	return a->p->layout == LAYOUT_LINK ? 0 : 1; /* redirect: the upper name is gone */
@@ -920,13 +1043,19 @@ static int apply_batch(struct apply *a, struct batch *b)
 	                          .lower_fd = gi->lower_fd,
 	                          .staging_fd = p->layout == LAYOUT_LINK ? p->tmp_fd : gi->staging_fd};
 	bool adopted = false;
-	char **refs = NULL;
 	int r = 0;
 
-	/* 1. objects durable, then named, then the names durable */
+	/* 1. objects durable, then named, then the names durable (in the
+	 * redirect layout an adopted file is named only in step 3b) */
 	if (b->n_pend) {
-		r = do_syncfs(p->tmp_fd);
-		for (size_t i = 0; i < b->n_pend && r == 0; i++) {
+		bool copied = false, named = false;
+		for (size_t i = 0; i < b->n_pend; i++) {
+			copied |= !b->pend[i].adopt;
+			named |= !b->pend[i].adopt || p->layout == LAYOUT_LINK;
+		}
+		if (copied)
+			r = do_syncfs(p->tmp_fd);
+		for (size_t i = 0; i < b->n_pend && r == 0 && named; i++) {
 			struct pending *pe = &b->pend[i];
 			if (!pe->adopt)
 				r = object_commit(p, pe->tmp, pe->name);
@@ -938,26 +1067,17 @@ static int apply_batch(struct apply *a, struct batch *b)
 				r = 0;
 			}
 		}
-		if (r == 0)
+		if (r == 0 && named)
 			r = do_syncfs(p->objects_fd);
 		if (r < 0)
 			return r;
 	}
-	/* 2. the pool records the references before anything points at them */
-	refs = malloc((b->n + 1) * sizeof(*refs));
-	if (!refs)
-		return -ENOMEM;
-	for (size_t i = 0; i < b->n; i++)
-		refs[i] = b->names[i];
-	r = pool_guest_add_refs(p, gi->g->name, refs, b->n);
-	free(refs);
-	if (r < 0)
-		return r;
-	/* 3. lower entries, made durable */
+	/* 2. (the pool recorded the references before the store began:
+	 * record_refs) 3. lower entries, made durable */
 	for (size_t i = 0; i < b->n; i++) {
 		struct ufile *f = b->files[i];
 		if (f->state != UF_CHOSEN) {
-			gi->res->files_skipped += f->n_paths;
+			count_add(&gi->res->files_skipped, f->n_paths);
 			continue;
 		}
 		r = a->ops->place(&t, &f->m, b->names[i], f->paths, f->n_paths);
@@ -965,7 +1085,7 @@ static int apply_batch(struct apply *a, struct batch *b)
 			r = -ENOMEM;
 		if (r == -EISDIR || r == -ENOTDIR || r == -EMLINK || r == -EEXIST || r == -ENAMETOOLONG) {
 			f->state = UF_SKIPPED;
-			gi->res->files_skipped += f->n_paths;
+			count_add(&gi->res->files_skipped, f->n_paths);
 			r = 0;
 			continue;
 		}
@@ -1009,9 +1129,9 @@ static int apply_batch(struct apply *a, struct batch *b)
 		if (r < 0)
 			return r;
 		f->state = UF_DONE;
-		gi->removed_blocks += (uint64_t)f->m.st.st_blocks;
-		gi->res->files_unified += f->n_paths;
-		gi->res->bytes_unified += (uint64_t)f->m.st.st_size;
+		count_add(&gi->removed_blocks, (uint64_t)f->m.st.st_blocks);
+		count_add(&gi->res->files_unified, f->n_paths);
+		count_add(&gi->res->bytes_unified, (uint64_t)f->m.st.st_size);
 	}
 	if (adopted)
 		for (size_t i = 0; i < b->n_pend; i++)
@@ -1022,9 +1142,9 @@ static int apply_batch(struct apply *a, struct batch *b)
 
 /* A hash from the cache: read the xattrs unify needs now, with the same
  * checks hashing does. */
-static int read_pending_xattrs(struct apply *a, struct ufile *f)
+static int read_pending_xattrs(struct dircache *upper_dc, struct ufile *f)
 {
-	_cleanup_close_ int fd = open_checked(&a->upper_dc, f);
+	_cleanup_close_ int fd = open_checked(upper_dc, f);
 	int r;
 
 	if (fd < 0)
@@ -1078,99 +1198,71 @@ static void store_report(struct store_progress *sp, bool final)
 	sp->o->progress(&sp->pr, sp->o->progress_userdata);
 }
 
-static int apply_guest(struct pool *p, struct ginfo *gi, struct store_progress *sp,
-                       const struct hash_set *pool_set)
+static int batch_alloc(struct batch *b)
 {
-	struct apply a = {.p = p, .ops = layout_ops_for(p->layout), .gi = gi, .pool_set = pool_set};
-	struct batch b = {0};
-	struct stat su, so;
-	size_t chosen = 0;
+	b->files = malloc(BATCH_FILES * sizeof(*b->files));
+	b->names = malloc(BATCH_FILES * sizeof(*b->names));
+	b->pend = malloc(BATCH_FILES * sizeof(*b->pend));
+	b->slots = malloc(PEND_SLOTS * sizeof(*b->slots));
+	if (!b->files || !b->names || !b->pend || !b->slots)
+		return -ENOMEM;
+	batch_reset(b);
+	return 0;
+}
+
+static void batch_free(struct batch *b)
+{
+	free(b->files);
+	free(b->names);
+	free(b->pend);
+	free(b->slots);
+}
+
+/* Unify the chosen files among gi->files[begin, end), in batches. */
+static int apply_range(struct apply *a, struct batch *b, struct store_progress *sp, size_t begin, size_t end)
+{
+	struct ginfo *gi = a->gi;
 	int r = 0;
 
-	r = hasher_init(&a.hasher);
-	if (r < 0)
-		return r;
-	dircache_init(&a.upper_dc, gi->upper_fd, false);
-	dircache_init(&a.lower_dc, gi->lower_fd, true);
-	a.same_fs = fstat(gi->upper_fd, &su) == 0 && fstat(p->objects_fd, &so) == 0 && su.st_dev == so.st_dev;
-	for (size_t i = 0; i < gi->n; i++)
-		chosen += gi->files[i].state == UF_CHOSEN;
-	if (a.same_fs && chosen) {
-		/* adopted files must be durable before objects name them */
-		r = do_syncfs(gi->upper_fd);
-		if (r < 0)
-			goto out;
-	}
-	b.files = malloc(BATCH_FILES * sizeof(*b.files));
-	b.names = malloc(BATCH_FILES * sizeof(*b.names));
-	b.pend = malloc(BATCH_FILES * sizeof(*b.pend));
-	b.slots = malloc(PEND_SLOTS * sizeof(*b.slots));
-	if (!b.files || !b.names || !b.pend || !b.slots) {
-		r = -ENOMEM;
-		goto out;
-	}
-	batch_reset(&b);
-	for (size_t i = 0; i <= gi->n && r == 0; i++) {
-		struct ufile *f = i < gi->n ? &gi->files[i] : NULL;
-		if (f && f->state == UF_CHOSEN && f->xattrs_pending) {
-			r = read_pending_xattrs(&a, f);
-			if (r == -ESTALE || r == -ENOENT || r == -EUCLEAN) {
-				f->state = UF_SKIPPED;
-				gi->res->files_skipped += f->n_paths;
-				r = 0;
-				continue;
-			}
-			if (r < 0)
-				break;
-		}
+	for (size_t i = begin; i <= end && r == 0; i++) {
+		struct ufile *f = i < end ? &gi->files[i] : NULL;
 		if (f && f->state == UF_CHOSEN) {
-			r = prepare_object(&a, f, &b, b.names[b.n]);
+			r = prepare_object(a, f, b, b->names[b->n]);
 			if (r == -ESTALE || r == -EBADMSG || r == -ENOENT) {
 				f->state = UF_SKIPPED; /* changed since hashing */
-				gi->res->files_skipped += f->n_paths;
+				count_add(&gi->res->files_skipped, f->n_paths);
 				r = 0;
 				continue;
 			}
 			if (r == -ENOSPC || r == -EDQUOT) {
 				/* finish what already fits, then report */
-				int r2 = b.n ? apply_batch(&a, &b) : 0;
-				batch_reset(&b);
+				int r2 = b->n ? apply_batch(a, b) : 0;
+				batch_reset(b);
 				if (r2 < 0)
 					r = r2;
 				break;
 			}
 			if (r < 0)
 				break;
-			b.files[b.n++] = f;
-			b.bytes += (uint64_t)f->m.st.st_size;
-			__atomic_fetch_add(&sp->pr.files_done, 1, __ATOMIC_RELAXED);
-			__atomic_fetch_add(&sp->pr.bytes_done, (uint64_t)f->m.st.st_size, __ATOMIC_RELAXED);
+			b->files[b->n++] = f;
+			b->bytes += (uint64_t)f->m.st.st_size;
+			count_add(&sp->pr.files_done, 1);
+			count_add(&sp->pr.bytes_done, (uint64_t)f->m.st.st_size);
 			if (pthread_equal(pthread_self(), sp->reporter))
 				store_report(sp, false);
 		}
-		if (b.n && (!f || b.n == BATCH_FILES || b.bytes >= BATCH_BYTES)) {
-			r = apply_batch(&a, &b);
-			batch_reset(&b);
+		if (b->n && (!f || b->n == BATCH_FILES || b->bytes >= BATCH_BYTES)) {
+			r = apply_batch(a, b);
+			batch_reset(b);
 		}
 	}
-	if (r == 0 && chosen)
-		r = do_syncfs(gi->upper_fd);
-	if (r == 0)
-		r = save_hashcache(gi);
-out:
 	if (r < 0) {
 		/* unnamed temp objects of this batch are garbage */
-		for (size_t i = 0; i < b.n_pend; i++)
-			if (!b.pend[i].adopt)
-				unlinkat(p->tmp_fd, b.pend[i].tmp, 0);
+		for (size_t i = 0; i < b->n_pend; i++)
+			if (!b->pend[i].adopt)
+				unlinkat(a->p->tmp_fd, b->pend[i].tmp, 0);
+		batch_reset(b);
 	}
-	dircache_release(&a.upper_dc);
-	dircache_release(&a.lower_dc);
-	hasher_release(&a.hasher);
-	free(b.files);
-	free(b.names);
-	free(b.pend);
-	free(b.slots);
 	return r;
 }
 
@@ -1292,20 +1384,6 @@ void unify_result_free(struct unify_result *r)
 	r->n_guests = 0;
 }
 
-/* Store guests in parallel, one guest per thread at a time: guests share
- * only the pool, where two threads making the same object is settled by
- * RENAME_NOREPLACE / EEXIST (content-addressed: either copy is right). */
-struct store_job {
-	struct pool *p;
-	struct ginfo *gis;
-	size_t ng;
-	size_t next; /* atomic */
-	int error; /* first error, atomic */
-	size_t failed; /* guest of the first error */
-	struct store_progress *sp;
-	const struct hash_set *pool_set;
-};
-
 static int cmp_strp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -1344,67 +1422,265 @@ static int stats_from_run(struct pool *p, struct ginfo *gi, uint64_t upper)
 	return pool_guest_save_stats(p, gi->g);
 }
 
-static int store_one(struct pool *p, struct ginfo *gi, struct store_progress *sp,
-                     const struct hash_set *pool_set)
-{
-	struct unify_guest_result *gr = gi->res;
-	uint64_t upper;
-	int r = apply_guest(p, gi, sp, pool_set);
+/* Work for the store threads: ranges of one guest's files.  Ranges, not
+ * whole guests, so that both cores stay busy to the end however unequal
+ * the guests are.  Threads share only the pool, where two threads making
+ * the same object is settled by RENAME_NOREPLACE / EEXIST
+ * (content-addressed: either copy is right). */
+struct store_item {
+	struct ginfo *gi;
+	size_t begin, end;
+};
 
-	upper = (gi->upper_blocks - MIN(gi->removed_blocks, gi->upper_blocks)) * 512;
-	if (r == 0 && !gr->files_unified && !gr->whiteouts_folded && !gr->opaque_folded) {
-		/* the lower layer did not change: only the upper's size */
-		if (gi->g->stats.upper_bytes != upper) {
-			gi->g->stats.upper_bytes = upper;
-			r = pool_guest_save_stats(p, gi->g);
-		}
-	} else if (r == 0 && gi->lower_was_empty) {
-		r = stats_from_run(p, gi, upper);
-	} else if (r == 0) {
-		r = guest_refresh_stats(p, gi->g, gi->home_fd, &upper);
-	} else {
-		(void)guest_refresh_stats(p, gi->g, gi->home_fd, NULL); /* best effort */
-	}
-	gr->stats = gi->g->stats;
+struct store_job {
+	struct pool *p;
+	struct store_item *items;
+	size_t n_items;
+	struct store_progress *sp;
+	const struct hash_set *pool_set;
+};
+
+static int store_item_run(size_t i, void *ud)
+{
+	struct store_job *j = ud;
+	struct store_item *it = &j->items[i];
+	struct apply a = {.p = j->p,
+	                  .ops = layout_ops_for(j->p->layout),
+	                  .gi = it->gi,
+	                  .pool_set = j->pool_set,
+	                  .same_fs = it->gi->same_fs};
+	struct batch b = {0};
+	int r = hasher_init(&a.hasher);
+
+	if (r < 0)
+		return r;
+	dircache_init(&a.upper_dc, it->gi->upper_fd, false);
+	dircache_init(&a.lower_dc, it->gi->lower_fd, true);
+	r = batch_alloc(&b);
+	if (r == 0)
+		r = apply_range(&a, &b, j->sp, it->begin, it->end);
+	batch_free(&b);
+	dircache_release(&a.upper_dc);
+	dircache_release(&a.lower_dc);
+	hasher_release(&a.hasher);
 	return r;
 }
 
-static void *store_worker(void *arg)
+/* How many chosen files one work item holds: about four items per
+ * thread, within the batch size. */
+static size_t item_files(size_t chosen, unsigned nth)
 {
-	struct store_job *j = arg;
+	size_t per = chosen / ((size_t)nth * 4) + 1;
 
-	for (;;) {
-		size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
-		int r, zero = 0;
-		if (i >= j->ng || __atomic_load_n(&j->error, __ATOMIC_RELAXED))
-			break;
-		r = store_one(j->p, &j->gis[i], j->sp, j->pool_set);
-		if (r < 0 && __atomic_compare_exchange_n(&j->error, &zero, r, false, __ATOMIC_SEQ_CST,
-		                                         __ATOMIC_SEQ_CST))
-			j->failed = i;
+	return MIN(MAX(per, (size_t)1024), (size_t)BATCH_FILES);
+}
+
+static int store_items(struct ginfo *gis, size_t ng, unsigned nth, struct store_item **ret, size_t *ret_n)
+{
+	size_t chosen = 0, n = 0, cap = 16, per;
+	struct store_item *v = malloc(cap * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t g = 0; g < ng; g++)
+		chosen += gis[g].chosen;
+	per = item_files(chosen, nth);
+	for (size_t g = 0; g < ng; g++) {
+		size_t begin = 0, k = 0, left = gis[g].chosen;
+		for (size_t i = 0; i < gis[g].n; i++) {
+			if (gis[g].files[i].state != UF_CHOSEN)
+				continue;
+			if (k == 0)
+				begin = i;
+			if (++k < per && k < left)
+				continue;
+			if (n == cap) {
+				struct store_item *nv = realloc(v, 2 * cap * sizeof(*v));
+				if (!nv) {
+					free(v);
+					return -ENOMEM;
+				}
+				v = nv;
+				cap *= 2;
+			}
+			v[n++] = (struct store_item){&gis[g], begin, i + 1};
+			left -= k;
+			k = 0;
+		}
 	}
-	return NULL;
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+/* The pool records a guest's references before anything points at them:
+ * one write per guest, of every object the store may make its lower layer
+ * name (a superset if some file is skipped; the figures at the end record
+ * the exact set).  Files whose hash came from the cache get their xattrs
+ * read here, as the link layout's object names depend on them. */
+struct refs_job {
+	struct pool *p;
+	struct ginfo *gis;
+};
+
+static int record_refs(size_t g, void *ud)
+{
+	struct refs_job *j = ud;
+	struct ginfo *gi = &j->gis[g];
+	const struct layout_ops *ops = layout_ops_for(j->p->layout);
+	struct dircache dc;
+	char(*names)[OBJECT_NAME_MAX] = NULL;
+	char **refs = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	if (!gi->chosen)
+		return 0;
+	names = malloc(gi->chosen * sizeof(*names));
+	refs = malloc(gi->chosen * sizeof(*refs));
+	if (!names || !refs) {
+		free(names);
+		free(refs);
+		return -ENOMEM;
+	}
+	dircache_init(&dc, gi->upper_fd, false);
+	for (size_t i = 0; i < gi->n && r == 0; i++) {
+		struct ufile *f = &gi->files[i];
+		if (f->state != UF_CHOSEN)
+			continue;
+		if (f->xattrs_pending) {
+			r = read_pending_xattrs(&dc, f);
+			if (r == -ESTALE || r == -ENOENT || r == -EUCLEAN) {
+				f->state = UF_SKIPPED;
+				gi->res->files_skipped += f->n_paths;
+				gi->chosen--;
+				r = 0;
+				continue;
+			}
+			if (r < 0)
+				break;
+		}
+		r = ops->object_name(&f->m, names[n]);
+		refs[n] = names[n];
+		n++;
+	}
+	dircache_release(&dc);
+	if (r == 0 && n)
+		r = pool_guest_add_refs(j->p, gi->g->name, refs, n);
+	free(names);
+	free(refs);
+	return r;
+}
+
+/* fsync-like barrier for the uppers: each filesystem once. */
+static int sync_uppers(struct ginfo *gis, size_t ng)
+{
+	dev_t done[64];
+	size_t nd = 0;
+
+	for (size_t g = 0; g < ng; g++) {
+		struct stat st;
+		bool seen = false;
+		if (!gis[g].touched)
+			continue;
+		if (fstat(gis[g].upper_fd, &st) < 0)
+			return neg_errno();
+		for (size_t k = 0; k < nd; k++)
+			seen |= done[k] == st.st_dev;
+		if (seen)
+			continue;
+		if (syncfs(gis[g].upper_fd) < 0)
+			return neg_errno();
+		if (nd < ARRAY_SIZE(done))
+			done[nd++] = st.st_dev;
+	}
+	return 0;
+}
+
+struct finish_job {
+	struct pool *p;
+	struct ginfo *gis;
+	bool failed; /* the store failed: record what is there, best effort */
+};
+
+/* A guest's figures and references after the store, and its hash cache. */
+static int finish_guest(size_t i, void *ud)
+{
+	struct finish_job *j = ud;
+	struct ginfo *gi = &j->gis[i];
+	struct unify_guest_result *gr = gi->res;
+	uint64_t upper = (gi->upper_blocks - MIN(gi->removed_blocks, gi->upper_blocks)) * 512;
+	int r = 0;
+
+	if (j->failed) {
+		if (gi->touched)
+			(void)guest_refresh_stats(j->p, gi->g, gi->home_fd, NULL);
+		gr->stats = gi->g->stats;
+		return 0;
+	}
+	if (!gr->files_unified && !gr->whiteouts_folded && !gr->opaque_folded) {
+		/* the lower layer did not change: only the upper's size */
+		if (gi->g->stats.upper_bytes != upper) {
+			gi->g->stats.upper_bytes = upper;
+			r = pool_guest_save_stats(j->p, gi->g);
+		}
+	} else if (gi->lower_was_empty) {
+		r = stats_from_run(j->p, gi, upper);
+	} else {
+		r = guest_refresh_stats(j->p, gi->g, gi->home_fd, &upper);
+	}
+	if (r == 0)
+		r = save_hashcache(gi);
+	gr->stats = gi->g->stats;
+	return r;
 }
 
 static int store_all(struct pool *p, struct ginfo *gis, size_t ng, const struct unify_options *o,
                      struct store_progress *sp, const struct hash_set *pool_set, char **ret_what)
 {
-	struct store_job j = {.p = p, .gis = gis, .ng = ng, .sp = sp, .pool_set = pool_set};
-	unsigned nth = o->jobs ? o->jobs : (unsigned)MAX(1L, sysconf(_SC_NPROCESSORS_ONLN));
-	pthread_t th[64];
+	struct store_job j = {.p = p, .sp = sp, .pool_set = pool_set};
+	struct finish_job fj = {.p = p, .gis = gis};
+	unsigned nth = jobs_for(o);
+	size_t failed = 0;
+	int r;
 
-	nth = MIN(MIN(nth, (unsigned)ng), (unsigned)ARRAY_SIZE(th));
-	for (unsigned t = 1; t < nth; t++)
-		if (pthread_create(&th[t], NULL, store_worker, &j) != 0) {
-			nth = t;
-			break;
+	for (size_t g = 0; g < ng; g++) {
+		gis[g].chosen = 0;
+		for (size_t i = 0; i < gis[g].n; i++)
+			gis[g].chosen += gis[g].files[i].state == UF_CHOSEN;
+		gis[g].touched = gis[g].chosen > 0;
+	}
+	/* adopted upper files must be durable before objects name them */
+	r = sync_uppers(gis, ng);
+	if (r == 0) {
+		struct refs_job rj = {.p = p, .gis = gis};
+		r = parallel_for(ng, nth, record_refs, &rj, &failed);
+		if (r < 0) {
+			*ret_what = strdup(gis[failed].g->name);
+			return r;
 		}
-	store_worker(&j);
-	for (unsigned t = 1; t < nth; t++)
-		pthread_join(th[t], NULL);
-	if (j.error)
-		*ret_what = strdup(gis[j.failed].g->name);
-	return j.error;
+	}
+	if (r == 0)
+		r = store_items(gis, ng, nth, &j.items, &j.n_items);
+	if (r < 0)
+		return r;
+	r = parallel_for(j.n_items, nth, store_item_run, &j, &failed);
+	if (r < 0)
+		*ret_what = strdup(j.items[failed].gi->g->name);
+	free(j.items);
+	/* the upper copies' removal, durable before the figures say so */
+	if (r == 0)
+		r = sync_uppers(gis, ng);
+	fj.failed = r < 0;
+	{
+		size_t f2 = 0;
+		int r2 = parallel_for(ng, nth, finish_guest, &fj, &f2);
+		if (r == 0 && r2 < 0) {
+			r = r2;
+			*ret_what = strdup(gis[f2].g->name);
+		}
+	}
+	return r;
 }
 
 /* VUNIFY_TIMING=1: phase durations on stderr, for tuning. */
@@ -1470,37 +1746,27 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		if (r < 0)
 			goto out;
 	}
-	for (size_t i = 0; i < ng; i++) {
-		struct scan_ctx s = {.p = p, .gi = &gis[i]};
-		phase_time("pre-scan");
-		gis[i].normalize = !o->dry_run;
-		r = walk_tree(gis[i].upper_fd, scan_cb, &s);
-		if (r == 0 && !o->dry_run)
-			r = normalize_finish(&gis[i]);
+	phase_time("open");
+	{
+		struct scan_job sj = {.p = p, .gis = gis, .normalize = !o->dry_run};
+		size_t failed = 0;
+		r = parallel_for(ng, jobs_for(o), scan_guest, &sj, &failed);
 		phase_time("scan");
 		if (r < 0) {
-			*ret_what = strdup(names[i]);
+			*ret_what = strdup(names[failed]);
 			goto out;
 		}
-		for (size_t k = 0; k < gis[i].n; k++) {
-			struct ufile *f = &gis[i].files[k];
-			f->guest = (uint32_t)i;
-			/* A hard-link group is unified whole or not at all.  In the
-			 * redirect layout not at all: its names would leave the
-			 * upper one unlink at a time, and in between the guest
-			 * would see them as two inodes; no rename can switch
-			 * several names at once.  (The link layout may show any
-			 * unified files as one inode anyway: SPEC invariant 1.) */
-			if (f->cls != POLICY_NEVER && f->n_paths == f->m.st.st_nlink &&
-			    (f->n_paths == 1 || p->layout == LAYOUT_LINK))
-				f->state = UF_CANDIDATE;
-		}
 	}
+	r = load_pool_set(p, &pool_set);
+	if (r == 0)
+		r = set_same_fs(p, gis, ng);
+	if (r < 0)
+		goto out;
 	r = hash_all(gis, ng, o, &res.bytes_hashed);
 	phase_time("hash");
 	if (r < 0)
 		goto out;
-	r = decide(p, gis, ng, &pool_set);
+	r = decide(gis, ng, &pool_set);
 	phase_time("decide");
 	if (r < 0)
 		goto out;
@@ -1555,6 +1821,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		clock_gettime(CLOCK_MONOTONIC, &sp.start);
 		sp.last = sp.start;
 		r = store_all(p, gis, ng, o, &sp, &pool_set, ret_what);
+		phase_time("store");
 		if (r < 0)
 			goto out;
 		store_report(&sp, true);
