@@ -17,9 +17,14 @@
 #     rdfind -makehardlinks true, ostree commit (five commits into one bare
 #     repo); wall, user+sys CPU and peak RSS from /usr/bin/time, disk after
 #     from df (used blocks minus those of the empty filesystem);
+#   - the floor: tests/tools/opfloor hashes every file and creates one
+#     metacopy stub per file on one thread (work no first redirect unify
+#     avoids), so its CPU time over the CPUs bounds any first unify;
 #   - vunify: pool and homes on one filesystem (layout auto): first unify,
 #     no-change re-unify; the link layout on one filesystem; pool on a
-#     second filesystem (cross-filesystem unify);
+#     second filesystem (cross-filesystem unify), beside `cp -r` of the
+#     unique content to another filesystem (the copy it has to make);
+#     VUNIFY_TIMING=1 phase times of the first and cross-fs runs;
 #   - page cache: the five guests of the one-filesystem pool mounted, caches
 #     dropped, every file of every guest read; the same over five plain
 #     copies; beside the ideal (unique content).  Measured two ways: the
@@ -42,6 +47,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BENCH_BUILD:-$here/build-release}
 VUNIFY=${VUNIFY:-$BUILD_DIR/vunify}
 MANIFEST=${MANIFEST:-$BUILD_DIR/tools/manifest}
+OPFLOOR=$BUILD_DIR/tools/opfloor
 BENCH_DIR=${BENCH_DIR:-/var/tmp/vunify-bench}
 OUT=${BENCH_OUT:-$BUILD_DIR/bench.txt}
 TREES=${BENCH_TREES:-bookworm-minbase bookworm-web bullseye-minbase bookworm-base bookworm-dev}
@@ -154,6 +160,7 @@ fi
 T_START=$(now)
 [ -x "$VUNIFY" ] || die "no vunify binary at $VUNIFY (make bench builds it)"
 [ -x "$MANIFEST" ] || die "no manifest tool at $MANIFEST (make bench builds it)"
+[ -x "$OPFLOOR" ] || die "no opfloor tool at $OPFLOOR (make bench builds it)"
 for c in mkfs.ext4 losetup findmnt fincore hardlink jdupes rdfind ostree xargs; do
 	command -v "$c" >/dev/null || die "missing command: $c (scripts/deps.sh)"
 done
@@ -257,7 +264,7 @@ row() {
 	local notes=$4
 	[ "$T_RC" = 0 ] || notes="FAILED exit $T_RC, see $LOG/$1.log; $notes"
 	ROWS+=("$1|$2|$T_WALL|$T_CPU|$T_RSS|$3|$notes|$T_USER|$T_SYS")
-	info "$2: ${T_WALL} s wall, ${T_CPU} s CPU, $((T_RSS / 1024)) MiB RSS, disk after $(mib "$3") MiB"
+	info "$2: ${T_WALL} s wall, ${T_CPU} s CPU, $((T_RSS / 1024)) MiB RSS, disk after $(if [ "$3" = - ]; then echo -; else mib "$3"; fi) MiB"
 }
 
 # pagecache_measure ID READDIR... -- FSDIR...: drop caches, read every file
@@ -350,6 +357,17 @@ if [ "$T_RC" = 0 ]; then
 fi
 row ostree "ostree commit ($NG commits)" "$(disk_after a "$FSA")" "fsync per object (repo default); disk: repo + checkout -H of each (untimed); /dev skipped"
 
+# ------------------------------------------------------------------ floor --
+
+say "Floor: hashing and stub creation, the part of a first unify no design of it avoids (tests/tools/opfloor)"
+fresh_fs a "$IMG_SIZE" "$FSA"
+read_all "${TREE_DIRS[@]}"
+timed floor "$OPFLOOR" "$FSA/floor" "${TREE_DIRS[@]}"
+FLOOR_WALL=$(sed -n 's/^floor .*wall_s=\([0-9.]*\).*/\1/p' "$LOG/floor.log")
+FLOOR_NOTE=$(awk '/^(hash|stubs) / { for (i = 2; i <= NF; i++) if ($i ~ /^cpu_s=/) c[$1] = substr($i, 7) }
+	END { printf "one thread: hash %s s + stubs %s s CPU", c["hash"], c["stubs"] }' "$LOG/floor.log")
+row floor "floor: hash + stubs, 1 thread" - "$FLOOR_NOTE; so no first unify on $(nproc) CPUs beats ${FLOOR_WALL:-?} s"
+
 # ----------------------------------------------------------------- vunify --
 
 # vunify_setup POOL HOMEDIR [INIT ARGS...]: a pool and the five guests added
@@ -391,7 +409,7 @@ fresh_fs a "$IMG_SIZE" "$FSA"
 vunify_setup "$FSA/pool" "$FSA/h"
 AUTO_LAYOUT=$LAYOUT
 info "layout: $AUTO_LAYOUT"
-timed vunify-first "$VUNIFY" -p "$POOL" unify
+timed vunify-first env VUNIFY_TIMING=1 "$VUNIFY" -p "$POOL" unify
 UNIFY_WALL=$T_WALL
 UNIFY_RC=$T_RC
 row vunify-first "vunify unify, first ($AUTO_LAYOUT)" "$(disk_after a "$FSA")" "one fs; $(status_note)"
@@ -434,11 +452,16 @@ say "vunify, pool on a second filesystem (layout auto)"
 fresh_fs a "$IMG_SIZE" "$FSA"
 fresh_fs b "$POOL_SIZE" "$FSB"
 vunify_setup "$FSB/pool" "$FSA/h"
-timed vunify-cross "$VUNIFY" -p "$POOL" unify
+timed vunify-cross env VUNIFY_TIMING=1 "$VUNIFY" -p "$POOL" unify
 da=$(disk_after a "$FSA")
 db=$(disk_after b "$FSB")
 row vunify-cross "vunify unify, cross-fs ($LAYOUT)" $((da + db)) \
 	"homes $(mib "$da") + pool $(mib "$db") MiB on another fs; $(status_note)"
+# What copying the new content into the pool costs by itself: the pool's
+# objects (exactly the unique content) copied to the other filesystem.
+# shellcheck disable=SC2016 # expanded by the inner shell
+timed copy-unique sh -c 'cp -r "$1" "$2" && sync -f "$2"' sh "$FSB/pool/objects" "$FSA/copy-unique"
+row copy-unique "cp -r of the unique content + sync" - "the pool's objects to the other fs: the copy cross-fs unify must make"
 
 umount_guests
 POOL=""
@@ -459,7 +482,7 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 		IFS='|' read -r _ label wall cpu rss disk notes _ <<<"$r"
 		printf '%-36s %8s %8s %9s %10s  %s\n' "$label" "$wall" "$cpu" \
 			"$(awk -v k="$rss" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else printf "-" }')" \
-			"$(mib "$disk")" "$notes"
+			"$(if [ "$disk" = - ]; then echo -; else mib "$disk"; fi)" "$notes"
 	done
 	printf '%-36s %8s %8s %9s %10s  %s\n' "ideal (unique content)" - - - "$(mib "$U_BYTES")" \
 		"$U_FILES distinct non-empty contents"
@@ -471,6 +494,11 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 	else
 		echo "vunify first unify: failed, no rate"
 	fi
+	for id in vunify-first vunify-cross; do
+		printf '%s phases (VUNIFY_TIMING):' "$id"
+		awk '/^(scan|hash|decide|store) [0-9.]+$/ { printf " %s %s s", $1, $2 }' "$LOG/$id.log"
+		echo
+	done
 	echo
 	echo "page cache after dropping caches and reading every file of every guest"
 	printf '%-36s %12s %12s %8s %8s\n' "" "Cached MiB" "fincore MiB" "% ideal" "read s"
