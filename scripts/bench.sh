@@ -501,17 +501,21 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 	done
 	echo
 	echo "page cache after dropping caches and reading every file of every guest"
-	printf '%-36s %12s %12s %8s %8s\n' "" "Cached MiB" "fincore MiB" "% ideal" "read s"
+	printf '%-36s %12s %12s %8s %8s %8s\n' "" "Cached MiB" "fincore MiB" "% bytes" "% pages" "read s"
 	for r in "${PCROWS[@]}"; do
 		IFS='|' read -r _ label cached fin wall <<<"$r"
-		printf '%-36s %12s %12s %8s %8s\n' "$label" "$(mib "$cached")" "$(mib "$fin")" \
-			"$(awk -v f="$fin" -v u="$U_BYTES" 'BEGIN { printf "%.0f%%", 100 * f / u }')" "$wall"
+		printf '%-36s %12s %12s %8s %8s %8s\n' "$label" "$(mib "$cached")" "$(mib "$fin")" \
+			"$(awk -v f="$fin" -v u="$U_BYTES" 'BEGIN { printf "%.1f%%", 100 * f / u }')" \
+			"$(awk -v f="$fin" -v u="$U_PAGES" 'BEGIN { printf "%.1f%%", 100 * f / u }')" "$wall"
 	done
-	printf '%-36s %12s %12s %8s\n' "ideal (unique content bytes)" - "$(mib "$U_BYTES")" "100%"
-	printf '%-36s %12s %12s %8s\n' "ideal, in whole 4 KiB pages" - "$(mib "$U_PAGES")" \
-		"$(awk -v f="$U_PAGES" -v u="$U_BYTES" 'BEGIN { printf "%.0f%%", 100 * f / u }')"
+	printf '%-36s %12s %12s %8s %8s\n' "ideal (unique content bytes)" - "$(mib "$U_BYTES")" "100%" \
+		"$(awk -v f="$U_BYTES" -v u="$U_PAGES" 'BEGIN { printf "%.1f%%", 100 * f / u }')"
+	printf '%-36s %12s %12s %8s %8s\n' "ideal, in whole 4 KiB pages" - "$(mib "$U_PAGES")" \
+		"$(awk -v f="$U_PAGES" -v u="$U_BYTES" 'BEGIN { printf "%.1f%%", 100 * f / u }')" "100%"
 	echo "(Cached: growth of Cached in /proc/meminfo, whole machine, other processes included;"
-	echo " fincore: resident pages of every file on the guests' filesystem, hard links once)"
+	echo " fincore: resident pages of every file on the guests' filesystem, hard links once;"
+	echo " % bytes, % pages: fincore against the unique content in bytes, and in whole pages,"
+	echo " which is the least any page cache can hold: a file's last page is cached whole)"
 	[ -z "$VU_MEM" ] || echo "$VU_MEM"
 	echo
 	echo "whole benchmark: $TOTAL_WALL s; logs in $LOG"
