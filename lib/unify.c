@@ -559,6 +559,7 @@ struct hash_job {
 	int error; /* first fatal error, atomic */
 	uint64_t bytes;
 	struct ginfo *guests;
+	pthread_t reporter; /* the thread that may call o->progress */
 };
 
 static bool same_file(const struct stat *a, const struct stat *b)
@@ -671,25 +672,22 @@ static void hash_report(struct hash_job *j, bool final)
 	j->o->progress(&pr, j->o->progress_userdata);
 }
 
-/* The calling thread runs this too (main_thread) and reports progress. */
-static void hash_loop(struct hash_job *j, bool main_thread);
-
-static void *hash_worker(void *arg)
+/* One hashing thread: takes files from the shared index until none is
+ * left; the calling thread (j->reporter) also reports progress.  Errors go
+ * to j->error, so it returns 0 for parallel_for. */
+static int hash_loop(size_t thread, void *ud)
 {
-	hash_loop(arg, false);
-	return NULL;
-}
-
-static void hash_loop(struct hash_job *j, bool main_thread)
-{
+	struct hash_job *j = ud;
+	bool reporter = pthread_equal(pthread_self(), j->reporter);
 	struct dircache dc;
 	struct hasher h;
 	int zero = 0;
 
+	(void)thread;
 	if (hasher_init(&h) < 0) {
 		__atomic_compare_exchange_n(&j->error, &zero, -ENOMEM, false, __ATOMIC_RELAXED,
 		                            __ATOMIC_RELAXED);
-		return;
+		return 0;
 	}
 	dircache_init(&dc, -1, false);
 	for (;;) {
@@ -712,19 +710,18 @@ static void hash_loop(struct hash_job *j, bool main_thread)
 			__atomic_compare_exchange_n(&j->error, &zero, r, false, __ATOMIC_RELAXED,
 			                            __ATOMIC_RELAXED);
 		}
-		if (main_thread)
+		if (reporter)
 			hash_report(j, false);
 	}
 	dircache_release(&dc);
 	hasher_release(&h);
+	return 0;
 }
 
 static int hash_all(struct ginfo *guests, size_t ng, const struct unify_options *o, uint64_t *ret_bytes)
 {
-	struct hash_job j = {.guests = guests, .o = o};
-	pthread_t th[64];
-	unsigned nth;
-	size_t cap = 0;
+	struct hash_job j = {.guests = guests, .o = o, .reporter = pthread_self()};
+	size_t cap = 0, failed;
 
 	for (size_t g = 0; g < ng; g++)
 		cap += guests[g].n;
@@ -747,16 +744,8 @@ static int hash_all(struct ginfo *guests, size_t ng, const struct unify_options 
 			}
 	clock_gettime(CLOCK_MONOTONIC, &j.start);
 	j.last = j.start;
-	nth = jobs_for(o);
-	nth = MIN(nth, (unsigned)ARRAY_SIZE(th));
-	for (unsigned t = 1; t < nth; t++)
-		if (pthread_create(&th[t], NULL, hash_worker, &j) != 0) {
-			nth = t;
-			break;
-		}
-	hash_loop(&j, true);
-	for (unsigned t = 1; t < nth; t++)
-		pthread_join(th[t], NULL);
+	/* one task per thread: each hashes files until none is left */
+	(void)parallel_for(jobs_for(o), jobs_for(o), hash_loop, &j, &failed);
 	hash_report(&j, true);
 	free(j.items);
 	*ret_bytes = j.bytes;
