@@ -67,87 +67,11 @@ static bool object_name_ok(const char *n)
 	return true;
 }
 
-int objects_scan(struct pool *p, struct object_info *ret_info, struct object_map **ret_map,
-                 object_fn on_object, void *ud)
-{
-	struct object_info info = {0};
-	struct object_map *m = NULL;
-	int r = 0;
+/* Call fn for every entry of objects/00 .. objects/ff but "." names, with
+ * the fan-out directory's fd and name; stops at fn's first error. */
+typedef int (*fanout_fn)(int dir_fd, const char *fan, const struct dirent *de, void *ud);
 
-	if (ret_map) {
-		m = calloc(1, sizeof(*m));
-		if (!m)
-			return -ENOMEM;
-	}
-	for (unsigned i = 0; i < 256 && r == 0; i++) {
-		char fan[3];
-		_cleanup_closedir_ DIR *d = NULL;
-		struct dirent *de;
-		int fd;
-
-		snprintf(fan, sizeof(fan), "%02x", i);
-		fd = openat(p->objects_fd, fan, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
-			if (errno == ENOENT)
-				continue;
-			r = neg_errno();
-			break;
-		}
-		d = fdopendir(fd);
-		if (!d) {
-			r = neg_errno();
-			close(fd);
-			break;
-		}
-		while (r == 0 && (de = readdir(d))) {
-			struct stat st;
-			if (de->d_name[0] == '.')
-				continue;
-			if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-				r = neg_errno();
-				break;
-			}
-			if (on_object) {
-				r = on_object(fd, de->d_name, &st, ud);
-				if (r < 0)
-					break;
-			}
-			if (!S_ISREG(st.st_mode) || !object_name_ok(de->d_name) ||
-			    strncmp(de->d_name, fan, 2))
-				continue;
-			info.objects++;
-			info.bytes += (uint64_t)st.st_size;
-			if (m) {
-				if (m->n == m->cap) {
-					size_t nc = m->cap ? m->cap * 2 : 1024;
-					struct object_entry *nv = realloc(m->v, nc * sizeof(*nv));
-					if (!nv) {
-						r = -ENOMEM;
-						break;
-					}
-					m->v = nv;
-					m->cap = nc;
-				}
-				m->v[m->n].ino = st.st_ino;
-				memcpy(m->v[m->n].name, de->d_name, strlen(de->d_name) + 1);
-				m->n++;
-			}
-		}
-	}
-	if (r < 0) {
-		object_map_free(m);
-		return r;
-	}
-	if (m) {
-		qsort(m->v, m->n, sizeof(*m->v), cmp_ino);
-		*ret_map = m;
-	}
-	if (ret_info)
-		*ret_info = info;
-	return 0;
-}
-
-int objects_names(struct pool *p, int (*fn)(const char *name, void *ud), void *ud)
+static int objects_each(struct pool *p, fanout_fn fn, void *ud)
 {
 	int r = 0;
 
@@ -171,11 +95,99 @@ int objects_names(struct pool *p, int (*fn)(const char *name, void *ud), void *u
 			return r;
 		}
 		while (r == 0 && (de = readdir(d)))
-			if (de->d_name[0] != '.' && (de->d_type == DT_REG || de->d_type == DT_UNKNOWN) &&
-			    object_name_ok(de->d_name))
-				r = fn(de->d_name, ud);
+			if (de->d_name[0] != '.')
+				r = fn(fd, fan, de, ud);
 	}
 	return r;
+}
+
+struct scan_state {
+	struct object_info info;
+	struct object_map *m;
+	object_fn on_object;
+	void *ud;
+};
+
+static int scan_entry(int fd, const char *fan, const struct dirent *de, void *ud)
+{
+	struct scan_state *s = ud;
+	struct object_map *m = s->m;
+	struct stat st;
+	int r;
+
+	if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return neg_errno();
+	if (s->on_object) {
+		r = s->on_object(fd, de->d_name, &st, s->ud);
+		if (r < 0)
+			return r;
+	}
+	if (!S_ISREG(st.st_mode) || !object_name_ok(de->d_name) || strncmp(de->d_name, fan, 2))
+		return 0;
+	s->info.objects++;
+	s->info.bytes += (uint64_t)st.st_size;
+	if (!m)
+		return 0;
+	if (m->n == m->cap) {
+		size_t nc = m->cap ? m->cap * 2 : 1024;
+		struct object_entry *nv = realloc(m->v, nc * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		m->v = nv;
+		m->cap = nc;
+	}
+	m->v[m->n].ino = st.st_ino;
+	memcpy(m->v[m->n].name, de->d_name, strlen(de->d_name) + 1);
+	m->n++;
+	return 0;
+}
+
+int objects_scan(struct pool *p, struct object_info *ret_info, struct object_map **ret_map,
+                 object_fn on_object, void *ud)
+{
+	struct scan_state s = {.on_object = on_object, .ud = ud};
+	int r;
+
+	if (ret_map) {
+		s.m = calloc(1, sizeof(*s.m));
+		if (!s.m)
+			return -ENOMEM;
+	}
+	r = objects_each(p, scan_entry, &s);
+	if (r < 0) {
+		object_map_free(s.m);
+		return r;
+	}
+	if (s.m) {
+		qsort(s.m->v, s.m->n, sizeof(*s.m->v), cmp_ino);
+		*ret_map = s.m;
+	}
+	if (ret_info)
+		*ret_info = s.info;
+	return 0;
+}
+
+struct names_state {
+	int (*fn)(const char *name, void *ud);
+	void *ud;
+};
+
+static int name_entry(int fd, const char *fan, const struct dirent *de, void *ud)
+{
+	struct names_state *s = ud;
+
+	(void)fd;
+	(void)fan;
+	if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) || !object_name_ok(de->d_name))
+		return 0;
+	return s->fn(de->d_name, s->ud);
+}
+
+int objects_names(struct pool *p, int (*fn)(const char *name, void *ud), void *ud)
+{
+	struct names_state s = {.fn = fn, .ud = ud};
+
+	return objects_each(p, name_entry, &s);
 }
 
 struct lscan {
