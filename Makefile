@@ -89,9 +89,19 @@ bench: deps
 	$(MAKE) BUILD=build-release OPT="-O3 -march=native -DNDEBUG" all
 	scripts/bench.sh
 
+# mount(8) looks for mount.vunify in /sbin only; the units name
+# /usr/sbin/vunify, rewritten to $(PREFIX)/sbin/vunify.
+MOUNT_HELPER_DIR ?= /sbin
+UNIT_DIR ?= $(PREFIX)/lib/systemd/system
+COMPLETION_DIR ?= $(PREFIX)/share/bash-completion/completions
 install: $(BUILD)/vunify
 	install -D -m 0755 $(BUILD)/vunify $(DESTDIR)$(PREFIX)/sbin/vunify
+	install -d $(DESTDIR)$(MOUNT_HELPER_DIR) $(DESTDIR)$(UNIT_DIR)
+	ln -sf $(PREFIX)/sbin/vunify $(DESTDIR)$(MOUNT_HELPER_DIR)/mount.vunify
 	install -D -m 0644 docs/vunify.8 $(DESTDIR)$(PREFIX)/share/man/man8/vunify.8
+	for u in systemd/*.service systemd/*.timer; do \
+		sed 's|/usr/sbin/vunify|$(PREFIX)/sbin/vunify|g' $$u >$(DESTDIR)$(UNIT_DIR)/$${u#systemd/} || exit 1; \
+	done
 
 clean:
 	rm -rf build build-asan build-release

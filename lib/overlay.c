@@ -81,7 +81,12 @@ char *overlay_options_readonly(const char *upper, const char *lower, const char 
 
 int overlay_mount(const char *options, const char *target)
 {
-	if (mount("vunify", target, "overlay", 0, options) < 0)
+	return overlay_mount_flags(options, target, 0);
+}
+
+int overlay_mount_flags(const char *options, const char *target, unsigned long flags)
+{
+	if (mount("vunify", target, "overlay", flags, options) < 0)
 		return neg_errno();
 	return 0;
 }

@@ -29,6 +29,9 @@ char *overlay_options_readonly(const char *upper, const char *lower, const char 
 
 /* Mount an overlay at TARGET with OPTIONS.  Returns 0 or -errno. */
 int overlay_mount(const char *options, const char *target);
+/* The same with mount(2) FLAGS (MS_RDONLY, MS_NOSUID, ...).  Returns 0 or
+ * -errno. */
+int overlay_mount_flags(const char *options, const char *target, unsigned long flags);
 
 /* Unmount TARGET.  Returns 0 or -errno. */
 int overlay_umount(const char *target);

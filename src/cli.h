@@ -43,4 +43,8 @@ int cmd_gc(const struct cli *c, int argc, char **argv);
 int cmd_export(const struct cli *c, int argc, char **argv);
 int cmd_remove(const struct cli *c, int argc, char **argv);
 
+/* main() of the binary called as mount.vunify (mount(8)'s helper); returns
+ * mount(8)'s exit codes: 0, 1 (usage), 32 (mount failed). */
+int mount_helper_main(int argc, char **argv);
+
 #endif

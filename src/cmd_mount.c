@@ -1,10 +1,14 @@
-/* vunify mount / umount. */
+/* vunify mount / umount, and mount.vunify: the helper mount(8) runs for
+ * "mount -t vunify GUEST TARGET -o pool=POOL" and fstab lines of type
+ * vunify (the vunify binary called by that name). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -27,28 +31,34 @@ static int simple_opts(const char *cmd, int argc, char **argv, const char *usage
 	return -1;
 }
 
-int cmd_mount(const struct cli *c, int argc, char **argv)
+/* What a mount asks for beyond GUEST and TARGET: mount(2) flags (ro,
+ * nosuid, ...) from mount.vunify's -o, -f (check everything, mount
+ * nothing) and -v. */
+struct mount_request {
+	unsigned long flags;
+	bool fake, verbose;
+};
+
+/* Mount GUEST's merged root at TARGET_ARG; prints its own one-line error.
+ * Nothing is changed on any failure before the mount itself (HOME/work is
+ * created only once the guest, its home and the target checked out). */
+static int mount_guest(const struct cli *c, const char *name, const char *target_arg,
+                       const struct mount_request *req)
 {
 	struct pool *p;
 	struct guest *g = NULL;
 	_cleanup_free_ char *upper = NULL, *work = NULL, *lower = NULL, *data = NULL, *opts = NULL,
 	                    *target = NULL, *existing = NULL;
 	_cleanup_close_ int home_fd = -1, lower_fd = -1;
+	struct stat st;
 	int r, ret = 1;
 
-	r = simple_opts("mount", argc, argv,
-	                "usage: vunify [-p POOL] mount GUEST TARGET\n\n"
-	                "Mount GUEST's merged root (lower layer + its upper) at TARGET.\n");
-	if (r >= 0)
-		return r;
-	if (argc - optind != 2)
-		return cli_usage("mount", "expected GUEST TARGET");
 	p = cli_open_pool(c, POOL_LOCK_SHARED);
 	if (!p)
 		return 1;
-	r = pool_guest_load(p, argv[optind], &g);
+	r = pool_guest_load(p, name, &g);
 	if (r < 0) {
-		cli_error("mount", argv[optind], r, r == -ENOENT ? "no such guest" : NULL);
+		cli_error("mount", name, r, r == -ENOENT || r == -EINVAL ? "no such guest" : NULL);
 		goto out;
 	}
 	home_fd = guest_open_home(p, g);
@@ -56,9 +66,17 @@ int cmd_mount(const struct cli *c, int argc, char **argv)
 		cli_error("mount: home", g->home, home_fd, cli_hint(home_fd));
 		goto out;
 	}
-	target = realpath(argv[optind + 1], NULL);
+	target = realpath(target_arg, NULL);
 	if (!target) {
-		cli_error("mount: target", argv[optind + 1], neg_errno(), NULL);
+		cli_error("mount: target", target_arg, neg_errno(), NULL);
+		goto out;
+	}
+	if (stat(target, &st) < 0) {
+		cli_error("mount: target", target_arg, neg_errno(), NULL);
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		cli_error("mount: target", target_arg, -ENOTDIR, NULL);
 		goto out;
 	}
 	upper = path_join(g->home, HOME_UPPER);
@@ -70,11 +88,11 @@ int cmd_mount(const struct cli *c, int argc, char **argv)
 		cli_fail("mount '%s': already mounted at '%s'", g->name, existing);
 		goto out;
 	}
-	if (mkdirat(home_fd, HOME_WORK, 0700) < 0 && errno != EEXIST) {
+	if (!req->fake && mkdirat(home_fd, HOME_WORK, 0700) < 0 && errno != EEXIST) {
 		cli_error("mount: work", work, neg_errno(), NULL);
 		goto out;
 	}
-	lower_fd = guest_open_lower(p, g, home_fd, true);
+	lower_fd = guest_open_lower(p, g, home_fd, !req->fake);
 	if (lower_fd < 0) {
 		cli_error("mount: lower layer of", g->name, lower_fd, NULL);
 		goto out;
@@ -91,7 +109,14 @@ int cmd_mount(const struct cli *c, int argc, char **argv)
 	opts = overlay_options(lower, data, upper, work);
 	if (!opts)
 		goto out;
-	r = overlay_mount(opts, target);
+	if (req->verbose)
+		fprintf(stderr, "vunify: %smount -t overlay vunify %s -o %s%s\n", req->fake ? "would " : "",
+		        target, req->flags & MS_RDONLY ? "ro," : "", opts);
+	if (req->fake) {
+		ret = 0;
+		goto out;
+	}
+	r = overlay_mount_flags(opts, target, req->flags);
 	if (r < 0) {
 		cli_error("mount", g->name, r, r == -EINVAL ? "kernel refused the overlay; see dmesg" : NULL);
 		goto out;
@@ -101,6 +126,172 @@ out:
 	guest_free(g);
 	pool_close(p);
 	return ret;
+}
+
+int cmd_mount(const struct cli *c, int argc, char **argv)
+{
+	static const struct mount_request plain = {0};
+	int r;
+
+	r = simple_opts("mount", argc, argv,
+	                "usage: vunify [-p POOL] mount GUEST TARGET\n\n"
+	                "Mount GUEST's merged root (lower layer + its upper) at TARGET.\n"
+	                "Also as 'mount -t vunify GUEST TARGET -o pool=POOL' (mount.vunify(8)).\n");
+	if (r >= 0)
+		return r;
+	if (argc - optind != 2)
+		return cli_usage("mount", "expected GUEST TARGET");
+	return mount_guest(c, argv[optind], argv[optind + 1], &plain);
+}
+
+/* mount(8)'s exit codes, which it passes on from its helpers. */
+#define MOUNT_EX_USAGE 1
+#define MOUNT_EX_FAIL 32
+
+/* mount(2) flags mount(8) may pass on in -o; "no" clears. */
+static const struct {
+	const char *name;
+	unsigned long flag;
+	bool clear;
+} mount_flag_opts[] = {
+        {"ro", MS_RDONLY, false},
+        {"rw", MS_RDONLY, true},
+        {"nosuid", MS_NOSUID, false},
+        {"suid", MS_NOSUID, true},
+        {"nodev", MS_NODEV, false},
+        {"dev", MS_NODEV, true},
+        {"noexec", MS_NOEXEC, false},
+        {"exec", MS_NOEXEC, true},
+        {"noatime", MS_NOATIME, false},
+        {"atime", MS_NOATIME, true},
+        {"nodiratime", MS_NODIRATIME, false},
+        {"diratime", MS_NODIRATIME, true},
+        {"relatime", MS_RELATIME, false},
+        {"norelatime", MS_RELATIME, true},
+        {"strictatime", MS_STRICTATIME, false},
+        {"lazytime", MS_LAZYTIME, false},
+        {"sync", MS_SYNCHRONOUS, false},
+        {"async", MS_SYNCHRONOUS, true},
+        {"dirsync", MS_DIRSYNC, false},
+        {"silent", MS_SILENT, false},
+        {"loud", MS_SILENT, true},
+};
+
+/* Options that concern mount(8), fstab or systemd and not the mount
+ * itself: accepted and ignored (mount(8) strips most of them already). */
+static bool mount_userspace_opt(const char *o)
+{
+	static const char *const names[] = {"defaults", "auto",    "noauto", "nofail", "_netdev",
+	                                    "user",     "nouser",  "users",  "owner",  "group",
+	                                    "nousers",  "noowner", "nogroup"};
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (!strcmp(o, names[i]))
+			return true;
+	return !strncmp(o, "x-", 2) || !strncmp(o, "comment=", 8);
+}
+
+static void mount_helper_usage(FILE *f)
+{
+	fputs("usage: mount.vunify GUEST TARGET [-sfnv] [-o pool=POOL[,OPTIONS]]\n\n"
+	      "Called by mount(8) for 'mount -t vunify GUEST TARGET -o pool=POOL' and fstab\n"
+	      "lines of type vunify.  Without pool=, the pool is $VUNIFY_POOL, else " POOL_DEFAULT_PATH ".\n"
+	      "OPTIONS: ro, rw, nosuid, nodev, noexec, the atime options, sync, dirsync;\n"
+	      "fstab's defaults, auto, noauto, nofail, _netdev, x-*, comment= are ignored;\n"
+	      "anything else is refused (ignored with -s).\n",
+	      f);
+}
+
+int mount_helper_main(int argc, char **argv)
+{
+	struct cli c = {.prog = "mount.vunify"};
+	struct mount_request req = {0};
+	_cleanup_free_ char *optstr = NULL;
+	char *save = NULL;
+	bool sloppy = false, pool_given = false;
+	int ch;
+
+	c.pool_path = getenv("VUNIFY_POOL");
+	if (!c.pool_path || !*c.pool_path)
+		c.pool_path = POOL_DEFAULT_PATH;
+	/* mount(8) calls: mount.vunify SPEC DIR [-sfnv] [-N NS] [-o OPTS] [-t TYPE] */
+	while ((ch = getopt(argc, argv, "sfnvN:o:t:h")) != -1) {
+		switch (ch) {
+		case 's':
+			sloppy = true;
+			break;
+		case 'f':
+			req.fake = true;
+			break;
+		case 'n': /* no mtab to write on this system: nothing to skip */
+			break;
+		case 'v':
+			req.verbose = true;
+			break;
+		case 'N':
+			fputs("vunify: mount.vunify: -N (mount namespace) is not supported\n", stderr);
+			return MOUNT_EX_USAGE;
+		case 'o':
+			free(optstr);
+			optstr = strdup(optarg);
+			if (!optstr)
+				return cli_error("mount.vunify", NULL, -ENOMEM, NULL) ? MOUNT_EX_FAIL : 0;
+			break;
+		case 't':
+			if (strcmp(optarg, "vunify")) {
+				fprintf(stderr, "vunify: mount.vunify: type '%s' is not vunify\n", optarg);
+				return MOUNT_EX_USAGE;
+			}
+			break;
+		case 'h':
+			mount_helper_usage(stdout);
+			return 0;
+		default:
+			mount_helper_usage(stderr);
+			return MOUNT_EX_USAGE;
+		}
+	}
+	if (argc - optind != 2) {
+		mount_helper_usage(stderr);
+		return MOUNT_EX_USAGE;
+	}
+	for (char *o = optstr ? strtok_r(optstr, ",", &save) : NULL; o; o = strtok_r(NULL, ",", &save)) {
+		bool known = false;
+
+		if (!strncmp(o, "pool=", 5)) {
+			if (!o[5]) {
+				fputs("vunify: mount.vunify: option 'pool=' needs a directory\n", stderr);
+				return MOUNT_EX_USAGE;
+			}
+			c.pool_path = o + 5;
+			pool_given = true;
+			continue;
+		}
+		for (size_t i = 0; i < ARRAY_SIZE(mount_flag_opts); i++) {
+			if (strcmp(o, mount_flag_opts[i].name))
+				continue;
+			if (mount_flag_opts[i].clear)
+				req.flags &= ~mount_flag_opts[i].flag;
+			else
+				req.flags |= mount_flag_opts[i].flag;
+			known = true;
+		}
+		if (known || mount_userspace_opt(o))
+			continue;
+		if (!sloppy) {
+			fprintf(stderr, "vunify: mount.vunify: unknown option '%s' (-s ignores it)\n", o);
+			return MOUNT_EX_USAGE;
+		}
+		if (req.verbose)
+			fprintf(stderr, "vunify: mount.vunify: ignoring option '%s'\n", o);
+	}
+	if (!pool_given && access(c.pool_path, F_OK) < 0) {
+		fprintf(stderr,
+		        "vunify: mount.vunify: no pool= option and no pool at '%s' (add -o pool=DIR)\n",
+		        c.pool_path);
+		return MOUNT_EX_USAGE;
+	}
+	return mount_guest(&c, argv[optind], argv[optind + 1], &req) ? MOUNT_EX_FAIL : 0;
 }
 
 int cmd_umount(const struct cli *c, int argc, char **argv)

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "lower.h"
+#include "overlay.h"
 #include "unify.h"
 #include "util.h"
 #include "banned.h"
@@ -36,13 +37,67 @@ static void show_progress(const struct unify_progress *pr, void *ud)
 	fflush(stderr);
 }
 
+/* --skip-mounted: of the guests named (all when none), the names of those
+ * not mounted now, in *ret_names (NULL-terminated, names_free) and
+ * *ret_n; says which were left out.  Returns 0, or 1 after printing an
+ * error. */
+static int drop_mounted(struct pool *p, char **want, size_t n_want, char ***ret_names, size_t *ret_n)
+{
+	char **all = NULL, **keep;
+	size_t n = 0;
+	int n_all, r = 0;
+
+	if (n_want == 0) {
+		n_all = pool_guest_names(p, &all);
+		if (n_all < 0)
+			return cli_error("unify: guests of", p->path, n_all, NULL);
+		want = all;
+		n_want = (size_t)n_all;
+	}
+	keep = calloc(n_want + 1, sizeof(*keep));
+	if (!keep) {
+		names_free(all);
+		return cli_error("unify", NULL, -ENOMEM, NULL);
+	}
+	for (size_t i = 0; i < n_want && r == 0; i++) {
+		struct guest *g = NULL;
+		_cleanup_free_ char *upper = NULL;
+		r = pool_guest_load(p, want[i], &g);
+		if (r < 0) {
+			r = cli_error("unify", want[i], r, r == -ENOENT ? "no such guest" : NULL);
+			break;
+		}
+		upper = path_join(g->home, HOME_UPPER);
+		r = upper ? overlay_find_mounts(upper, NULL) : -ENOMEM;
+		guest_free(g);
+		if (r < 0) {
+			r = cli_error("unify", want[i], r, NULL);
+		} else if (r > 0) {
+			printf("%s: mounted, left out (unify it after 'vunify umount')\n", want[i]);
+			r = 0;
+		} else if (!(keep[n++] = strdup(want[i]))) {
+			r = cli_error("unify", NULL, -ENOMEM, NULL);
+		}
+	}
+	names_free(all);
+	if (r) {
+		names_free(keep);
+		return r;
+	}
+	*ret_names = keep;
+	*ret_n = n;
+	return 0;
+}
+
 static void help(void)
 {
-	printf("usage: vunify [-p POOL] unify [GUEST...] [--dry-run] [--jobs N]\n\n"
+	printf("usage: vunify [-p POOL] unify [GUEST...] [--dry-run] [--skip-mounted] [--jobs N]\n\n"
 	       "Move every eligible file of the guests' upper layers (all guests when none\n"
 	       "is named) into the pool and their lower layers.  What each guest sees does\n"
 	       "not change.  Guests must not be mounted.\n\n"
 	       "  -n, --dry-run   report what would be unified, change nothing\n"
+	       "      --skip-mounted  leave out the guests that are mounted (naming each)\n"
+	       "                  instead of refusing the run: for a nightly timer\n"
 	       "      --progress  show a progress line on stderr (default on a terminal)\n"
 	       "  -q, --quiet     no progress line\n"
 	       "  -j, --jobs N    hashing threads (default: number of CPUs)\n");
@@ -51,9 +106,13 @@ static void help(void)
 int cmd_unify(const struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	        {"dry-run", no_argument, NULL, 'n'},  {"jobs", required_argument, NULL, 'j'},
-	        {"progress", no_argument, NULL, 'P'}, {"quiet", no_argument, NULL, 'q'},
-	        {"help", no_argument, NULL, 'h'},     {0},
+	        {"dry-run", no_argument, NULL, 'n'},
+	        {"jobs", required_argument, NULL, 'j'},
+	        {"progress", no_argument, NULL, 'P'},
+	        {"quiet", no_argument, NULL, 'q'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"skip-mounted", no_argument, NULL, 'S'},
+	        {0},
 	};
 	struct unify_options o = {0};
 	struct unify_result res = {0};
@@ -63,6 +122,9 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 	struct pool *p;
 	char b1[32], b2[32], b3[32];
 	uint64_t jobs;
+	char **kept = NULL, **todo = NULL;
+	size_t n_todo;
+	bool skip_mounted = false;
 	int ch, r, progress = -1;
 
 	while ((ch = getopt_long(argc, argv, "nj:qh", opts, NULL)) != -1) {
@@ -72,6 +134,9 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 			break;
 		case 'q':
 			progress = 0;
+			break;
+		case 'S':
+			skip_mounted = true;
 			break;
 		case 'n':
 			o.dry_run = true;
@@ -95,9 +160,26 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 	p = cli_open_pool(c, o.dry_run ? POOL_LOCK_SHARED : POOL_LOCK_EXCLUSIVE);
 	if (!p)
 		return 1;
+	todo = argv + optind;
+	n_todo = (size_t)(argc - optind);
+	if (skip_mounted) {
+		r = drop_mounted(p, todo, n_todo, &kept, &n_todo);
+		if (r < 0) {
+			pool_close(p);
+			return 1;
+		}
+		todo = kept;
+		if (n_todo == 0) {
+			printf("no guest to unify: every one is mounted\n");
+			names_free(kept);
+			pool_close(p);
+			return 0;
+		}
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = unify_run(p, argv + optind, (size_t)(argc - optind), &o, &res, &what);
+	r = unify_run(p, todo, n_todo, &o, &res, &what);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	names_free(kept);
 	if (r < 0) {
 		if (r == -ENOENT && what)
 			cli_error("unify", what, r, "unknown guest, or its home is not attached");

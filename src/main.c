@@ -64,7 +64,12 @@ int main(int argc, char **argv)
 	        {0},
 	};
 	struct cli c = {.prog = "vunify"};
+	const char *base = strrchr(argv[0], '/');
 	int ch;
+
+	/* Installed as a link /sbin/mount.vunify -> vunify, for mount(8). */
+	if (!strcmp(base ? base + 1 : argv[0], "mount.vunify"))
+		return mount_helper_main(argc, argv);
 
 	c.pool_path = getenv("VUNIFY_POOL");
 	if (!c.pool_path || !*c.pool_path)
