@@ -5,7 +5,7 @@ set -eu
 pkgs="build-essential libssl-dev libcmocka-dev clang-format cppcheck attr acl
 debootstrap jq e2fsprogs xfsprogs util-linux kmod jdupes rdfind ostree time
 strace openssh-server openssh-client rsync systemd-container erofs-utils curl
-dpkg-dev debhelper lintian fakeroot bash-completion"
+dpkg-dev debhelper lintian fakeroot bash-completion lxc"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
