@@ -82,7 +82,8 @@ deps:
 	scripts/deps.sh
 
 demo: deps
-	$(MAKE) all
+	@echo "demo: building vunify"
+	@$(MAKE) -s --no-print-directory all
 	scripts/demo.sh
 
 bench: deps
