@@ -22,7 +22,7 @@ CMD_OBJ := $(CMD_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all check unit integration lint format format-check cppcheck asan install demo bench deps clean
+.PHONY: all check unit integration lint format format-check cppcheck asan install deb demo bench deps clean
 all: $(BUILD)/vunify $(TOOL_BIN)
 
 $(BUILD)/%.o: %.c $(wildcard lib/*.h src/*.h)
@@ -82,7 +82,8 @@ deps:
 	scripts/deps.sh
 
 demo: deps
-	$(MAKE) all
+	@echo "demo: building vunify"
+	@$(MAKE) -s --no-print-directory all
 	scripts/demo.sh
 
 bench: deps
@@ -99,9 +100,26 @@ install: $(BUILD)/vunify
 	install -d $(DESTDIR)$(MOUNT_HELPER_DIR) $(DESTDIR)$(UNIT_DIR)
 	ln -sf $(PREFIX)/sbin/vunify $(DESTDIR)$(MOUNT_HELPER_DIR)/mount.vunify
 	install -D -m 0644 docs/vunify.8 $(DESTDIR)$(PREFIX)/share/man/man8/vunify.8
+	ln -sf vunify.8 $(DESTDIR)$(PREFIX)/share/man/man8/mount.vunify.8
 	for u in systemd/*.service systemd/*.timer; do \
 		sed 's|/usr/sbin/vunify|$(PREFIX)/sbin/vunify|g' $$u >$(DESTDIR)$(UNIT_DIR)/$${u#systemd/} || exit 1; \
 	done
+	install -D -m 0644 completion/vunify $(DESTDIR)$(COMPLETION_DIR)/vunify
+
+# The Debian package, built from a copy of the source tree (tracked and new
+# files, not build products) in $(BUILD)/deb, so the tree stays clean and
+# the .deb lands in $(BUILD)/deb/.
+deb:
+	rm -rf $(BUILD)/deb
+	mkdir -p $(BUILD)/deb/vunify
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git ls-files -z -co --exclude-standard | \
+			tar --null -T - --ignore-failed-read -cf - | tar -x -C $(BUILD)/deb/vunify; \
+	else \
+		tar --exclude='./build*' --exclude=./.git -cf - . | tar -x -C $(BUILD)/deb/vunify; \
+	fi
+	cd $(BUILD)/deb/vunify && dpkg-buildpackage -us -uc -b
+	@ls -l $(BUILD)/deb/*.deb
 
 clean:
 	rm -rf build build-asan build-release

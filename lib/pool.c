@@ -379,10 +379,9 @@ static void parse_stats(char *text, struct guest_stats *s)
 		const char *key;
 		uint64_t *v;
 	} keys[] = {
-	        {"files_unified", &s->files_unified},
-	        {"bytes_unified", &s->bytes_unified},
-	        {"upper_bytes", &s->upper_bytes},
-	        {"objects_referenced", &s->objects_referenced},
+	        {"files_unified", &s->files_unified}, {"bytes_unified", &s->bytes_unified},
+	        {"upper_bytes", &s->upper_bytes},     {"objects_referenced", &s->objects_referenced},
+	        {"unified_at", &s->unified_at},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
@@ -480,15 +479,31 @@ int pool_guest_save_stats(struct pool *p, const struct guest *g)
 {
 	_cleanup_close_ int gfd = open_subdir(p->guests_fd, g->name);
 	char buf[512];
+	int n;
 
 	if (gfd < 0)
 		return gfd;
-	snprintf(buf, sizeof(buf),
-	         "files_unified %" PRIu64 "\nbytes_unified %" PRIu64 "\nupper_bytes %" PRIu64
-	         "\nobjects_referenced %" PRIu64 "\n",
-	         g->stats.files_unified, g->stats.bytes_unified, g->stats.upper_bytes,
-	         g->stats.objects_referenced);
+	n = snprintf(buf, sizeof(buf),
+	             "files_unified %" PRIu64 "\nbytes_unified %" PRIu64 "\nupper_bytes %" PRIu64
+	             "\nobjects_referenced %" PRIu64 "\n",
+	             g->stats.files_unified, g->stats.bytes_unified, g->stats.upper_bytes,
+	             g->stats.objects_referenced);
+	if (g->stats.unified_at)
+		snprintf(buf + n, sizeof(buf) - (size_t)n, "unified_at %" PRIu64 "\n", g->stats.unified_at);
 	return write_file_atomic_at(gfd, "stats", buf, strlen(buf), 0600);
+}
+
+int pool_guest_mark_unified(struct pool *p, const char *name, uint64_t when)
+{
+	struct guest *g = NULL;
+	int r = pool_guest_load(p, name, &g);
+
+	if (r < 0)
+		return r;
+	g->stats.unified_at = when;
+	r = pool_guest_save_stats(p, g);
+	guest_free(g);
+	return r;
 }
 
 static int write_refs(int gfd, char *const *refs, size_t n)

@@ -84,6 +84,7 @@ struct guest_stats {
 	uint64_t bytes_unified;
 	uint64_t upper_bytes;
 	uint64_t objects_referenced;
+	uint64_t unified_at; /* Unix time the last unify run of it ended; 0: never */
 };
 
 struct guest {
@@ -104,6 +105,9 @@ void names_free(char **names);
  * own record of what a guest needs, so gc works while its home is
  * detached).  Returns 0 or -errno. */
 int pool_guest_save_stats(struct pool *p, const struct guest *g);
+/* Record WHEN (Unix seconds) as the end of the last unify run of guest
+ * NAME (its stats' unified_at).  Returns 0 or -errno. */
+int pool_guest_mark_unified(struct pool *p, const char *name, uint64_t when);
 int pool_guest_save_refs(struct pool *p, const char *name, char *const *refs, size_t n);
 /* Add REFS to the guest's recorded references (before a unify creates
  * links to them).  Returns 0 or -errno. */

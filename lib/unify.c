@@ -987,9 +987,13 @@ static void plain_object(struct pool *p, const struct pending *pe)
 		for (size_t i = 0; i < pe->adopt->m.xattrs.n; i++)
 			(void)lremovexattr(path, pe->adopt->m.xattrs.v[i].name);
 	}
+	/* Best effort, as the comment above says; glibc's fortified headers
+	 * mark these warn_unused_result, which a (void) cast does not quiet. */
 	if (pe->adopt->m.st.st_uid || pe->adopt->m.st.st_gid)
-		(void)fchownat(p->objects_fd, rel, 0, 0, AT_SYMLINK_NOFOLLOW);
-	(void)fchmodat(p->objects_fd, rel, 0444, 0);
+		if (fchownat(p->objects_fd, rel, 0, 0, AT_SYMLINK_NOFOLLOW) < 0)
+			errno = 0;
+	if (fchmodat(p->objects_fd, rel, 0444, 0) < 0)
+		errno = 0;
 }
 
 /* Remove the upper copies of f, each only if it is still the inode the

@@ -377,9 +377,18 @@ printf '   %-34s %s\n' \
 	"unify took:" "$unify_s s" \
 	"whole demo took:" "$(since "$T_START") s"
 
-say "The guests stay mounted at $MNT/{${GUESTS// /,}}"
-info "try:  chroot $MNT/g1 /bin/sh"
-info "      $VUNIFY -p $POOL status"
+say "What to try next (the guests stay mounted at $MNT/{${GUESTS// /,}})"
+cat <<EOF
+   export VUNIFY_POOL=$POOL
+   $VUNIFY status               # the table: guests, sizes, where mounted, last unify
+   chroot $MNT/g1 /bin/sh          # inside a guest: its writes stay its own
+   echo changed >$MNT/g1/etc/motd; $VUNIFY umount g1
+   $VUNIFY unify g1             # re-unify after a change (a progress line on a terminal)
+   $VUNIFY mount g1 $MNT/g1     # or: mount -t vunify g1 $MNT/g1 (after make install)
+   $VUNIFY fsck                 # re-hash every object, check every guest
+   $VUNIFY export g2 $DEMO_DIR/g2-copy   # a plain copy of what g2 sees
+   man -l $here/docs/vunify.8; less $here/docs/OPERATIONS.md   # nspawn, LXC, boot, failover
+EOF
 if [ "$DEMO_DIR" = /var/tmp/vunify-demo ]; then
 	info "tear down with:  $here/scripts/demo.sh --clean"
 else

@@ -15,8 +15,14 @@ if [ "$(id -u)" != 0 ]; then
 	echo "deps: missing packages:$missing (run as root to install them)" >&2
 	exit 1
 fi
-echo "deps: installing$missing"
+# apt's output goes to a log, shown only when it fails.
+log=${TMPDIR:-/tmp}/vunify-deps.log
+echo "deps: installing$missing (apt log in $log)"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
 # shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $missing
+if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing; } >"$log" 2>&1; then
+	tail -n 25 "$log" >&2
+	echo "deps: apt-get failed; the whole log is $log" >&2
+	exit 1
+fi
+echo "deps: installed"

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -21,7 +22,8 @@ static void help(void)
 	       "Pool and per-guest figures.  logical_bytes is the sum of the sizes of all\n"
 	       "unified files over all guests (hard links within a guest counted once);\n"
 	       "saved_bytes = logical_bytes - object_bytes.  upper_bytes is the disk space\n"
-	       "used by the guest's upper layer now.\n\n"
+	       "used by the guest's upper layer now, unified_at when its last unify\n"
+	       "ended (Unix seconds; null: never), mounted_at where it is mounted.\n\n"
 	       "  --json     one JSON object (fields as in the docs)\n"
 	       "  --memory   also how much of the pool's content is in the page cache now\n"
 	       "             (cached_bytes) and how much of that belongs to objects two or\n"
@@ -31,8 +33,60 @@ static void help(void)
 
 struct grow {
 	struct guest *g;
+	char *target; /* where it is mounted, or NULL */
 	bool mounted, attached;
 };
+
+/* "2026-12-01 22:58" in local time, or "never". */
+static const char *format_when(uint64_t t, char *buf, size_t size)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (!t || !localtime_r(&tt, &tm) || !strftime(buf, size, "%Y-%m-%d %H:%M", &tm))
+		return "never";
+	return buf;
+}
+
+/* The guests as a table a person reads at a glance: one row per guest,
+ * sorted by name, sizes in KiB/MiB/GiB, columns as wide as their widest
+ * cell. */
+static void print_table(struct grow *rows, int n, const char *only)
+{
+	static const char *const head[] = {"GUEST", "MOUNTED AT", "FILES", "UNIFIED", "UPPER", "LAST UNIFY"};
+	int w[ARRAY_SIZE(head)];
+	char cell[ARRAY_SIZE(head)][64], when[32];
+
+	for (size_t c = 0; c < ARRAY_SIZE(head); c++)
+		w[c] = (int)strlen(head[c]);
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			printf("%-*s  %-*s  %*s  %*s  %*s  %-*s  HOME\n", w[0], head[0], w[1], head[1], w[2],
+			       head[2], w[3], head[3], w[4], head[4], w[5], head[5]);
+		}
+		for (int i = 0; i < n; i++) {
+			const struct guest *g = rows[i].g;
+			const char *target = rows[i].target ? rows[i].target : "-";
+			if (only && strcmp(g->name, only))
+				continue;
+			snprintf(cell[2], sizeof(cell[2]), "%" PRIu64, g->stats.files_unified);
+			format_bytes(g->stats.bytes_unified, cell[3], sizeof(cell[3]));
+			format_bytes(g->stats.upper_bytes, cell[4], sizeof(cell[4]));
+			snprintf(cell[5], sizeof(cell[5]), "%s",
+			         format_when(g->stats.unified_at, when, sizeof(when)));
+			if (pass == 0) {
+				w[0] = MAX(w[0], (int)strlen(g->name));
+				w[1] = MAX(w[1], (int)strlen(target));
+				for (size_t c = 2; c < ARRAY_SIZE(head); c++)
+					w[c] = MAX(w[c], (int)strlen(cell[c]));
+				continue;
+			}
+			printf("%-*s  %-*s  %*s  %*s  %*s  %-*s  %s%s\n", w[0], g->name, w[1], target, w[2],
+			       cell[2], w[3], cell[3], w[4], cell[4], w[5], cell[5], g->home,
+			       rows[i].attached ? "" : " (not attached)");
+		}
+	}
+}
 
 int cmd_status(const struct cli *c, int argc, char **argv)
 {
@@ -98,7 +152,7 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 		}
 		logical += rows[i].g->stats.bytes_unified;
 		upper = path_join(rows[i].g->home, HOME_UPPER);
-		rows[i].mounted = upper && overlay_find_mounts(upper, NULL) > 0;
+		rows[i].mounted = upper && overlay_find_mounts(upper, &rows[i].target) > 0;
 		hfd = guest_open_home(p, rows[i].g);
 		rows[i].attached = hfd >= 0;
 		if (hfd >= 0) {
@@ -140,37 +194,46 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 			printf(", \"home\": ");
 			json_string(stdout, g->home);
 			printf(", \"attached\": %s, \"mounted\": %s, \"files_unified\": %" PRIu64
-			       ", \"bytes_unified\": %" PRIu64 ", \"upper_bytes\": %" PRIu64 "}",
+			       ", \"bytes_unified\": %" PRIu64 ", \"upper_bytes\": %" PRIu64,
 			       rows[i].attached ? "true" : "false", rows[i].mounted ? "true" : "false",
 			       g->stats.files_unified, g->stats.bytes_unified, g->stats.upper_bytes);
+			printf(", \"mounted_at\": ");
+			if (rows[i].target)
+				json_string(stdout, rows[i].target);
+			else
+				printf("null");
+			if (g->stats.unified_at)
+				printf(", \"unified_at\": %" PRIu64 "}", g->stats.unified_at);
+			else
+				printf(", \"unified_at\": null}");
 			first = false;
 		}
 		printf("]}\n");
 	} else {
-		printf("pool %s (layout %s): %" PRIu64 " objects, %s; guests' unified files %s; saved %s\n",
-		       p->path, layout_name(p->layout), oi.objects, format_bytes(oi.bytes, b1, sizeof(b1)),
-		       format_bytes(logical, b2, sizeof(b2)),
+		printf("pool %s (layout %s)\n", p->path, layout_name(p->layout));
+		printf("  %" PRIu64 " objects, %s; they hold %s of the guests' files: saved %s", oi.objects,
+		       format_bytes(oi.bytes, b1, sizeof(b1)), format_bytes(logical, b2, sizeof(b2)),
 		       logical > oi.bytes ? format_bytes(logical - oi.bytes, b3, sizeof(b3)) : "0 B");
+		if (logical > oi.bytes)
+			printf(" (%.0f%%)", 100.0 * (double)(logical - oi.bytes) / (double)logical);
+		putchar('\n');
 		if (memory)
-			printf("page cache (%s): %s of objects cached, %s of it in objects two or more "
+			printf("  page cache (%s): %s of objects cached, %s of it in objects two or more "
 			       "guests share\n",
 			       mi.method, format_bytes(mi.cached_bytes, b1, sizeof(b1)),
 			       format_bytes(mi.shared_cached_bytes, b2, sizeof(b2)));
-		for (int i = 0; i < n; i++) {
-			const struct guest *g = rows[i].g;
-			if (optind < argc && strcmp(g->name, argv[optind]))
-				continue;
-			printf("  %-16s %s%s  %" PRIu64 " files unified (%s), upper %s  home %s\n", g->name,
-			       rows[i].mounted ? "mounted" : "-",
-			       rows[i].attached ? "" : " (home not attached)", g->stats.files_unified,
-			       format_bytes(g->stats.bytes_unified, b1, sizeof(b1)),
-			       format_bytes(g->stats.upper_bytes, b2, sizeof(b2)), g->home);
-		}
+		putchar('\n');
+		if (n == 0)
+			printf("no guests yet: add one with 'vunify add GUEST HOME --from TREE'\n");
+		else
+			print_table(rows, n, optind < argc ? argv[optind] : NULL);
 	}
 	ret = 0;
 out:
-	for (int i = 0; rows && names && names[i]; i++)
+	for (int i = 0; rows && names && names[i]; i++) {
 		guest_free(rows[i].g);
+		free(rows[i].target);
+	}
 	free(rows);
 	names_free(names);
 	pool_close(p);

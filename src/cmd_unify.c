@@ -188,6 +188,15 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 		pool_close(p);
 		return 1;
 	}
+	for (size_t i = 0; i < res.n_guests && !o.dry_run; i++) {
+		r = pool_guest_mark_unified(p, res.guests[i].name, (uint64_t)time(NULL));
+		if (r < 0) {
+			cli_error("unify: record the time of", res.guests[i].name, r, NULL);
+			unify_result_free(&res);
+			pool_close(p);
+			return 1;
+		}
+	}
 	for (size_t i = 0; i < res.n_guests; i++) {
 		const struct unify_guest_result *g = &res.guests[i];
 		printf("%s: %s%" PRIu64 " files (%s) unified, %" PRIu64 " new objects (%s)", g->name,

@@ -175,7 +175,7 @@ run_unit() {
 	env=$(sed -n 's/^Environment=//p' "$TOP/systemd/$1")
 	printf 'VUNIFY_POOL=%s\nVUNIFY_MOUNT_DIR=%s\n' "$pool" "$TEST_TMP/machines" >"$TEST_TMP/default"
 	grep -q '^EnvironmentFile=-/etc/default/vunify$' "$TOP/systemd/$1" || _fail "$1 reads no /etc/default/vunify"
-	# shellcheck disable=SC2046 # Environment= is a list of assignments
+	# shellcheck disable=SC2046,SC2086 # Environment= is a list of assignments
 	env $env $(cat "$TEST_TMP/default") bash -c "$(unit_cmd "$1" "$2" "$3")"
 }
 mkdir -p "$TEST_TMP/machines/g1" "$TEST_TMP/machines/g2"
