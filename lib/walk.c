@@ -104,33 +104,130 @@ static int read_names(int dirfd, char ***ret_names, size_t *ret_n)
 	return 0;
 }
 
-static int walk_dir(int dir_fd, struct pathbuf *pb, unsigned depth, walk_fn fn, void *ud)
+/* One directory being walked.  The walk keeps an explicit stack of these
+ * instead of recursing, so a tree of any depth costs heap, not C stack
+ * (a guest tree 16,309 levels deep overflowed the recursive version). */
+struct frame {
+	char **names; /* its entries, sorted */
+	size_t n, next;
+	int fd; /* O_DIRECTORY fd, or -1 while evicted (see WALK_MAX_FDS) */
+	struct stat st; /* fstat of fd when opened */
+	size_t path_old; /* path length to restore when leaving it */
+	const char *name; /* its name in the parent frame's names */
+};
+
+/* At most this many directory fds are held open by the walk (besides the
+ * caller's root fd), however deep the tree: when a deeper directory is
+ * entered, the fd of the shallowest open one is closed; when the walk
+ * climbs back to a directory whose fd was closed, it reopens it as ".." of
+ * its child and checks that it is the same directory (device and inode),
+ * or stops with -EAGAIN (the tree was moved under it).  So frames
+ * [open_lo, top] hold open fds and frames 1..open_lo-1 do not. */
+#define WALK_MAX_FDS 64
+
+static void frames_free(struct frame *f, size_t top, int root_fd)
 {
-	char **names = NULL;
-	size_t n = 0;
+	for (size_t i = 0; i <= top; i++) {
+		free_names(f[i].names, f[i].n);
+		if (f[i].fd >= 0 && f[i].fd != root_fd)
+			close(f[i].fd);
+	}
+	free(f);
+}
+
+/* Reopen frame k (k >= 1, fd evicted) as ".." of frame k+1. */
+static int frame_reopen(struct frame *f, size_t k)
+{
+	struct stat st;
+	int fd = openat(f[k + 1].fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return neg_errno();
+	if (fstat(fd, &st) < 0) {
+		int r = neg_errno();
+		close(fd);
+		return r;
+	}
+	if (st.st_dev != f[k].st.st_dev || st.st_ino != f[k].st.st_ino) {
+		close(fd);
+		return -EAGAIN;
+	}
+	f[k].fd = fd;
+	return 0;
+}
+
+static int walk_iter(int root_fd, struct pathbuf *pb, const struct stat *root_st, walk_fn fn, void *ud)
+{
+	struct frame *f;
+	size_t cap = 64, top = 0, open_lo = 1;
 	int r;
 
-	r = read_names(dir_fd, &names, &n);
-	if (r < 0)
+	f = calloc(cap, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f[0] = (struct frame){.fd = root_fd, .st = *root_st};
+	r = read_names(root_fd, &f[0].names, &f[0].n);
+	if (r < 0) {
+		free(f);
 		return r;
-	for (size_t i = 0; i < n && r >= 0; i++) {
-		struct walk_entry e = {.parent_fd = dir_fd, .name = names[i], .fd = -1, .depth = depth + 1};
+	}
+	while (r >= 0) {
+		struct frame *d = &f[top];
+		struct walk_entry e = {.fd = -1, .depth = (unsigned)top + 1};
 		size_t old;
 
-		if (fstatat(dir_fd, names[i], &e.st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (d->next == d->n) {
+			/* directory done: its DIR_POST, then back to the parent */
+			if (top == 0)
+				break;
+			if (top - 1 >= 1 && f[top - 1].fd < 0) {
+				r = frame_reopen(f, top - 1);
+				if (r < 0)
+					break;
+				open_lo = top - 1;
+			}
+			free_names(d->names, d->n);
+			d->names = NULL;
+			d->n = d->next = 0;
+			e = (struct walk_entry){.parent_fd = f[top - 1].fd,
+			                        .name = d->name,
+			                        .path = pb->s,
+			                        .path_len = pb->len,
+			                        .fd = d->fd,
+			                        .st = d->st,
+			                        .depth = (unsigned)top};
+			r = fn(&e, WALK_DIR_POST, ud);
+			close(d->fd);
+			d->fd = -1;
+			pb->len = d->path_old;
+			pb->s[pb->len] = '\0';
+			top--;
+			if (open_lo > top && top >= 1)
+				open_lo = top;
+			continue;
+		}
+		e.parent_fd = d->fd;
+		e.name = d->names[d->next++];
+		if (fstatat(d->fd, e.name, &e.st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno == ENOENT)
 				continue; /* removed under us: nothing to visit */
 			r = neg_errno();
 			break;
 		}
-		r = pathbuf_push(pb, names[i], &old);
+		r = pathbuf_push(pb, e.name, &old);
 		if (r < 0)
 			break;
 		e.path = pb->s;
 		e.path_len = pb->len;
-		if (S_ISDIR(e.st.st_mode)) {
+		if (!S_ISDIR(e.st.st_mode)) {
+			r = fn(&e, WALK_ENTRY, ud);
+			pb->len = old;
+			pb->s[old] = '\0';
+			continue;
+		}
+		{
 			struct stat st2;
-			e.fd = openat(dir_fd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			e.fd = openat(d->fd, e.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (e.fd < 0) {
 				r = neg_errno();
 			} else if (fstat(e.fd, &st2) < 0) {
@@ -140,24 +237,38 @@ static int walk_dir(int dir_fd, struct pathbuf *pb, unsigned depth, walk_fn fn, 
 			} else {
 				e.st = st2;
 				r = fn(&e, WALK_DIR_PRE, ud);
-				if (r == 0) {
-					r = walk_dir(e.fd, pb, depth + 1, fn, ud);
-					e.path = pb->s; /* pb may have moved */
-					if (r >= 0)
-						r = fn(&e, WALK_DIR_POST, ud);
-				} else if (r == WALK_SKIP) {
-					r = 0;
-				}
 			}
+		}
+		if (r != 0) {
+			/* error, or WALK_SKIP: not entered */
 			if (e.fd >= 0)
 				close(e.fd);
-		} else {
-			r = fn(&e, WALK_ENTRY, ud);
+			pb->len = old;
+			pb->s[old] = '\0';
+			if (r == WALK_SKIP)
+				r = 0;
+			continue;
 		}
-		pb->len = old;
-		pb->s[old] = '\0';
+		if (top + 1 == cap) {
+			struct frame *nf = realloc(f, cap * 2 * sizeof(*f));
+			if (!nf) {
+				close(e.fd);
+				r = -ENOMEM;
+				break;
+			}
+			f = nf;
+			cap *= 2;
+		}
+		top++;
+		f[top] = (struct frame){.fd = e.fd, .st = e.st, .path_old = old, .name = e.name};
+		if (top - open_lo + 1 > WALK_MAX_FDS) {
+			close(f[open_lo].fd);
+			f[open_lo].fd = -1;
+			open_lo++;
+		}
+		r = read_names(f[top].fd, &f[top].names, &f[top].n);
 	}
-	free_names(names, n);
+	frames_free(f, top, root_fd);
 	return r < 0 ? r : 0;
 }
 
@@ -183,7 +294,8 @@ int walk_tree(int root_fd, walk_fn fn, void *userdata)
 	}
 	r = fn(&e, WALK_DIR_PRE, userdata);
 	if (r == 0) {
-		r = walk_dir(root_fd, &pb, 0, fn, userdata);
+		r = walk_iter(root_fd, &pb, &e.st, fn, userdata);
+		e.path = pb.s; /* pb may have moved */
 		if (r >= 0)
 			r = fn(&e, WALK_DIR_POST, userdata);
 	}

@@ -1,8 +1,11 @@
 /* The safe walk: a depth-first traversal of a directory tree that never
  * follows a symlink and never builds an absolute path.  Every entry is
  * reached through its parent's directory fd, so names of any bytes and
- * depths far beyond PATH_MAX work; the only limit is one open fd per
- * level (vunify raises RLIMIT_NOFILE at start). */
+ * depths far beyond PATH_MAX work.  Any depth: the walk is a loop over an
+ * explicit stack (heap, not C stack) and holds a bounded number of
+ * directory fds (WALK_MAX_FDS in walk.c), reopening a directory it climbs
+ * back to as ".." of its child, checked by device and inode.  The fds in a
+ * walk_entry are valid during the callback only. */
 #ifndef VUNIFY_WALK_H
 #define VUNIFY_WALK_H
 

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -308,6 +309,98 @@ static void test_deep(void **state)
 	close(d);
 }
 
+/* ---- 20,000 levels: no recursion, bounded fds ---- */
+
+#define VERY_DEEP 20000
+
+struct very_deep_ctx {
+	unsigned max_depth, pre, post, files;
+	unsigned max_fds; /* most fds open in this process during a callback */
+	unsigned fds_before;
+	bool order_ok; /* every DIR_POST after all its children */
+	unsigned last_post_depth;
+};
+
+static unsigned count_fds(void)
+{
+	int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent64 *de;
+	char buf[8192];
+	unsigned n = 0;
+	ssize_t len;
+
+	assert_true(dfd >= 0);
+	while ((len = getdents64(dfd, buf, sizeof(buf))) > 0)
+		for (ssize_t off = 0; off < len; off += de->d_reclen) {
+			de = (struct dirent64 *)(buf + off);
+			n += de->d_name[0] != '.';
+		}
+	close(dfd);
+	return n - 1; /* not the one counting */
+}
+
+static int very_deep_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+{
+	struct very_deep_ctx *c = ud;
+
+	c->max_depth = MAX(c->max_depth, e->depth);
+	if (ev == WALK_ENTRY) {
+		c->files++;
+		assert_int_equal(e->depth, VERY_DEEP + 1);
+		assert_int_equal(e->path_len, (size_t)VERY_DEEP * 2 + strlen("bottom"));
+	} else if (ev == WALK_DIR_PRE) {
+		c->pre++;
+	} else {
+		struct stat st;
+		c->post++;
+		/* the climb back reopens evicted directories: the fds handed
+		 * to the callback are still the right directories */
+		if (e->depth > 0) {
+			assert_int_equal(fstatat(e->parent_fd, e->name, &st, AT_SYMLINK_NOFOLLOW), 0);
+			assert_int_equal(st.st_ino, e->st.st_ino);
+		}
+		assert_int_equal(fstat(e->fd, &st), 0);
+		assert_int_equal(st.st_ino, e->st.st_ino);
+		if (c->post > 1 && e->depth + 1 != c->last_post_depth)
+			c->order_ok = false;
+		c->last_post_depth = e->depth;
+	}
+	if (e->depth % 997 == 0 || e->depth > VERY_DEEP - 3)
+		c->max_fds = MAX(c->max_fds, count_fds() - c->fds_before);
+	return 0;
+}
+
+static void test_very_deep(void **state)
+{
+	struct fixture *f = *state;
+	struct very_deep_ctx c = {.order_ok = true};
+	int d = dup(f->dir), e, fd;
+
+	/* "d/d/d/.../bottom": recursion of one C frame per level overflowed
+	 * the stack at 16,309 levels; one fd per level exceeds RLIMIT_NOFILE */
+	for (unsigned i = 0; i < VERY_DEEP; i++) {
+		e = mkdir_open(d, "d");
+		close(d);
+		d = e;
+	}
+	fd = openat(d, "bottom", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	close(d);
+
+	c.fds_before = count_fds();
+	assert_int_equal(walk_tree(f->dir, very_deep_cb, &c), 0);
+	assert_int_equal(c.files, 1);
+	assert_int_equal(c.pre, VERY_DEEP + 1);
+	assert_int_equal(c.post, VERY_DEEP + 1);
+	assert_int_equal(c.max_depth, VERY_DEEP + 1);
+	assert_true(c.order_ok);
+	/* bounded: a few dozen directory fds, not one per level */
+	assert_true(c.max_fds <= 80);
+	/* and none left open */
+	assert_int_equal(count_fds(), c.fds_before);
+}
+
 /* ---- open_beneath / open_parent_beneath ---- */
 
 static void test_open_beneath(void **state)
@@ -445,6 +538,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_callback_error, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_removed_meanwhile, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_deep, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_very_deep, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_open_beneath, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_open_parent_mkdirs, setup, teardown),
 	};
