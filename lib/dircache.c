@@ -18,10 +18,19 @@ void dircache_init(struct dircache *dc, int root_fd, bool mkdirs)
 	*dc = (struct dircache){.root_fd = root_fd, .mkdirs = mkdirs};
 }
 
+/* At most this many fds are cached, however deep the path: deeper, the
+ * shallowest are closed (set to -1), and a lookup that would need one of
+ * them starts again from the root.  A guest tree 20,000 levels deep would
+ * otherwise need more fds than RLIMIT_NOFILE allows. */
+#define DIRCACHE_MAX_FDS 64
+
 static void drop_to(struct dircache *dc, size_t depth)
 {
-	while (dc->depth > depth)
-		close(dc->fds[--dc->depth]);
+	while (dc->depth > depth) {
+		int fd = dc->fds[--dc->depth];
+		if (fd >= 0)
+			close(fd);
+	}
 	dc->len = depth ? dc->ends[depth - 1] : 0;
 }
 
@@ -84,6 +93,13 @@ static int push(struct dircache *dc, const char *comp, size_t clen)
 	dc->fds[dc->depth] = fd;
 	dc->ends[dc->depth] = dc->len;
 	dc->depth++;
+	if (dc->depth > DIRCACHE_MAX_FDS) {
+		size_t old = dc->depth - 1 - DIRCACHE_MAX_FDS;
+		if (dc->fds[old] >= 0) {
+			close(dc->fds[old]);
+			dc->fds[old] = -1;
+		}
+	}
 	return 0;
 }
 
@@ -104,6 +120,11 @@ int dircache_parent(struct dircache *dc, const char *relpath, const char **ret_n
 			break;
 		keep++;
 		pos = end;
+	}
+	if (keep > 0 && dc->fds[keep - 1] < 0) {
+		/* the shared prefix ends in an evicted fd: start from the root */
+		keep = 0;
+		pos = 0;
 	}
 	drop_to(dc, keep);
 	while (pos < dirlen) {
