@@ -2,7 +2,9 @@
 #ifndef VUNIFY_COPY_H
 #define VUNIFY_COPY_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 /* Copy SIZE bytes of data from src_fd to dst_fd (both at offset 0; dst
  * empty).  Holes stay holes: only data extents are copied (with
@@ -28,5 +30,22 @@ enum copy_tree_flags {
  * 0:0 cannot be represented in an overlayfs upper layer (it means
  * "whiteout") and is refused with -EINVAL.  Returns 0 or -errno. */
 int copy_tree(int src_fd, int dst_fd, unsigned flags, char **ret_path);
+
+/* The rule a tree must meet to become an overlayfs upper layer, the same
+ * for a copy (copy_tree) and a move (add --from --move): an entry for
+ * which upper_refuses() is true (a character device 0:0, which overlayfs
+ * reads as "deleted") refuses the whole tree, and trusted.overlay.*
+ * xattrs (which steer overlayfs: opaque, redirect, metacopy, whiteout)
+ * are never kept. */
+bool upper_refuses(const struct stat *st);
+
+/* Make the tree under src_fd meet that rule in place, before it is renamed
+ * into a home: first a read-only pass that refuses (-EINVAL) a tree
+ * holding an entry upper_refuses() refuses, changing nothing; then every
+ * trusted.overlay.* xattr is removed.  Safe to stop at any point and run
+ * again (what it removes, a copy would have left out).  On failure
+ * *ret_path (if non-NULL) is set to a malloc'd relative path of the entry
+ * (may be NULL if memory ran out).  Returns 0 or -errno. */
+int tree_prepare_move(int src_fd, char **ret_path);
 
 #endif

@@ -265,6 +265,13 @@ static int read_link(int fd, size_t hint, char **ret)
 }
 
 /* Symlinks, devices, fifos, sockets: never opened for reading. */
+/* The one rule for a tree becoming an upper layer, shared by copy_tree and
+ * tree_prepare_move: contract in copy.h. */
+bool upper_refuses(const struct stat *st)
+{
+	return S_ISCHR(st->st_mode) && major(st->st_rdev) == 0 && minor(st->st_rdev) == 0;
+}
+
 static int copy_special(int dst_dir, bool default_acl, const struct walk_entry *e)
 {
 	_cleanup_close_ int src = -1, dst = -1;
@@ -275,12 +282,12 @@ static int copy_special(int dst_dir, bool default_acl, const struct walk_entry *
 	bool is_link = S_ISLNK(e->st.st_mode);
 	int r;
 
-	if (S_ISCHR(e->st.st_mode) && major(e->st.st_rdev) == 0 && minor(e->st.st_rdev) == 0)
+	if (upper_refuses(&e->st))
 		return -EINVAL; /* an overlayfs whiteout */
 	src = open_source(e, O_PATH, &st);
 	if (src < 0)
 		return src;
-	if (S_ISCHR(st.st_mode) && major(st.st_rdev) == 0 && minor(st.st_rdev) == 0)
+	if (upper_refuses(&st))
 		return -EINVAL;
 	r = xattr_list_read(src, true, XATTR_SKIP_OVERLAY, &xl);
 	if (r < 0)
@@ -544,5 +551,79 @@ int copy_tree(int src_fd, int dst_fd, unsigned flags, char **ret_path)
 	free(c.dir_path);
 	free(c.err_path);
 	link_map_free(&c.links);
+	return r;
+}
+
+/* ---- add --from --move: the same rule, applied in place ---- */
+
+struct prep_ctx {
+	bool strip; /* pass 2: remove trusted.overlay.*; pass 1: only check */
+	char *err_path;
+};
+
+static int strip_overlay_xattrs(const struct walk_entry *e)
+{
+	_cleanup_xattrs_ struct xattr_list all = {0};
+	_cleanup_close_ int fd = -1;
+	bool o_path = !S_ISDIR(e->st.st_mode) && !S_ISREG(e->st.st_mode);
+	struct stat st;
+	int r;
+
+	/* regular files and directories opened for real (fremovexattr on a
+	 * regular fd), everything else by O_PATH (never opened for reading) */
+	if (e->fd >= 0)
+		fd = openat(e->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	else
+		fd = openat(e->parent_fd, e->name,
+		            (o_path ? O_PATH : O_RDONLY | O_NONBLOCK) | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return neg_errno();
+	if (fstat(fd, &st) < 0)
+		return neg_errno();
+	if (st.st_dev != e->st.st_dev || st.st_ino != e->st.st_ino)
+		return -EAGAIN;
+	r = xattr_list_read(fd, o_path, 0, &all);
+	for (size_t i = 0; r == 0 && i < all.n; i++)
+		if (!strncmp(all.v[i].name, "trusted.overlay.", 16))
+			r = xattr_remove(fd, o_path, all.v[i].name);
+	return r;
+}
+
+static int prep_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+{
+	struct prep_ctx *c = ud;
+	int r = 0;
+
+	if (ev == WALK_DIR_POST)
+		return 0;
+	if (!c->strip) {
+		if (upper_refuses(&e->st))
+			r = -EINVAL;
+	} else {
+		r = strip_overlay_xattrs(e);
+	}
+	if (r < 0 && !c->err_path)
+		c->err_path = strndup(e->path, e->path_len);
+	return r;
+}
+
+/* Contract in copy.h. */
+int tree_prepare_move(int src_fd, char **ret_path)
+{
+	struct prep_ctx c = {0};
+	_cleanup_close_ int src = openat(src_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r;
+
+	if (src < 0)
+		return neg_errno();
+	/* pass 1 changes nothing, so a refused tree is left as it was */
+	r = walk_tree(src, prep_cb, &c);
+	if (r == 0) {
+		c.strip = true;
+		r = walk_tree(src, prep_cb, &c);
+	}
+	if (r < 0 && ret_path)
+		*ret_path = steal_pointer(&c.err_path);
+	free(c.err_path);
 	return r;
 }

@@ -188,6 +188,20 @@ int cmd_add(const struct cli *c, int argc, char **argv)
 			goto out;
 		}
 		if (move) {
+			/* The copy's rule, applied in place before the rename:
+			 * refuse a 0:0 character device, drop trusted.overlay.*
+			 * (a crash in between leaves the tree where it was, less
+			 * what a copy would have left out; a re-run finishes). */
+			r = tree_prepare_move(src_fd, &failpath);
+			if (r == -EINVAL) {
+				cli_fail("add '%s': '%s/%s': a character device 0:0 cannot be kept in an "
+				         "overlayfs upper layer (it means 'deleted')",
+				         name, from, failpath ? failpath : "");
+				goto out;
+			} else if (r < 0) {
+				cli_error("add: move", failpath ? failpath : from, r, NULL);
+				goto out;
+			}
 			if (renameat(AT_FDCWD, from, home_fd, HOME_UPPER) < 0) {
 				r = neg_errno();
 				cli_error("add: move", from, r,
