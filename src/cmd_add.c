@@ -112,7 +112,8 @@ int cmd_add(const struct cli *c, int argc, char **argv)
 			help();
 			return 0;
 		} else
-			return cli_usage("add", "bad option");
+			return cli_usage("add", "unknown option, or option without its argument: '%s'",
+			                 argv[optind - 1]);
 	}
 	if (argc - optind != 2)
 		return cli_usage("add", "expected GUEST HOME");

@@ -24,7 +24,8 @@ int cmd_export(const struct cli *c, int argc, char **argv)
 			       "standalone tree: the way to move a guest off the pool.\n");
 			return 0;
 		}
-		return cli_usage("export", "bad option");
+		return cli_usage("export", "unknown option, or option without its argument: '%s'",
+		                 argv[optind - 1]);
 	}
 	if (argc - optind != 2)
 		return cli_usage("export", "expected GUEST DEST");

@@ -226,7 +226,8 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 			help();
 			return 0;
 		} else
-			return cli_usage("fsck", "bad option");
+			return cli_usage("fsck", "unknown option, or option without its argument: '%s'",
+			                 argv[optind - 1]);
 	}
 	/* exclusive: leftovers of other writers are only garbage while no
 	 * writer runs */

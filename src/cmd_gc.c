@@ -33,7 +33,8 @@ int cmd_gc(const struct cli *c, int argc, char **argv)
 			       "not attached keeps its objects: the pool records what each guest needs.\n");
 			return 0;
 		} else
-			return cli_usage("gc", "bad option");
+			return cli_usage("gc", "unknown option, or option without its argument: '%s'",
+			                 argv[optind - 1]);
 	}
 	if (optind != argc)
 		return cli_usage("gc", "unexpected argument '%s'", argv[optind]);

@@ -38,7 +38,8 @@ int cmd_init(const struct cli *c, int argc, char **argv)
 			help();
 			return 0;
 		} else
-			return cli_usage("init", "bad option");
+			return cli_usage("init", "unknown option, or option without its argument: '%s'",
+			                 argv[optind - 1]);
 	}
 	if (optind != argc)
 		return cli_usage("init", "unexpected argument '%s'", argv[optind]);

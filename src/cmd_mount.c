@@ -26,7 +26,8 @@ static int simple_opts(const char *cmd, int argc, char **argv, const char *usage
 			fputs(usage_text, stdout);
 			return 0;
 		}
-		return cli_usage(cmd, "bad option");
+		return cli_usage(cmd, "unknown option, or option without its argument: '%s'",
+		                 argv[optind - 1]);
 	}
 	return -1;
 }
@@ -81,9 +82,15 @@ static int mount_guest(const struct cli *c, const char *name, const char *target
 	}
 	upper = path_join(g->home, HOME_UPPER);
 	work = path_join(g->home, HOME_WORK);
-	if (!upper || !work)
+	if (!upper || !work) {
+		cli_error("mount", g->name, -ENOMEM, NULL);
 		goto out;
+	}
 	r = overlay_find_mounts(upper, &existing);
+	if (r < 0) {
+		cli_fail("mount '%s': cannot tell whether it is mounted: %s", g->name, strerror(-r));
+		goto out;
+	}
 	if (r > 0) {
 		cli_fail("mount '%s': already mounted at '%s'", g->name, existing);
 		goto out;
@@ -104,11 +111,15 @@ static int mount_guest(const struct cli *c, const char *name, const char *target
 		_cleanup_free_ char *roots = path_join(p->path, "roots");
 		lower = roots ? path_join(roots, g->name) : NULL;
 	}
-	if (!lower || (p->layout == LAYOUT_REDIRECT && !data))
+	if (!lower || (p->layout == LAYOUT_REDIRECT && !data)) {
+		cli_error("mount", g->name, -ENOMEM, NULL);
 		goto out;
+	}
 	opts = overlay_options(lower, data, upper, work);
-	if (!opts)
+	if (!opts) {
+		cli_error("mount: overlay options for", g->name, -ENOMEM, NULL);
 		goto out;
+	}
 	if (req->verbose)
 		fprintf(stderr, "vunify: %smount -t overlay vunify %s -o %s%s\n", req->fake ? "would " : "",
 		        target, req->flags & MS_RDONLY ? "ro," : "", opts);
@@ -317,8 +328,10 @@ int cmd_umount(const struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	upper = path_join(g->home, HOME_UPPER);
-	if (!upper)
+	if (!upper) {
+		cli_error("umount", g->name, -ENOMEM, NULL);
 		goto out;
+	}
 	for (;;) {
 		_cleanup_free_ char *target = NULL;
 		r = overlay_find_mounts(upper, &target);

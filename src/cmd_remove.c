@@ -45,7 +45,8 @@ int cmd_remove(const struct cli *c, int argc, char **argv)
 			help();
 			return 0;
 		} else
-			return cli_usage("remove", "bad option");
+			return cli_usage("remove", "unknown option, or option without its argument: '%s'",
+			                 argv[optind - 1]);
 	}
 	if (argc - optind != 1)
 		return cli_usage("remove", "expected GUEST");
@@ -58,9 +59,16 @@ int cmd_remove(const struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	upper = path_join(g->home, HOME_UPPER);
-	if (!upper)
+	if (!upper) {
+		cli_error("remove", g->name, -ENOMEM, NULL);
 		goto out;
-	if (overlay_find_mounts(upper, NULL) > 0) {
+	}
+	r = overlay_find_mounts(upper, NULL);
+	if (r < 0) {
+		cli_fail("remove '%s': cannot tell whether it is mounted: %s", g->name, strerror(-r));
+		goto out;
+	}
+	if (r > 0) {
 		cli_error("remove", g->name, -EBUSY, cli_hint(-EBUSY));
 		goto out;
 	}

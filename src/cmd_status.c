@@ -115,7 +115,8 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 			help();
 			return 0;
 		} else
-			return cli_usage("status", "bad option");
+			return cli_usage("status", "unknown option, or option without its argument: '%s'",
+			                 argv[optind - 1]);
 	}
 	if (argc - optind > 1)
 		return cli_usage("status", "expected at most one GUEST");
@@ -140,8 +141,10 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	rows = calloc((size_t)n + 1, sizeof(*rows));
-	if (!rows)
+	if (!rows) {
+		cli_error("status", NULL, -ENOMEM, NULL);
 		goto out;
+	}
 	for (int i = 0; i < n; i++) {
 		_cleanup_free_ char *upper = NULL;
 		_cleanup_close_ int hfd = -1;
@@ -152,7 +155,17 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 		}
 		logical += rows[i].g->stats.bytes_unified;
 		upper = path_join(rows[i].g->home, HOME_UPPER);
-		rows[i].mounted = upper && overlay_find_mounts(upper, &rows[i].target) > 0;
+		if (!upper) {
+			cli_error("status", names[i], -ENOMEM, NULL);
+			goto out;
+		}
+		r = overlay_find_mounts(upper, &rows[i].target);
+		if (r < 0) {
+			cli_fail("status '%s': cannot tell whether it is mounted: %s", names[i],
+			         strerror(-r));
+			goto out;
+		}
+		rows[i].mounted = r > 0;
 		hfd = guest_open_home(p, rows[i].g);
 		rows[i].attached = hfd >= 0;
 		if (hfd >= 0) {

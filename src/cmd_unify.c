@@ -150,7 +150,8 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 			help();
 			return 0;
 		default:
-			return cli_usage("unify", "bad option");
+			return cli_usage("unify", "unknown option, or option without its argument: '%s'",
+			                 argv[optind - 1]);
 		}
 	}
 	if (progress < 0)

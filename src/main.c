@@ -71,6 +71,9 @@ int main(int argc, char **argv)
 	if (!strcmp(base ? base + 1 : argv[0], "mount.vunify"))
 		return mount_helper_main(argc, argv);
 
+	/* getopt's own messages start with argv[0] (a full path, or a
+	 * command name): every option error is ours to print instead */
+	opterr = 0;
 	c.pool_path = getenv("VUNIFY_POOL");
 	if (!c.pool_path || !*c.pool_path)
 		c.pool_path = POOL_DEFAULT_PATH;
@@ -86,6 +89,8 @@ int main(int argc, char **argv)
 			printf("vunify %s\n", VUNIFY_VERSION);
 			return 0;
 		default:
+			fprintf(stderr, "vunify: unknown option, or option without its argument: '%s'\n",
+			        argv[optind - 1]);
 			usage(stderr);
 			return EXIT_USAGE;
 		}
