@@ -225,7 +225,7 @@ static int unmark_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 
 int guest_materialize(struct pool *p, const struct guest *g, int home_fd, uint64_t *ret_files)
 {
-	struct mat m = {.p = p, .ops = layout_ops_for(p->layout), .upper_fd = -1, .staging_fd = -1};
+	struct mat m = {.p = p, .ops = layout_ops_for(p), .upper_fd = -1, .staging_fd = -1};
 	_cleanup_close_ int lower_fd = -1;
 	int r;
 

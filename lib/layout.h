@@ -64,8 +64,10 @@ int link_relink(struct pool *p, int dir_fd, const char *entry);
 
 extern const struct layout_ops layout_redirect_ops;
 extern const struct layout_ops layout_link_ops;
+extern const struct layout_ops layout_link_v1_ops;
 
-const struct layout_ops *layout_ops_for(enum layout_kind kind);
+/* The layout of pool P (format-1 link pools: layout_link_v1_ops). */
+const struct layout_ops *layout_ops_for(const struct pool *p);
 
 /* Shared by both layouts (layout_common.c). */
 

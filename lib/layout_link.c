@@ -42,7 +42,10 @@ static int link_meta_key(const struct file_meta *m, unsigned char ret[HASH_LEN])
 	return r;
 }
 
-static int link_object_name(const struct file_meta *m, char *ret_name)
+/* "CONTENT.KEY": KEY_HEX hex digits of the metadata key.  The whole key
+ * (64) since format 2: cut to 64 bits, two different metadata could be
+ * found to share a key, and so one inode (owner, mode, set-id bits). */
+static int link_name(const struct file_meta *m, unsigned key_hex, char *ret_name)
 {
 	unsigned char key[HASH_LEN];
 	char hex[HASH_HEX_LEN + 1];
@@ -53,9 +56,19 @@ static int link_object_name(const struct file_meta *m, char *ret_name)
 	hash_to_hex(m->hash, ret_name);
 	hash_to_hex(key, hex);
 	ret_name[HASH_HEX_LEN] = '.';
-	memcpy(ret_name + HASH_HEX_LEN + 1, hex, 16);
-	ret_name[HASH_HEX_LEN + 17] = '\0';
+	memcpy(ret_name + HASH_HEX_LEN + 1, hex, key_hex);
+	ret_name[HASH_HEX_LEN + 1 + key_hex] = '\0';
 	return 0;
+}
+
+static int link_object_name(const struct file_meta *m, char *ret_name)
+{
+	return link_name(m, HASH_HEX_LEN, ret_name);
+}
+
+static int link_object_name_v1(const struct file_meta *m, char *ret_name)
+{
+	return link_name(m, LINK_KEY_HEX_V1, ret_name);
 }
 
 static int link_object_finish(int fd, const struct file_meta *m)
@@ -123,6 +136,14 @@ const struct layout_ops layout_link_ops = {
         .lower_ref = link_lower_ref,
 };
 
+const struct layout_ops layout_link_v1_ops = {
+        .kind = LAYOUT_LINK,
+        .object_name = link_object_name_v1,
+        .object_finish = link_object_finish,
+        .place = link_place,
+        .lower_ref = link_lower_ref,
+};
+
 int link_relink(struct pool *p, int dir_fd, const char *entry)
 {
 	struct file_meta m = {0};
@@ -141,7 +162,7 @@ int link_relink(struct pool *p, int dir_fd, const char *entry)
 	if (r == 0)
 		r = xattr_list_read(fd, false, XATTR_SKIP_OVERLAY, &m.xattrs);
 	if (r == 0)
-		r = link_object_name(&m, name);
+		r = layout_ops_for(p)->object_name(&m, name);
 	if (r < 0)
 		goto out;
 	object_relpath(name, rel);

@@ -138,7 +138,9 @@ const struct layout_ops layout_redirect_ops = {
         .lower_ref = redirect_lower_ref,
 };
 
-const struct layout_ops *layout_ops_for(enum layout_kind kind)
+const struct layout_ops *layout_ops_for(const struct pool *p)
 {
-	return kind == LAYOUT_LINK ? &layout_link_ops : &layout_redirect_ops;
+	if (p->layout != LAYOUT_LINK)
+		return &layout_redirect_ops;
+	return p->format == 1 ? &layout_link_v1_ops : &layout_link_ops;
 }

@@ -50,23 +50,6 @@ const char *object_map_find(const struct object_map *m, ino_t ino)
 	return e ? e->name : NULL;
 }
 
-/* Valid object names: 64 hex, optionally ".<16 hex>" (link layout). */
-static bool object_name_ok(const char *n)
-{
-	size_t l = strlen(n);
-
-	if (!hash_is_hex(n))
-		return false;
-	if (l == HASH_HEX_LEN)
-		return true;
-	if (l != HASH_HEX_LEN + 17 || n[HASH_HEX_LEN] != '.')
-		return false;
-	for (size_t i = HASH_HEX_LEN + 1; i < l; i++)
-		if (!((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')))
-			return false;
-	return true;
-}
-
 /* Call fn for every entry of objects/00 .. objects/ff but "." names, with
  * the fan-out directory's fd and name; stops at fn's first error. */
 typedef int (*fanout_fn)(int dir_fd, const char *fan, const struct dirent *de, void *ud);
@@ -122,7 +105,7 @@ static int scan_entry(int fd, const char *fan, const struct dirent *de, void *ud
 		if (r < 0)
 			return r;
 	}
-	if (!S_ISREG(st.st_mode) || !object_name_ok(de->d_name) || strncmp(de->d_name, fan, 2))
+	if (!S_ISREG(st.st_mode) || !object_name_valid(de->d_name) || strncmp(de->d_name, fan, 2))
 		return 0;
 	s->info.objects++;
 	s->info.bytes += (uint64_t)st.st_size;
@@ -178,7 +161,7 @@ static int name_entry(int fd, const char *fan, const struct dirent *de, void *ud
 
 	(void)fd;
 	(void)fan;
-	if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) || !object_name_ok(de->d_name))
+	if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) || !object_name_valid(de->d_name))
 		return 0;
 	return s->fn(de->d_name, s->ud);
 }
@@ -307,7 +290,7 @@ int lower_scan(struct pool *p, int lower_fd, const struct object_map *map, bool 
                lower_problem_fn on_problem, void *ud, struct lower_stats *ret, uint64_t *ret_problems)
 {
 	struct lscan s = {.p = p,
-	                  .ops = layout_ops_for(p->layout),
+	                  .ops = layout_ops_for(p),
 	                  .map = map,
 	                  .check = check,
 	                  .on_problem = on_problem,

@@ -240,10 +240,11 @@ int pool_open(const char *path, enum pool_lock lock, bool wait, struct pool **re
 		r = -EBADMSG;
 		goto fail;
 	}
-	if (format != POOL_FORMAT) {
+	if (format < POOL_FORMAT_MIN || format > POOL_FORMAT) {
 		r = -EPROTO;
 		goto fail;
 	}
+	p->format = (unsigned)format;
 	memcpy(p->id, id, strlen(id) + 1);
 	p->lock_fd = openat(p->fd, "lock", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 	if (p->lock_fd < 0) {
@@ -303,12 +304,30 @@ int pool_object_dir(struct pool *p, const char *name)
 	return open_subdir(p->objects_fd, fan);
 }
 
+/* Contract in pool.h. */
+bool object_name_valid(const char *n)
+{
+	size_t l = strlen(n);
+
+	if (!hash_is_hex(n))
+		return false;
+	if (l == HASH_HEX_LEN)
+		return true;
+	if ((l != HASH_HEX_LEN + 1 + HASH_HEX_LEN && l != HASH_HEX_LEN + 1 + LINK_KEY_HEX_V1) ||
+	    n[HASH_HEX_LEN] != '.')
+		return false;
+	for (size_t i = HASH_HEX_LEN + 1; i < l; i++)
+		if (!((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')))
+			return false;
+	return true;
+}
+
 int pool_object_stat(struct pool *p, const char *name, struct stat *ret_st)
 {
 	char rel[OBJECT_NAME_MAX + 4];
 	struct stat st;
 
-	if (!hash_is_hex(name) || strlen(name) >= OBJECT_NAME_MAX)
+	if (!object_name_valid(name))
 		return -EINVAL;
 	snprintf(rel, sizeof(rel), "%c%c/%s", name[0], name[1], name);
 	if (fstatat(p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)

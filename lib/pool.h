@@ -20,7 +20,11 @@
 #include "hash.h"
 #include "policy.h"
 
-#define POOL_FORMAT 1
+/* The format init writes; pool_open also reads POOL_FORMAT_MIN..POOL_FORMAT.
+ * 2: link-layout object names carry the whole SHA-256 metadata key (64 hex
+ * digits); a format-1 link pool keeps its 16-digit keys (docs/FORMAT.md). */
+#define POOL_FORMAT 2
+#define POOL_FORMAT_MIN 1
 #define POOL_DEFAULT_PATH "/var/lib/vunify"
 
 enum layout_kind {
@@ -41,6 +45,7 @@ struct pool {
 	int tmp_fd;
 	int lock_fd;
 	enum layout_kind layout;
+	unsigned format; /* of vunify.conf */
 	char id[40];
 	struct policy policy;
 };
@@ -64,10 +69,16 @@ void pool_close(struct pool *p);
 int pool_clean_tmp(struct pool *p);
 
 /* Object names.  Redirect layout: the SHA-256 of the content (64 hex).
- * Link layout: the SHA-256 of the content, '.', then 16 hex digits of the
- * metadata key (mode, owner, mtime, xattrs), since hard links share one
- * inode.  The fan-out directory is the first two hex digits. */
-#define OBJECT_NAME_MAX (HASH_HEX_LEN + 1 + 16 + 1)
+ * Link layout: the SHA-256 of the content, '.', then the metadata key
+ * (SHA-256 over mode, owner, mtime, xattrs; 64 hex digits, or its first 16
+ * in a format-1 pool), since hard links share one inode.  The fan-out
+ * directory is the first two hex digits. */
+#define LINK_KEY_HEX_V1 16
+#define OBJECT_NAME_MAX (HASH_HEX_LEN + 1 + HASH_HEX_LEN + 1)
+
+/* Is NAME an object name: 64 hex digits, optionally '.' and 64 (or, for
+ * format-1 link pools, 16) hex digits?  Lower case only. */
+bool object_name_valid(const char *name);
 
 /* Does an object by this name exist?  Fills *ret_st when non-NULL.
  * Returns 1, 0, or -errno. */

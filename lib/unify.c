@@ -1438,7 +1438,7 @@ static int store_item_run(size_t i, void *ud)
 	struct store_job *j = ud;
 	struct store_item *it = &j->items[i];
 	struct apply a = {.p = j->p,
-	                  .ops = layout_ops_for(j->p->layout),
+	                  .ops = layout_ops_for(j->p),
 	                  .gi = it->gi,
 	                  .pool_set = j->pool_set,
 	                  .same_fs = it->gi->same_fs};
@@ -1520,7 +1520,7 @@ static int record_refs(size_t g, void *ud)
 {
 	struct refs_job *j = ud;
 	struct ginfo *gi = &j->gis[g];
-	const struct layout_ops *ops = layout_ops_for(j->p->layout);
+	const struct layout_ops *ops = layout_ops_for(j->p);
 	struct dircache dc;
 	char(*names)[OBJECT_NAME_MAX] = NULL;
 	char **refs = NULL;

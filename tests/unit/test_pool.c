@@ -156,7 +156,7 @@ static void test_init_open(void **state)
 	fd = open(f->pool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	conf = get_file(fd, "vunify.conf");
-	assert_non_null(strstr(conf, "\nformat 1\n"));
+	assert_non_null(strstr(conf, "\nformat 2\n"));
 	assert_non_null(strstr(conf, "\nlayout link\n"));
 	free(conf);
 	assert_int_equal(fstatat(fd, "objects/00", &st, AT_SYMLINK_NOFOLLOW), 0);
@@ -268,14 +268,23 @@ static void test_bad_conf(void **state)
 	assert_true(fd >= 0);
 	good = get_file(fd, "vunify.conf");
 
-	/* a future format */
+	/* a future format, and format 0; format 1 (16-digit link keys) is read */
 	conf = strdup(good);
 	assert_non_null(conf);
-	assert_non_null(strstr(conf, "\nformat 1\n"));
-	strstr(conf, "\nformat 1\n")[8] = '2';
+	assert_non_null(strstr(conf, "\nformat 2\n"));
+	strstr(conf, "\nformat 2\n")[8] = '3';
+	put_file(fd, "vunify.conf", conf);
+	assert_int_equal(pool_open(f->pool, POOL_LOCK_SHARED, false, &p, &line), -EPROTO);
+	strstr(conf, "\nformat 3\n")[8] = '0';
+	put_file(fd, "vunify.conf", conf);
+	assert_int_equal(pool_open(f->pool, POOL_LOCK_SHARED, false, &p, &line), -EPROTO);
+	strstr(conf, "\nformat 0\n")[8] = '1';
 	put_file(fd, "vunify.conf", conf);
 	free(conf);
-	assert_int_equal(pool_open(f->pool, POOL_LOCK_SHARED, false, &p, &line), -EPROTO);
+	p = open_ok(f->pool, POOL_LOCK_SHARED);
+	assert_int_equal(p->format, 1);
+	pool_close(p);
+	p = NULL;
 	put_file(fd, "vunify.conf", "format 1\nlayout sideways\nid 00\n");
 	assert_int_equal(pool_open(f->pool, POOL_LOCK_SHARED, false, &p, &line), -EBADMSG);
 	put_file(fd, "vunify.conf", "format 1\nlayout link\n");
