@@ -48,4 +48,12 @@ bool upper_refuses(const struct stat *st);
  * (may be NULL if memory ran out).  Returns 0 or -errno. */
 int tree_prepare_move(int src_fd, char **ret_path);
 
+/* Give the regular file NAME in dir_fd an inode of its own: a faithful copy
+ * (data sparse, owner, mode, times, every xattr) is made in staging_fd
+ * (same filesystem as dir_fd), fsync'd, and renamed over NAME, so NAME
+ * shows the same file at every instant and its old inode (an object other
+ * names share) is left alone.  A kill leaves at most a temp file in
+ * staging_fd.  Returns 0 or -errno. */
+int copy_file_unshare(int dir_fd, const char *name, int staging_fd);
+
 #endif

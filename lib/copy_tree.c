@@ -627,3 +627,48 @@ int tree_prepare_move(int src_fd, char **ret_path)
 	free(c.err_path);
 	return r;
 }
+
+/* ---- fsck --repair: give an upper file an inode of its own ---- */
+
+/* Contract in copy.h. */
+int copy_file_unshare(int dir_fd, const char *name, int staging_fd)
+{
+	_cleanup_close_ int src = -1, dst = -1;
+	_cleanup_xattrs_ struct xattr_list xl = {0};
+	struct timespec ts[2];
+	struct stat st;
+	char tmp[64];
+	int r;
+
+	src = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (src < 0)
+		return neg_errno();
+	if (fstat(src, &st) < 0)
+		return neg_errno();
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	/* every xattr, trusted.overlay.* included: the upper file keeps its
+	 * meaning for overlayfs (a copy-up's origin) */
+	r = xattr_list_read(src, false, 0, &xl);
+	if (r < 0)
+		return r;
+	snprintf(tmp, sizeof(tmp), "u.%ld", (long)getpid());
+	(void)unlinkat(staging_fd, tmp, 0);
+	dst = openat(staging_fd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (dst < 0)
+		return neg_errno();
+	r = copy_data(src, dst, (uint64_t)st.st_size);
+	if (r == 0 && (fchown(dst, st.st_uid, st.st_gid) < 0 || fchmod(dst, st.st_mode & 07777) < 0))
+		r = neg_errno();
+	if (r == 0)
+		r = xattr_list_apply(dst, false, &xl);
+	stat_times(&st, ts);
+	if (r == 0 && (futimens(dst, ts) < 0 || fsync(dst) < 0))
+		r = neg_errno();
+	/* the copy is complete and durable: one rename switches the name */
+	if (r == 0 && renameat(staging_fd, tmp, dir_fd, name) < 0)
+		r = neg_errno();
+	if (r < 0)
+		(void)unlinkat(staging_fd, tmp, 0);
+	return r;
+}

@@ -58,6 +58,14 @@ struct layout_ops {
 	                 char *ret_name);
 };
 
+/* fsck: does the object open at fd (named NAME) carry the owner, mode and
+ * xattrs its layout says?  redirect: root:root, mode 0444, no xattrs (with
+ * REPAIR put right).  link: the metadata NAME's key was made from (never
+ * repaired: the key is a hash).  Returns 0 if so, 1 if not (*ret_problem
+ * says what, *ret_fixed whether it was put right), or -errno. */
+int layout_check_object(struct pool *p, int fd, const char *name, bool repair, const char **ret_problem,
+                        bool *ret_fixed);
+
 /* fsck --repair, link layout: make a lower file that lost its object an
  * object again (it holds the content and metadata).  Returns 0 or -errno. */
 int link_relink(struct pool *p, int dir_fd, const char *entry);

@@ -111,3 +111,71 @@ int layout_link_in_place(int fd, int dir_fd, const char *name)
 	}
 	return -EEXIST;
 }
+
+/* Contract in layout.h. */
+int layout_check_object(struct pool *p, int fd, const char *name, bool repair, const char **ret_problem,
+                        bool *ret_fixed)
+{
+	struct file_meta m = {0};
+	char want[OBJECT_NAME_MAX];
+	int r;
+
+	*ret_fixed = false;
+	if (fstat(fd, &m.st) < 0)
+		return neg_errno();
+	if (p->layout == LAYOUT_REDIRECT) {
+		/* content only: root:root, 0444, no xattrs (so no set-id bit, no
+		 * file capability; a guest file adopted on the pool's
+		 * filesystem keeps its owner and mode until unify puts them
+		 * right, and a kill in between leaves them) */
+		struct xattr_list xl = {0};
+		bool bad_xattrs;
+
+		r = xattr_list_read(fd, false, 0, &xl);
+		if (r < 0)
+			return r;
+		bad_xattrs = xl.n > 0;
+		if (m.st.st_uid == 0 && m.st.st_gid == 0 && (m.st.st_mode & 07777) == 0444 && !bad_xattrs) {
+			xattr_list_free(&xl);
+			return 0;
+		}
+		*ret_problem = bad_xattrs ? "owner, mode or xattrs are not root:root, 0444, none"
+		                          : "owner or mode is not root:root, 0444";
+		if (repair) {
+			/* chown first: it clears set-id bits and capabilities */
+			r = fchown(fd, 0, 0) < 0 || fchmod(fd, 0444) < 0 ? neg_errno() : 0;
+			for (size_t i = 0; r == 0 && i < xl.n; i++)
+				r = xattr_remove(fd, false, xl.v[i].name);
+			if (r == 0)
+				r = fsync(fd) < 0 ? neg_errno() : 0;
+			*ret_fixed = r == 0;
+		}
+		xattr_list_free(&xl);
+		return r < 0 ? r : 1;
+	}
+	/* link: the inode is what guests see; its owner, mode, mtime and xattrs
+	 * must be those its name's key was made from.  Not repairable: the key
+	 * is a hash, the metadata it was made from cannot be recovered. */
+	{
+		char hex[HASH_HEX_LEN + 1];
+		if (strlen(name) < HASH_HEX_LEN)
+			return -EINVAL;
+		memcpy(hex, name, HASH_HEX_LEN);
+		hex[HASH_HEX_LEN] = '\0';
+		r = hash_from_hex(hex, m.hash);
+		if (r < 0)
+			return r;
+	}
+	r = xattr_list_read(fd, false, XATTR_SKIP_OVERLAY, &m.xattrs);
+	if (r < 0)
+		return r;
+	r = layout_ops_for(p)->object_name(&m, want);
+	xattr_list_free(&m.xattrs);
+	if (r < 0)
+		return r;
+	if (!strcmp(want, name))
+		return 0;
+	*ret_problem = "owner, mode, mtime or xattrs differ from those its name was made from "
+	               "(guests linked to it see them)";
+	return 1;
+}

@@ -46,6 +46,10 @@ struct pool {
 	int lock_fd;
 	enum layout_kind layout;
 	unsigned format; /* of vunify.conf */
+	/* directories whose owner or mode an exclusive open put right, and
+	 * the first of them ("objects/3f: owner ..."), for the command to say */
+	unsigned dirs_fixed;
+	char dirs_fixed_first[128];
 	char id[40];
 	struct policy policy;
 };
@@ -64,6 +68,20 @@ int pool_init(const char *path, enum layout_kind layout);
  * a bad policy.conf line). */
 int pool_open(const char *path, enum pool_lock lock, bool wait, struct pool **ret, unsigned *ret_line);
 void pool_close(struct pool *p);
+
+/* A problem found by a check: WHAT (a pool-relative name), PROBLEM (a
+ * phrase), FIXED (whether the check put it right). */
+typedef void (*pool_problem_fn)(const char *what, const char *problem, bool fixed, void *ud);
+
+/* Check that the pool's directories (the pool itself, guests/, tmp/,
+ * roots/, objects/ and its 256 fan-out directories) exist and belong to
+ * root:root with mode 0700: objects are guests' files (link layout: with
+ * their set-id bits and capabilities), no other host user may reach them.
+ * With REPAIR, owner and mode are put right and missing directories
+ * created (a non-directory in the way is only reported).  fn (may be NULL)
+ * is called for each problem.  pool_open does this with REPAIR under the
+ * exclusive lock.  Returns the number of problems or -errno. */
+int pool_check_dirs(struct pool *p, bool repair, pool_problem_fn fn, void *ud);
 
 /* Remove leftovers in POOL/tmp (only safe under the exclusive lock). */
 int pool_clean_tmp(struct pool *p);

@@ -68,6 +68,11 @@ struct pool *cli_open_pool(const struct cli *c, enum pool_lock lock)
 		cli_error("open pool", c->pool_path, r, "pool format not supported by this vunify");
 	else if (r < 0)
 		cli_error("open pool", c->pool_path, r, NULL);
+	if (r == 0 && p->dirs_fixed)
+		fprintf(stderr,
+		        "vunify: pool '%s': put right the owner or mode of %u director%s (%s); "
+		        "see 'vunify fsck'\n",
+		        p->path, p->dirs_fixed, p->dirs_fixed == 1 ? "y" : "ies", p->dirs_fixed_first);
 	return r < 0 ? NULL : p;
 }
 

@@ -13,9 +13,11 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "copy.h"
 #include "hash.h"
 #include "layout.h"
 #include "lower.h"
+#include "overlay.h"
 #include "remove.h"
 #include "unify.h"
 #include "util.h"
@@ -43,7 +45,11 @@ struct fsck {
 	const char *guest;
 	struct pool *p;
 	bool repair;
+	bool readonly; /* the guest is mounted (or may be): change nothing of it */
 	int upper_fd; /* of the guest being checked, or -1 */
+	dev_t objects_dev;
+	const struct object_map *map;
+	int staging_fd; /* HOME/staging of the guest being checked */
 };
 
 static double since(const struct timespec *t)
@@ -107,8 +113,66 @@ static int check_object(int fan_fd, const char *name, const struct stat *st, voi
 	if (memcmp(hex, name, HASH_HEX_LEN)) {
 		printf("object %s: content does not match its name (content hashes to %s)\n", name, hex);
 		f->problems++;
+	} else {
+		const char *what = NULL;
+		bool fixed = false;
+		r = layout_check_object(f->p, fd, name, f->repair, &what, &fixed);
+		if (r < 0) {
+			printf("object %s: cannot check its owner and mode: %s\n", name, strerror(-r));
+			f->problems++;
+		} else if (r == 1) {
+			printf("object %s: %s%s\n", name, what, fixed ? ": repaired" : "");
+			if (fixed)
+				f->repaired++;
+			else
+				f->problems++;
+		}
 	}
 	f->checked++;
+	return 0;
+}
+
+static void on_pool_dir(const char *what, const char *problem, bool fixed, void *ud)
+{
+	struct fsck *f = ud;
+
+	printf("pool: %s: %s%s\n", what, problem, fixed ? ": repaired" : "");
+	if (fixed)
+		f->repaired++;
+	else
+		f->problems++;
+}
+
+/* An upper file that is also a pool object (same device and inode: a
+ * same-filesystem adoption stopped between linking the object and removing
+ * the upper name) would be written in place by the guest, changing every
+ * guest that shares the object.  --repair gives it an inode of its own. */
+static int upper_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+{
+	struct fsck *f = ud;
+	const char *obj;
+	int r;
+
+	if (ev != WALK_ENTRY || !S_ISREG(e->st.st_mode) || e->st.st_nlink < 2 ||
+	    e->st.st_dev != f->objects_dev || !(obj = object_map_find(f->map, e->st.st_ino)))
+		return 0;
+	if (!f->repair || f->readonly) {
+		printf("guest %s: upper file /%s is the pool object %s (a write through the guest would "
+		       "change it for every guest sharing it)%s\n",
+		       f->guest, e->path, obj, f->readonly ? "; not repaired: guest is mounted" : "");
+		f->problems++;
+		return 0;
+	}
+	r = copy_file_unshare(e->parent_fd, e->name, f->staging_fd);
+	if (r < 0) {
+		printf("guest %s: upper file /%s is the pool object %s; repair failed: %s\n", f->guest,
+		       e->path, obj, strerror(-r));
+		f->problems++;
+		return 0;
+	}
+	printf("guest %s: upper file /%s was the pool object %s: repaired (a copy of its own)\n", f->guest,
+	       e->path, obj);
+	f->repaired++;
 	return 0;
 }
 
@@ -129,13 +193,17 @@ static int on_problem(const struct walk_entry *e, enum lower_problem kind, const
 
 	/* A stub torn by a killed unify is written in place under the upper
 	 * copy that hides it: a leftover, removed, not a problem. */
-	if (kind == LOWER_MALFORMED && hidden_by_upper(f, e->path)) {
+	if (kind == LOWER_MALFORMED && !f->readonly && hidden_by_upper(f, e->path)) {
 		if (unlinkat(e->parent_fd, e->name, 0) == 0) {
 			f->leftovers++;
 			return 1;
 		}
 	}
 
+	if (f->repair && f->readonly) {
+		printf("guest %s: /%s: %s; not repaired: guest is mounted\n", f->guest, e->path, problem);
+		return 0;
+	}
 	if (f->repair && kind == LOWER_UNLINKED) {
 		int r = link_relink(f->p, e->parent_fd, e->name);
 		if (r == 0) {
@@ -209,7 +277,7 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 	        {"help", no_argument, NULL, 'h'},
 	        {0},
 	};
-	struct fsck f = {.upper_fd = -1};
+	struct fsck f = {.upper_fd = -1, .staging_fd = -1};
 	struct object_map *map = NULL;
 	struct pool *p;
 	char **names = NULL;
@@ -235,6 +303,28 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 	if (!p)
 		return 1;
 	f.p = p;
+	/* opening for writing already put the directories' owner and modes
+	 * right (pool_open): count what it found, then check what is left */
+	if (p->dirs_fixed) {
+		printf("pool: %u directories had a wrong owner or mode, or were missing: repaired (%s)\n",
+		       p->dirs_fixed, p->dirs_fixed_first);
+		f.repaired += p->dirs_fixed;
+		if (!f.repair)
+			f.problems += p->dirs_fixed;
+	}
+	r = pool_check_dirs(p, f.repair, on_pool_dir, &f);
+	if (r < 0) {
+		cli_error("fsck: directories of", p->path, r, NULL);
+		goto out;
+	}
+	{
+		struct stat ost;
+		if (fstat(p->objects_fd, &ost) < 0) {
+			cli_error("fsck: objects of", p->path, neg_errno(), NULL);
+			goto out;
+		}
+		f.objects_dev = ost.st_dev;
+	}
 	r = remove_contents_at(p->fd, "tmp", &f.leftovers);
 	if (r < 0) {
 		cli_error("fsck: clean", "tmp", r, NULL);
@@ -250,7 +340,8 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 		clock_gettime(CLOCK_MONOTONIC, &f.start);
 		f.last = f.start;
 	}
-	r = objects_scan(p, NULL, p->layout == LAYOUT_LINK ? &map : NULL, check_object, &f);
+	r = objects_scan(p, NULL, &map, check_object, &f);
+	f.map = map;
 	report(&f, true);
 	if (r < 0) {
 		cli_error("fsck: objects of", p->path, r, NULL);
@@ -292,20 +383,57 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 			r = remove_tree_at(hfd, HOME_UPPER ".new");
 		if (r < 0)
 			printf("guest %s: cannot clean leftovers: %s\n", g->name, strerror(-r));
+		f.guest = g->name;
+		f.readonly = false;
+		{
+			/* A mounted guest's layers are not changed (SPEC invariant
+			 * 6): checked, never repaired.  Not knowing counts as
+			 * mounted. */
+			_cleanup_free_ char *upper = path_join(g->home, HOME_UPPER), *at = NULL;
+			int m = upper ? overlay_find_mounts(upper, &at) : -ENOMEM;
+			if (m != 0) {
+				f.readonly = true;
+				if (m > 0)
+					printf("guest %s: mounted at '%s': checked only, nothing changed\n",
+					       g->name, at);
+				else
+					printf("guest %s: cannot tell whether it is mounted (%s): checked "
+					       "only, "
+					       "nothing changed\n",
+					       g->name, strerror(-m));
+			}
+		}
+		f.upper_fd = openat(hfd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		f.staging_fd = openat(hfd, HOME_STAGING, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (f.upper_fd >= 0 && f.staging_fd >= 0) {
+			r = walk_tree(f.upper_fd, upper_cb, &f);
+			if (r < 0) {
+				printf("guest %s: cannot walk its upper layer: %s\n", g->name, strerror(-r));
+				f.problems++;
+			}
+		}
+		if (f.staging_fd >= 0)
+			close(f.staging_fd);
+		f.staging_fd = -1;
 		lfd = guest_open_lower(p, g, hfd, false);
 		if (lfd == -ENOENT) {
+			if (f.upper_fd >= 0)
+				close(f.upper_fd);
+			f.upper_fd = -1;
 			guest_free(g);
 			continue; /* never unified */
 		}
 		if (lfd < 0) {
 			printf("guest %s: cannot open lower layer: %s\n", g->name, strerror(-lfd));
 			f.problems++;
+			if (f.upper_fd >= 0)
+				close(f.upper_fd);
+			f.upper_fd = -1;
 			guest_free(g);
 			continue;
 		}
-		f.guest = g->name;
-		f.upper_fd = openat(hfd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		r = lower_scan(p, lfd, map, true, on_problem, &f, &ls, &probs);
+		r = lower_scan(p, lfd, p->layout == LAYOUT_LINK ? map : NULL, true, on_problem, &f, &ls,
+		               &probs);
 		if (f.upper_fd >= 0)
 			close(f.upper_fd);
 		f.upper_fd = -1;
