@@ -323,6 +323,7 @@ int lower_scan(struct pool *p, int lower_fd, const struct object_map *map, bool 
 struct du {
 	struct ino_set inos;
 	uint64_t bytes;
+	uint64_t limit, over;
 };
 
 static int du_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
@@ -338,16 +339,26 @@ static int du_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 		return added;
 	if (added)
 		d->bytes += (uint64_t)e->st.st_blocks * 512;
+	if (added && d->limit && S_ISREG(e->st.st_mode) && (uint64_t)e->st.st_size > d->limit)
+		d->over++;
 	return 0;
+}
+
+int tree_disk_usage_over(int dir_fd, uint64_t limit, uint64_t *ret_bytes, uint64_t *ret_over)
+{
+	struct du d = {.limit = limit};
+	int r = walk_tree(dir_fd, du_cb, &d);
+
+	free(d.inos.v);
+	if (r == 0) {
+		*ret_bytes = d.bytes;
+		if (ret_over)
+			*ret_over = d.over;
+	}
+	return r;
 }
 
 int tree_disk_usage(int dir_fd, uint64_t *ret_bytes)
 {
-	struct du d = {0};
-	int r = walk_tree(dir_fd, du_cb, &d);
-
-	free(d.inos.v);
-	if (r == 0)
-		*ret_bytes = d.bytes;
-	return r;
+	return tree_disk_usage_over(dir_fd, 0, ret_bytes, NULL);
 }

@@ -65,5 +65,8 @@ void lower_stats_free(struct lower_stats *s);
 /* Disk usage (st_blocks * 512, distinct inodes) of a tree.  Returns 0 or
  * -errno. */
 int tree_disk_usage(int dir_fd, uint64_t *ret_bytes);
+/* The same, and *ret_over (if non-NULL) the number of regular files
+ * (inodes) larger than LIMIT bytes (0: none counted). */
+int tree_disk_usage_over(int dir_fd, uint64_t limit, uint64_t *ret_bytes, uint64_t *ret_over);
 
 #endif

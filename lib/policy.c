@@ -53,7 +53,7 @@ int policy_default(struct policy *p)
 {
 	int r = 0;
 
-	*p = (struct policy){.min_size = 1};
+	*p = (struct policy){.min_size = 1, .max_size = POLICY_MAX_SIZE_DEFAULT};
 	for (size_t i = 0; i < ARRAY_SIZE(default_system) && r == 0; i++)
 		r = list_add(&p->system, &p->n_system, default_system[i], strlen(default_system[i]));
 	for (size_t i = 0; i < ARRAY_SIZE(default_never) && r == 0; i++)
@@ -77,7 +77,12 @@ char *policy_default_text(void)
 
 	if (!s)
 		return NULL;
-	len += (size_t)snprintf(s + len, cap - len, "%smin-size 1\n", head);
+	len += (size_t)snprintf(s + len, cap - len,
+	                        "%smin-size 1\n"
+	                        "# larger files stay in the guest's upper (hashing costs their whole\n"
+	                        "# size, holes included); 0 for no limit\n"
+	                        "max-size 1G\n",
+	                        head);
 	for (size_t i = 0; i < ARRAY_SIZE(default_system); i++)
 		len += (size_t)snprintf(s + len, cap - len, "system %s\n", default_system[i]);
 	for (size_t i = 0; i < ARRAY_SIZE(default_never); i++)
@@ -146,6 +151,25 @@ int policy_parse(struct policy *p, const char *text, unsigned *ret_line)
 					p->min_size = v < 1 ? 1 : v;
 				else
 					r = -EINVAL;
+			}
+		} else if (kwlen == 8 && !memcmp(kw, "max-size", 8)) {
+			char num[32];
+			uint64_t v, mul = 1;
+			size_t n = arglen;
+			if (n > 1 && strchr("KMGT", arg[n - 1])) {
+				mul = 1ull << (10 * (1 + (unsigned)(strchr("KMGT", arg[n - 1]) - "KMGT")));
+				n--;
+			}
+			if (n >= sizeof(num)) {
+				r = -EINVAL;
+			} else {
+				memcpy(num, arg, n);
+				num[n] = '\0';
+				r = parse_u64(num, &v);
+				if (r < 0 || v > UINT64_MAX / mul)
+					r = -EINVAL;
+				else
+					p->max_size = v * mul;
 			}
 		} else if (kwlen == 5 && !memcmp(kw, "reset", 5)) {
 			if (arglen == 6 && !memcmp(arg, "system", 6))

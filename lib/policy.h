@@ -20,13 +20,21 @@ struct policy {
 	char **never;
 	size_t n_never;
 	uint64_t min_size; /* smaller regular files are never unified */
+	uint64_t max_size; /* larger regular files are never unified; 0: no limit */
 };
+
+/* Hashing costs a file's whole size, holes included (their zeros must be
+ * hashed: SHA-256 has no shortcut), about 0.75 s per GiB here: a guest's
+ * 16 TiB sparse file would hold the exclusive pool lock for hours.  Files
+ * over max-size stay in the upper (status counts them). */
+#define POLICY_MAX_SIZE_DEFAULT (1ull << 30)
 
 /* Fill p with SPEC's defaults.  Returns 0 or -ENOMEM. */
 int policy_default(struct policy *p);
 
 /* Parse a policy file (see docs/FORMAT.md) on top of the defaults.  Lines:
- *   system PATTERN | never PATTERN | min-size N | reset system | reset never
+ *   system PATTERN | never PATTERN | min-size N | max-size N[KMGT] | reset system |
+ *   reset never
  * '#' starts a comment.  On a syntax error returns -EINVAL and sets
  * *ret_line to the 1-based line number.  Returns 0 or -errno. */
 int policy_parse(struct policy *p, const char *text, unsigned *ret_line);

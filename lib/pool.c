@@ -401,7 +401,7 @@ int pool_open(const char *path, enum pool_lock lock, bool wait, struct pool **re
 		/* The file starts from the defaults written at init; parse it
 		 * on an empty policy so removing a line removes the rule. */
 		policy_free(&p->policy);
-		p->policy = (struct policy){.min_size = 1};
+		p->policy = (struct policy){.min_size = 1, .max_size = POLICY_MAX_SIZE_DEFAULT};
 		r = policy_parse(&p->policy, pol, &line);
 		if (r < 0) {
 			if (ret_line)

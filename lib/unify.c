@@ -380,8 +380,9 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	if (!S_ISREG(e->st.st_mode))
 		return 0;
 	gi->res->files_scanned++;
-	if ((uint64_t)e->st.st_size < s->p->policy.min_size)
-		return 0;
+	if ((uint64_t)e->st.st_size < s->p->policy.min_size ||
+	    (s->p->policy.max_size && (uint64_t)e->st.st_size > s->p->policy.max_size))
+		return 0; /* too small to matter, or too big to hash (policy.h) */
 	c = classify(s->p, e->path, parent);
 	if (e->st.st_nlink > 1) {
 		size_t h;

@@ -35,6 +35,7 @@ struct grow {
 	struct guest *g;
 	char *target; /* where it is mounted, or NULL */
 	bool mounted, attached;
+	uint64_t over_max; /* upper files over policy max-size (never unified) */
 };
 
 /* "2026-12-01 22:58" in local time, or "never". */
@@ -172,7 +173,8 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 			_cleanup_close_ int ufd =
 			        openat(hfd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (ufd >= 0)
-				(void)tree_disk_usage(ufd, &rows[i].g->stats.upper_bytes);
+				(void)tree_disk_usage_over(ufd, p->policy.max_size,
+				                           &rows[i].g->stats.upper_bytes, &rows[i].over_max);
 		}
 	}
 	if (optind < argc) {
@@ -207,9 +209,11 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 			printf(", \"home\": ");
 			json_string(stdout, g->home);
 			printf(", \"attached\": %s, \"mounted\": %s, \"files_unified\": %" PRIu64
-			       ", \"bytes_unified\": %" PRIu64 ", \"upper_bytes\": %" PRIu64,
+			       ", \"bytes_unified\": %" PRIu64 ", \"upper_bytes\": %" PRIu64
+			       ", \"files_over_max_size\": %" PRIu64,
 			       rows[i].attached ? "true" : "false", rows[i].mounted ? "true" : "false",
-			       g->stats.files_unified, g->stats.bytes_unified, g->stats.upper_bytes);
+			       g->stats.files_unified, g->stats.bytes_unified, g->stats.upper_bytes,
+			       rows[i].over_max);
 			printf(", \"mounted_at\": ");
 			if (rows[i].target)
 				json_string(stdout, rows[i].target);
@@ -240,6 +244,14 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 			printf("no guests yet: add one with 'vunify add GUEST HOME --from TREE'\n");
 		else
 			print_table(rows, n, optind < argc ? argv[optind] : NULL);
+		for (int i = 0; i < n; i++) {
+			if (!rows[i].over_max || (optind < argc && strcmp(rows[i].g->name, argv[optind])))
+				continue;
+			printf("%s: %" PRIu64 " file%s over max-size %s stay%s in the upper (policy.conf)\n",
+			       rows[i].g->name, rows[i].over_max, rows[i].over_max == 1 ? "" : "s",
+			       format_bytes(p->policy.max_size, b1, sizeof(b1)),
+			       rows[i].over_max == 1 ? "s" : "");
+		}
 	}
 	ret = 0;
 out:

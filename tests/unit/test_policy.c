@@ -164,6 +164,39 @@ static void test_parse(void **state)
 	policy_free(&p);
 }
 
+/* max-size: files larger stay in the upper (hashing a 16 TiB sparse file
+ * took hours); 1 GiB by default, K/M/G/T suffixes, 0 for no limit */
+static void test_max_size(void **state)
+{
+	struct policy p;
+	unsigned line = 0;
+
+	(void)state;
+	assert_int_equal(policy_default(&p), 0);
+	assert_int_equal(p.max_size, 1ull << 30);
+	assert_int_equal(policy_parse(&p, "max-size 4096\n", &line), 0);
+	assert_int_equal(p.max_size, 4096);
+	assert_int_equal(policy_parse(&p, "max-size 3K\n", &line), 0);
+	assert_int_equal(p.max_size, 3 << 10);
+	assert_int_equal(policy_parse(&p, "max-size 5M\n", &line), 0);
+	assert_int_equal(p.max_size, 5 << 20);
+	assert_int_equal(policy_parse(&p, "max-size 2G\n", &line), 0);
+	assert_int_equal(p.max_size, 2ull << 30);
+	assert_int_equal(policy_parse(&p, "max-size 16T\n", &line), 0);
+	assert_int_equal(p.max_size, 16ull << 40);
+	assert_int_equal(policy_parse(&p, "max-size 0\n", &line), 0);
+	assert_int_equal(p.max_size, 0);
+	/* refused: no number, a suffix alone, other suffixes, overflow */
+	assert_int_equal(policy_parse(&p, "max-size\n", &line), -EINVAL);
+	assert_int_equal(policy_parse(&p, "# x\nmax-size G\n", &line), -EINVAL);
+	assert_int_equal(line, 2);
+	assert_int_equal(policy_parse(&p, "max-size 1P\n", &line), -EINVAL);
+	assert_int_equal(policy_parse(&p, "max-size 1g\n", &line), -EINVAL);
+	assert_int_equal(policy_parse(&p, "max-size 16777216T\n", &line), -EINVAL);
+	assert_int_equal(policy_parse(&p, "max-size -1\n", &line), -EINVAL);
+	policy_free(&p);
+}
+
 static void test_reset(void **state)
 {
 	struct policy p;
@@ -248,6 +281,7 @@ static void test_default_text(void **state)
 	/* on an empty policy, as pool_open does */
 	assert_int_equal(policy_parse(&parsed, text, &line), 0);
 	assert_int_equal(parsed.min_size, def.min_size);
+	assert_int_equal(parsed.max_size, def.max_size);
 	assert_int_equal(parsed.n_system, def.n_system);
 	assert_int_equal(parsed.n_never, def.n_never);
 	for (size_t i = 0; i < def.n_system; i++)
@@ -270,6 +304,7 @@ int main(void)
 	        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_inheritance),
 	        cmocka_unit_test(test_parse),        cmocka_unit_test(test_reset),
 	        cmocka_unit_test(test_parse_errors), cmocka_unit_test(test_default_text),
+	        cmocka_unit_test(test_max_size),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
