@@ -27,8 +27,8 @@ msg="^vunify: .*cannot tell whether it is mounted: "
 
 # -- remove_when_mount_table_unreadable: refused, guest kept
 assert_fail_msg "$msg" noproc "${V[@]}" remove g1
-assert_ok "${V[@]}" status g1
-assert_eq 1 "$(grep -c '^  g1 ' "$LAST_STDOUT")" "g1 still registered after the refused remove"
+assert_ok "${V[@]}" status --json g1
+assert_eq 1 "$(grep -c '"name": "g1"' "$LAST_STDOUT")" "g1 still registered after the refused remove"
 # -- mount_when_mount_table_unreadable: refused, nothing mounted
 assert_fail_msg "$msg" noproc "${V[@]}" mount g1 "$TEST_TMP/mnt"
 assert_eq no "$(mountpoint -q "$TEST_TMP/mnt" && echo yes || echo no)" "nothing mounted by the refused mount"
