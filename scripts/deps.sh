@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential libssl-dev libcmocka-dev clang-format cppcheck attr acl
 debootstrap jq e2fsprogs xfsprogs util-linux kmod jdupes rdfind ostree time
-strace openssh-server openssh-client rsync systemd-container erofs-utils curl
+strace btrfs-progs openssh-server openssh-client rsync systemd-container erofs-utils curl
 dpkg-dev debhelper lintian fakeroot bash-completion lxc"
 missing=""
 for p in $pkgs; do
