@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "overlay.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -150,17 +151,73 @@ static char *option_value(const char *opts, const char *key)
 	return NULL;
 }
 
-int overlay_find_mounts(const char *upper, char **ret_target)
+/* The directories that identify a guest's layers: its upper and the work
+ * directory beside it (absent work: st_ino 0, matches nothing). */
+struct layer_ids {
+	struct stat upper, work;
+};
+
+static int layer_ids_get(const char *upper, struct layer_ids *ret)
 {
-	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+	_cleanup_free_ char *work = NULL;
+	const char *slash = strrchr(upper, '/');
+
+	if (stat(upper, &ret->upper) < 0)
+		return neg_errno();
+	memset(&ret->work, 0, sizeof(ret->work));
+	if (!slash)
+		return -EINVAL;
+	if (asprintf(&work, "%.*s/work", (int)(slash - upper), upper) < 0)
+		return -ENOMEM;
+	if (stat(work, &ret->work) < 0 || !S_ISDIR(ret->work.st_mode))
+		memset(&ret->work, 0, sizeof(ret->work));
+	return 0;
+}
+
+static bool same_dir(const struct stat *a, const struct stat *b)
+{
+	return b->st_ino && a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* Does the overlay option KEY (a path as the mounter gave it, resolved
+ * from ROOT_FD, the mounting process's root) name one of IDS's directories? */
+static bool option_names_layer(const char *opts, const char *key, int root_fd, const struct layer_ids *ids)
+{
+	_cleanup_free_ char *val = option_value(opts, key);
+	const char *rel;
+	struct stat st;
+
+	if (!val)
+		return false;
+	unescape_octal(val);
+	unescape_backslash(val);
+	for (rel = val; *rel == '/'; rel++)
+		;
+	if (fstatat(root_fd, *rel ? rel : ".", &st, *rel ? 0 : AT_EMPTY_PATH) < 0)
+		return false;
+	return same_dir(&st, &ids->upper) || same_dir(&st, &ids->work);
+}
+
+/* Count the overlay mounts in one mount namespace (read through pid's
+ * /proc entry) whose upperdir or workdir is one of IDS's directories; the
+ * first one's mount point goes to *ret_target (when NULL so far). */
+static int ns_find_mounts(const char *pid, bool ours, const struct layer_ids *ids, char **ret_target)
+{
+	char path[64];
+	_cleanup_fclose_ FILE *f = NULL;
+	_cleanup_close_ int root_fd = -1;
 	_cleanup_free_ char *line = NULL;
 	size_t cap = 0;
 	int found = 0;
 
-	if (!f)
-		return neg_errno();
+	snprintf(path, sizeof(path), "/proc/%s/root", pid);
+	root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%s/mountinfo", pid);
+	f = fopen(path, "re");
+	if (!f || root_fd < 0)
+		return errno == ENOENT || errno == ESRCH || errno == EACCES ? 0 : neg_errno();
 	while (getline(&line, &cap, f) > 0) {
-		char *sep = strstr(line, " - "), *fstype, *source, *opts, *save = NULL, *mp, *val;
+		char *sep = strstr(line, " - "), *fstype, *source, *opts, *save = NULL;
 		if (!sep)
 			continue;
 		fstype = strtok_r(sep + 3, " ", &save);
@@ -168,27 +225,144 @@ int overlay_find_mounts(const char *upper, char **ret_target)
 		opts = strtok_r(NULL, " \n", &save);
 		if (!fstype || !source || !opts || strcmp(fstype, "overlay"))
 			continue;
-		val = option_value(opts, "upperdir");
-		if (!val)
+		if (!option_names_layer(opts, "upperdir", root_fd, ids) &&
+		    !option_names_layer(opts, "workdir", root_fd, ids))
 			continue;
-		unescape_octal(val);
-		unescape_backslash(val);
-		if (!strcmp(val, upper)) {
-			if (found == 0 && ret_target) {
-				/* field 5 is the mount point */
-				char *s2 = NULL, *tok = strtok_r(line, " ", &s2);
-				for (int i = 1; tok && i < 5; i++)
-					tok = strtok_r(NULL, " ", &s2);
-				mp = tok ? strdup(tok) : NULL;
-				if (mp)
-					unescape_octal(mp);
-				*ret_target = mp;
+		if (found++ == 0 && ret_target && !*ret_target) {
+			/* field 5 is the mount point */
+			char *s2 = NULL, *tok = strtok_r(line, " ", &s2);
+			for (int i = 1; tok && i < 5; i++)
+				tok = strtok_r(NULL, " ", &s2);
+			if (tok) {
+				unescape_octal(tok);
+				if (ours)
+					*ret_target = strdup(tok);
+				else if (asprintf(ret_target, "%s in the mount namespace of pid %s", tok, pid) < 0)
+					*ret_target = NULL;
 			}
-			found++;
 		}
-		free(val);
 	}
 	return found;
+}
+
+int overlay_find_local_mounts(const char *upper, char **ret_target)
+{
+	struct layer_ids ids;
+	int r = layer_ids_get(upper, &ids);
+
+	if (ret_target)
+		*ret_target = NULL;
+	return r < 0 ? r : ns_find_mounts("self", true, &ids, ret_target);
+}
+
+/* overlayfs keeps an in-use mark on the upper directory of every live
+ * overlay superblock (since Linux 4.13), whatever the namespace, and also
+ * after a lazy unmount while files stay open.  A new overlay with
+ * index=on on that upper fails with EBUSY while the mark is set.  The probe
+ * never becomes a mount: it only asks the kernel to build a superblock
+ * (fsopen/fsconfig, no fsmount), with a work directory on another mount
+ * (/proc), which the kernel refuses (EINVAL) right after the upper's
+ * in-use check and before it writes anything.  The kernel logs either
+ * refusal (one line in dmesg), so only commands about to change a guest's
+ * layers probe, not status.  Returns 1 (in use), 0 (not
+ * in use, or the probe cannot run here: not root, no overlayfs), or
+ * -errno. */
+static int upper_in_use_probe(const char *upper)
+{
+	_cleanup_close_ int ufd = open(upper, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int fsfd = -1;
+	char up[64];
+
+	if (ufd < 0)
+		return neg_errno();
+	fsfd = fsopen("overlay", FSOPEN_CLOEXEC);
+	if (fsfd < 0)
+		return errno == EPERM || errno == ENODEV || errno == ENOSYS ? 0 : neg_errno();
+	snprintf(up, sizeof(up), "/proc/self/fd/%d", ufd);
+	if (fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir", "/proc", 0) < 0 ||
+	    fsconfig(fsfd, FSCONFIG_SET_STRING, "upperdir", up, 0) < 0 ||
+	    fsconfig(fsfd, FSCONFIG_SET_STRING, "workdir", "/proc", 0) < 0 ||
+	    fsconfig(fsfd, FSCONFIG_SET_STRING, "index", "on", 0) < 0)
+		return 0; /* this kernel takes other options: no probe */
+	if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
+		return 0; /* cannot happen (work on another mount); never mounted */
+	return errno == EBUSY;
+}
+
+static int find_mounts(const char *upper, bool probe, char **ret_target)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct layer_ids ids;
+	ino_t *seen = NULL;
+	size_t n_seen = 0, cap = 0;
+	struct dirent *de;
+	int found = 0, r;
+
+	if (ret_target)
+		*ret_target = NULL;
+	r = layer_ids_get(upper, &ids);
+	if (r < 0)
+		return r;
+	/* every mount namespace once: ours first, then each process's */
+	d = opendir("/proc");
+	if (!d)
+		return neg_errno();
+	r = 0;
+	for (bool self = true; r >= 0; self = false) {
+		char path[300];
+		const char *pid;
+		struct stat st;
+		bool dup = false;
+		if (self) {
+			pid = "self";
+		} else {
+			de = readdir(d);
+			if (!de)
+				break;
+			if (de->d_name[0] < '1' || de->d_name[0] > '9')
+				continue;
+			pid = de->d_name;
+		}
+		snprintf(path, sizeof(path), "/proc/%s/ns/mnt", pid);
+		if (stat(path, &st) < 0)
+			continue; /* gone, or a kernel thread */
+		for (size_t i = 0; i < n_seen && !dup; i++)
+			dup = seen[i] == st.st_ino;
+		if (dup)
+			continue;
+		if (n_seen == cap) {
+			ino_t *nv = realloc(seen, (cap ? 2 * cap : 16) * sizeof(*nv));
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			seen = nv;
+			cap = cap ? 2 * cap : 16;
+		}
+		seen[n_seen++] = st.st_ino;
+		r = ns_find_mounts(pid, self, &ids, ret_target);
+		if (r > 0)
+			found += r;
+	}
+	free(seen);
+	if (r < 0)
+		goto fail;
+	if (found || !probe)
+		return found;
+	/* no mount table shows it: detached, or in a namespace no process
+	 * of ours can read; the kernel's own mark still tells */
+	r = upper_in_use_probe(upper);
+	if (r <= 0)
+		goto fail;
+	if (ret_target && !(*ret_target = strdup("a detached mount still in use")))
+		return -ENOMEM;
+	return 1;
+fail:
+	if (ret_target) {
+		free(*ret_target);
+		*ret_target = NULL;
+	}
+	return r;
 }
 
 static int probe_write(int dfd, const char *name, const char *content)
@@ -302,4 +476,14 @@ int overlay_probe_data_only(int dir_fd)
 out:
 	rm_rf_probe(path);
 	return r < 0 ? r : result;
+}
+
+int overlay_find_mounts(const char *upper, char **ret_target)
+{
+	return find_mounts(upper, true, ret_target);
+}
+
+int overlay_list_mounts(const char *upper, char **ret_target)
+{
+	return find_mounts(upper, false, ret_target);
 }

@@ -36,11 +36,33 @@ int overlay_mount_flags(const char *options, const char *target, unsigned long f
 /* Unmount TARGET.  Returns 0 or -errno. */
 int overlay_umount(const char *target);
 
-/* Find overlay mounts (in this mount namespace) whose upperdir is UPPER
- * (an absolute, canonical path).  Returns the number found (0 if none)
- * and, when ret_target is non-NULL and one was found, a malloc'd mount
- * point of the first.  Returns count or -errno. */
+/* Is the guest whose upper layer is UPPER in use by an overlay mount
+ * anywhere on this host?  The one check for SPEC invariant 6 ("mounted
+ * guests are not rewritten"); every command that changes a guest's layers
+ * calls it.  UPPER is HOME/upper; the guest's work directory is HOME/work.
+ * It finds overlays whose upperdir or workdir is one of those directories,
+ * compared by device and inode (so a bind-mounted or otherwise differently
+ * spelled path matches), in every mount namespace on the host (each
+ * /proc/PID/mountinfo, each namespace read once), and, when no mount table
+ * shows one, asks overlayfs's own in-use mark on the upper directory
+ * (a lazily unmounted overlay still held open, a namespace we cannot read).
+ * Returns the number of mounts found (>= 1 means in use; one found only
+ * through the in-use mark counts 1), 0 when not in use, or -errno (UPPER
+ * cannot be stat'ed: -ENOENT when the home is not attached).  When
+ * ret_target is non-NULL it gets a malloc'd description of the first:
+ * its mount point in this namespace, "PATH in the mount namespace of pid
+ * N", or "a detached mount still in use"; NULL when none. */
 int overlay_find_mounts(const char *upper, char **ret_target);
+
+/* The same without asking the in-use mark (which logs a line in dmesg):
+ * overlays in every namespace's mount table only.  For status. */
+int overlay_list_mounts(const char *upper, char **ret_target);
+
+/* Mounts of the guest whose upper is UPPER in this mount namespace only
+ * (for umount), compared by device and inode as above.  Returns the count
+ * and, when ret_target is non-NULL and one was found, a malloc'd mount
+ * point of the first (else NULL), or -errno. */
+int overlay_find_local_mounts(const char *upper, char **ret_target);
 
 /* Does this kernel serve data from a data-only lower layer through a
  * metacopy stub's redirect?  Really mounts a tiny overlay in a scratch

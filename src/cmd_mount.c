@@ -334,7 +334,7 @@ int cmd_umount(const struct cli *c, int argc, char **argv)
 	}
 	for (;;) {
 		_cleanup_free_ char *target = NULL;
-		r = overlay_find_mounts(upper, &target);
+		r = overlay_find_local_mounts(upper, &target);
 		if (r < 0) {
 			cli_error("umount", g->name, r, NULL);
 			goto out;
