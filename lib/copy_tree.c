@@ -183,13 +183,21 @@ static int open_source(const struct walk_entry *e, int flags, struct stat *ret_s
 {
 	_cleanup_close_ int fd = -1;
 
-	fd = openat(e->parent_fd, e->name, flags | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 && errno == EPERM && (flags & O_NOATIME))
-		fd = openat(e->parent_fd, e->name, (flags & ~O_NOATIME) | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ELOOP ? -EAGAIN : neg_errno(); /* ELOOP: became a symlink */
-	if (fstat(fd, ret_st) < 0)
-		return neg_errno();
+	if (flags & O_PATH) {
+		fd = openat(e->parent_fd, e->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return neg_errno();
+		if (fstat(fd, ret_st) < 0)
+			return neg_errno();
+	} else {
+		/* for reading: never opens what is no longer a regular file
+		 * (a device node swapped in since the walk's stat) */
+		fd = open_regular_at(e->parent_fd, e->name, flags, ret_st);
+		if (fd == -ELOOP || fd == -ESTALE)
+			return -EAGAIN; /* became a symlink or another type */
+		if (fd < 0)
+			return fd;
+	}
 	if (!same_inode(ret_st, &e->st))
 		return -EAGAIN;
 	return steal_fd(&fd);

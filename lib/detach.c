@@ -214,8 +214,7 @@ static int unmark_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 		if (unlinkat(e->parent_fd, e->name, 0) < 0)
 			return neg_errno();
 	} else if (S_ISREG(e->st.st_mode) && e->st.st_size == 0) {
-		_cleanup_close_ int fd =
-		        openat(e->parent_fd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		_cleanup_close_ int fd = open_regular_at(e->parent_fd, e->name, O_RDONLY | O_NONBLOCK, NULL);
 		if (fd >= 0 && fgetxattr(fd, OVL_XATTR_WHITEOUT, NULL, 0) >= 0 &&
 		    unlinkat(e->parent_fd, e->name, 0) < 0)
 			return neg_errno();

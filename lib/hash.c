@@ -113,7 +113,7 @@ static int hash_range(struct hash_ctx *c, int fd, unsigned char *buf, uint64_t o
 			return neg_errno();
 		}
 		if (n == 0)
-			return -EIO; /* shrank under us */
+			return -ESTALE; /* shrank under us */
 		r = hash_update(c, buf, (size_t)n);
 		if (r < 0)
 			return r;
@@ -153,7 +153,7 @@ int hasher_read_small(struct hasher *h, int fd, uint64_t size)
 		if ((size_t)n < want - (got - (size_t)n))
 			break; /* a short read of a regular file: end of file */
 	}
-	return got == size ? 0 : -EIO;
+	return got == size ? 0 : -ESTALE; /* shrank or grew */
 }
 
 int hasher_init(struct hasher *h)
@@ -238,10 +238,13 @@ int hasher_fd(struct hasher *h, int fd, uint64_t size, unsigned char ret[HASH_LE
 		 * past the end as for a trailing hole, so a short file would
 		 * otherwise hash as zero-padded.  Nor may it have grown. */
 		char probe;
-		if (size > 0 && pread(fd, &probe, 1, (off_t)(size - 1)) != 1)
-			r = -EIO;
-		else if (pread(fd, &probe, 1, (off_t)size) > 0)
-			r = -EIO;
+		ssize_t n = size > 0 ? pread(fd, &probe, 1, (off_t)(size - 1)) : 1;
+		if (n < 0)
+			r = neg_errno(); /* a read error, not a change */
+		else if (n == 0)
+			r = -ESTALE;
+		else if ((n = pread(fd, &probe, 1, (off_t)size)) != 0)
+			r = n < 0 ? neg_errno() : -ESTALE;
 	}
 	if (r == 0)
 		r = hash_final(c, ret);

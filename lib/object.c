@@ -58,7 +58,7 @@ static int copy_hash_small(int src, int dst, struct hasher *h, uint64_t size, un
 {
 	int r = hasher_read_small(h, src, size);
 
-	if (r == -EIO)
+	if (r == -ESTALE)
 		return -EBADMSG; /* shrank or grew: not what was hashed */
 	if (r == 0)
 		r = write_all(dst, h->buf, (size_t)size);

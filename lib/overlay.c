@@ -237,7 +237,8 @@ static int ns_find_mounts(const char *pid, bool ours, const struct layer_ids *id
 				unescape_octal(tok);
 				if (ours)
 					*ret_target = strdup(tok);
-				else if (asprintf(ret_target, "%s in the mount namespace of pid %s", tok, pid) < 0)
+				else if (asprintf(ret_target, "%s in the mount namespace of pid %s", tok,
+				                  pid) < 0)
 					*ret_target = NULL;
 			}
 		}

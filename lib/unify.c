@@ -242,9 +242,11 @@ static int is_xwhiteout(const struct walk_entry *e)
 
 	if (!S_ISREG(e->st.st_mode) || e->st.st_size != 0 || !dir_has_xwhiteouts(e->parent_fd))
 		return 0;
-	fd = openat(e->parent_fd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	fd = open_regular_at(e->parent_fd, e->name, O_RDONLY | O_NONBLOCK, NULL);
+	if (fd == -ESTALE || fd == -ELOOP)
+		return 0; /* no longer the empty file the walk saw */
 	if (fd < 0)
-		return neg_errno();
+		return fd;
 	return fgetxattr(fd, OVL_XATTR_WHITEOUT, NULL, 0) >= 0;
 }
 
@@ -558,6 +560,7 @@ struct hash_job {
 	struct timespec start, last;
 	size_t next; /* atomic */
 	int error; /* first fatal error, atomic */
+	struct ufile *failed; /* the file it concerns, if any */
 	uint64_t bytes;
 	struct ginfo *guests;
 	pthread_t reporter; /* the thread that may call o->progress */
@@ -591,17 +594,12 @@ static int open_checked(struct dircache *dc, struct ufile *f)
 	if (dfd < 0)
 		return dfd;
 	/* O_NOATIME: reading for the hash must not change the atime the stub
-	 * is to carry, nor dirty every inode (EPERM unless owner or root) */
-	fd = openat(dfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-	if (fd < 0 && errno == EPERM)
-		fd = openat(dfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
+	 * is to carry, nor dirty every inode (EPERM unless owner or root).
+	 * open_regular_at never opens what is no longer a regular file (a
+	 * device node swapped in since the scan). */
+	fd = open_regular_at(dfd, name, O_RDONLY | O_NONBLOCK | O_NOATIME, &st);
 	if (fd < 0)
-		return neg_errno();
-	if (fstat(fd, &st) < 0) {
-		int r = neg_errno();
-		close(fd);
-		return r;
-	}
+		return fd;
 	if (!same_file(&st, &f->m.st)) {
 		close(fd);
 		return -ESTALE;
@@ -703,13 +701,15 @@ static int hash_loop(size_t thread, void *ud)
 		if (r == 0) {
 			f->state = UF_HASHED;
 			__atomic_fetch_add(&j->bytes, (uint64_t)f->m.st.st_size, __ATOMIC_RELAXED);
-		} else if (r == -ESTALE || r == -EUCLEAN || r == -ENOENT || r == -ELOOP || r == -ENOTDIR ||
-		           r == -EIO) {
+		} else if (r == -ESTALE || r == -EUCLEAN || r == -ENOENT || r == -ELOOP || r == -ENOTDIR) {
 			f->state = UF_IGNORED; /* changed or not ours: leave it in the upper */
 		} else {
+			/* a read error (-EIO) is the disk's, not a change: the
+			 * run fails naming the file */
 			zero = 0;
-			__atomic_compare_exchange_n(&j->error, &zero, r, false, __ATOMIC_RELAXED,
-			                            __ATOMIC_RELAXED);
+			if (__atomic_compare_exchange_n(&j->error, &zero, r, false, __ATOMIC_SEQ_CST,
+			                                __ATOMIC_SEQ_CST))
+				j->failed = f;
 		}
 		if (reporter)
 			hash_report(j, false);
@@ -719,7 +719,10 @@ static int hash_loop(size_t thread, void *ud)
 	return 0;
 }
 
-static int hash_all(struct ginfo *guests, size_t ng, const struct unify_options *o, uint64_t *ret_bytes)
+/* On failure *ret_what names the file ("GUEST:/PATH") when the error
+ * concerns one. */
+static int hash_all(struct ginfo *guests, size_t ng, const struct unify_options *o, uint64_t *ret_bytes,
+                    char **ret_what)
 {
 	struct hash_job j = {.guests = guests, .o = o, .reporter = pthread_self()};
 	size_t cap = 0, failed;
@@ -750,6 +753,9 @@ static int hash_all(struct ginfo *guests, size_t ng, const struct unify_options 
 	hash_report(&j, true);
 	free(j.items);
 	*ret_bytes = j.bytes;
+	if (j.error && j.failed &&
+	    asprintf(ret_what, "%s:/%s", guests[j.failed->guest].g->name, j.failed->paths[0]) < 0)
+		*ret_what = NULL;
 	return j.error;
 }
 
@@ -1756,7 +1762,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		r = set_same_fs(p, gis, ng);
 	if (r < 0)
 		goto out;
-	r = hash_all(gis, ng, o, &res.bytes_hashed);
+	r = hash_all(gis, ng, o, &res.bytes_hashed, ret_what);
 	phase_time("hash");
 	if (r < 0)
 		goto out;

@@ -53,6 +53,36 @@ int fsync_dir(int dirfd)
 	return 0;
 }
 
+int open_regular_at(int dir_fd, const char *name, int flags, struct stat *ret_st)
+{
+	_cleanup_close_ int pfd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	char path[64];
+	struct stat st;
+	int fd;
+
+	if (pfd < 0)
+		return neg_errno();
+	if (fstat(pfd, &st) < 0)
+		return neg_errno();
+	if (S_ISLNK(st.st_mode))
+		return -ELOOP;
+	if (!S_ISREG(st.st_mode))
+		return -ESTALE;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", pfd);
+	/* (no O_NOFOLLOW here: /proc/self/fd/N is a magic link to PFD's inode) */
+	fd = open(path, (flags & ~O_NOFOLLOW) | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0 && errno == EPERM && (flags & O_NOATIME))
+		fd = open(path, (flags & ~(O_NOATIME | O_NOFOLLOW)) | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return neg_errno();
+	if (ret_st && fstat(fd, ret_st) < 0) {
+		int r = neg_errno();
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
 int read_file_at(int dirfd, const char *name, size_t max, char **ret_buf, size_t *ret_len)
 {
 	_cleanup_close_ int fd = -1;

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -76,6 +77,17 @@ char *path_join(const char *a, const char *b);
  * NUL-terminated malloc'd buffer.  Returns 0 or -errno (-EFBIG: longer
  * than MAX bytes; -ELOOP: NAME is a symlink). */
 int read_file_at(int dirfd, const char *name, size_t max, char **ret_buf, size_t *ret_len);
+
+/* Open NAME under dir_fd for reading only if it is a regular file, without
+ * ever opening anything else: the name is first opened O_PATH|O_NOFOLLOW
+ * (which opens no device, FIFO or socket), its type checked on that fd,
+ * and only then the same inode reopened through /proc/self/fd with FLAGS
+ * (O_RDONLY plus e.g. O_NONBLOCK, O_NOATIME; O_NOATIME is dropped where the
+ * kernel refuses it with EPERM).  A path swapped for a device node between
+ * a walk's stat and this open is never opened.  When ret_st is non-NULL it
+ * gets the fstat of the opened fd.  Returns the fd, -ESTALE when NAME is
+ * not a regular file, -ELOOP for a symlink, or -errno. */
+int open_regular_at(int dir_fd, const char *name, int flags, struct stat *ret_st);
 
 /* Write a small file atomically: temp name in the same directory, fsync,
  * rename over NAME, fsync the directory.  Returns 0 or -errno. */
