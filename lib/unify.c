@@ -48,6 +48,10 @@ struct ufile {
 	uint8_t cls;
 	uint8_t state;
 	bool adopted; /* its first upper name was renamed into the pool */
+	bool adopting; /* its upper file is to become the object (prepare_object) */
+	bool lost_adoption; /* link layout: the object existed; relinked in 3b */
+	char *half; /* link layout: the object its upper inode already is (a
+	             * half-adopted file, settle_half_adopted) */
 	bool xattrs_pending; /* hash came from the cache; xattrs not read yet */
 	char *placed; /* object its lower entries point at, once placed */
 	uint32_t guest;
@@ -162,6 +166,7 @@ struct ginfo {
 static void ufile_free(struct ufile *f)
 {
 	free(f->placed);
+	free(f->half);
 	for (uint32_t i = 0; i < f->n_paths; i++)
 		free(f->paths[i]);
 	free(f->paths);
@@ -422,6 +427,20 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	return add_path(f, e->path);
 }
 
+/* Is (dir_fd, name) with stat ST a whiteout: a 0:0 character device, or an
+ * empty regular file carrying trusted.overlay.whiteout? */
+static bool still_whiteout(int dir_fd, const char *name, const struct stat *st)
+{
+	_cleanup_close_ int fd = -1;
+
+	if (S_ISCHR(st->st_mode))
+		return st->st_rdev == 0;
+	if (!S_ISREG(st->st_mode) || st->st_size != 0)
+		return false;
+	fd = open_regular_at(dir_fd, name, O_RDONLY | O_NONBLOCK, NULL);
+	return fd >= 0 && fgetxattr(fd, OVL_XATTR_WHITEOUT, NULL, 0) >= 0;
+}
+
 /* After the scan found them: drop the whiteouts and opaque marks whose
  * lower entries it removed, once that removal is durable. */
 static int normalize_finish(struct ginfo *gi)
@@ -441,8 +460,10 @@ static int normalize_finish(struct ginfo *gi)
 			break;
 		}
 		if (nm.kinds[i] == NORM_WHITEOUT) {
-			if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) &&
-			    unlinkat(dfd, name, 0) < 0)
+			/* only if it still is a whiteout: a file recreated at
+			 * that path since the scan is the guest's */
+			if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    still_whiteout(dfd, name, &st) && unlinkat(dfd, name, 0) < 0)
 				r = neg_errno();
 			nm.whiteouts++;
 		} else {
@@ -548,6 +569,88 @@ static int load_pool_set(struct pool *p, struct hash_set *ret)
 		qsort(set.v, set.n, HASH_LEN, cmp_hash);
 	*ret = set;
 	return 0;
+}
+
+/* ---- half-adopted files (link layout, upper on the pool's filesystem) ----
+ *
+ * The link layout adopts an upper file by giving it a lower entry (a second
+ * name of the same inode, in the guest's own lower layer) and then renaming
+ * its one upper name into objects/ (apply_batch).  A kill between the two
+ * leaves an upper file with one more link than the upper holds: its lower
+ * entry at the same path.  That entry is hidden by the upper name, so it is
+ * simply removed and the file unified again as usual.
+ *
+ * Older versions linked the upper file into objects/ first and removed its
+ * upper name last: killed in between, the upper file *is* an object, other
+ * guests may be linked to it, and the guest writes through it into the
+ * pool.  Such a file is found through the pool's inode map and always
+ * chosen: if its content and metadata still give the object's name, the
+ * store finishes the adoption (lower entry linked to the object, the upper
+ * name removed); if not (the guest wrote through it), the wrong name leaves
+ * objects/ and the file is copied into the pool like any other
+ * (prepare_object).  Either way no upper name is left on an object. */
+static int settle_half_adopted(struct pool *p, struct ginfo *gis, size_t ng)
+{
+	struct object_map *map = NULL;
+	bool map_read = false;
+	int r = 0;
+
+	if (p->layout != LAYOUT_LINK)
+		return 0;
+	for (size_t g = 0; g < ng && r == 0; g++) {
+		struct ginfo *gi = &gis[g];
+		if (!gi->same_fs)
+			continue;
+		for (size_t i = 0; i < gi->n && r == 0; i++) {
+			struct ufile *f = &gi->files[i];
+			const char *name;
+			struct stat st;
+			if (f->m.st.st_nlink <= f->n_paths)
+				continue;
+			/* our own lower entries of these paths: hidden, dropped */
+			for (uint32_t k = 0; k < f->n_paths && r == 0; k++) {
+				_cleanup_close_ int dfd =
+				        open_parent_beneath(gi->lower_fd, f->paths[k], false, &name);
+				if (dfd < 0)
+					continue;
+				if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+				    st.st_dev == f->m.st.st_dev && st.st_ino == f->m.st.st_ino &&
+				    unlinkat(dfd, name, 0) < 0)
+					r = neg_errno();
+			}
+			if (r < 0)
+				break;
+			{
+				_cleanup_close_ int dfd =
+				        open_parent_beneath(gi->upper_fd, f->paths[0], false, &name);
+				if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+				    st.st_ino != f->m.st.st_ino || st.st_dev != f->m.st.st_dev)
+					continue; /* changed: left alone */
+				f->m.st = st;
+			}
+			if (f->m.st.st_nlink == f->n_paths) {
+				if (f->cls != POLICY_NEVER)
+					f->state = UF_CANDIDATE;
+				continue;
+			}
+			/* still more links: is this inode an object? */
+			if (!map_read) {
+				r = objects_scan(p, NULL, &map, NULL, NULL);
+				if (r < 0)
+					break;
+				map_read = true;
+			}
+			name = object_map_find(map, f->m.st.st_ino);
+			if (!name)
+				continue; /* links we do not know: left in the upper */
+			f->half = strdup(name);
+			if (!f->half)
+				r = -ENOMEM;
+			f->state = UF_CANDIDATE;
+		}
+	}
+	object_map_free(map);
+	return r;
 }
 
 /* ---- hash ---- */
@@ -801,8 +904,8 @@ static int decide(struct ginfo *guests, size_t ng, const struct hash_set *pool_s
 				distinct++;
 		shared = distinct >= 2 || hash_set_has(pool_set, v[i].hash);
 		for (size_t k = i; k < j; k++)
-			if (shared || v[k].f->cls == POLICY_SYSTEM)
-				v[k].f->state = UF_CHOSEN;
+			if (shared || v[k].f->cls == POLICY_SYSTEM || v[k].f->half)
+				v[k].f->state = UF_CHOSEN; /* (a half-adopted file must be settled) */
 		i = j;
 	}
 	free(v);
@@ -901,23 +1004,83 @@ static void batch_reset(struct batch *b)
 	memset(b->slots, 0xff, PEND_SLOTS * sizeof(*b->slots));
 }
 
-/* Make sure the object for f exists or is pending in this batch. */
+/* Our own link or unlink changed the upper inode's ctime and link count:
+ * take them again, provided the upper name still shows the inode, size,
+ * mtime and type the scan saw.  Returns 0 or -errno (-ESTALE). */
+static int restat_upper(struct dircache *dc, struct ufile *f)
+{
+	const char *name;
+	struct stat st;
+	int dfd = dircache_parent(dc, f->paths[0], &name);
+
+	if (dfd < 0)
+		return dfd;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return neg_errno();
+	if (st.st_dev != f->m.st.st_dev || st.st_ino != f->m.st.st_ino || st.st_size != f->m.st.st_size ||
+	    st.st_mtim.tv_sec != f->m.st.st_mtim.tv_sec || st.st_mtim.tv_nsec != f->m.st.st_mtim.tv_nsec ||
+	    (st.st_mode & S_IFMT) != (f->m.st.st_mode & S_IFMT))
+		return -ESTALE;
+	f->m.st.st_ctim = st.st_ctim;
+	f->m.st.st_nlink = st.st_nlink;
+	return 0;
+}
+
+/* A half-adopted file (link layout, see settle_half_adopted) whose inode is
+ * the object f->half but whose content or metadata no longer give that
+ * name: the guest wrote through the shared inode.  The wrong name leaves
+ * objects/ (if it still is this inode), so no other file is linked to it
+ * again; the lower entries already linked to it keep their view, and fsck
+ * reports them as not linked to any object.  The file itself is then
+ * copied into the pool like any other. */
+static int drop_misnamed_object(struct apply *a, struct ufile *f)
+{
+	char rel[OBJECT_NAME_MAX + 4];
+	struct stat st;
+
+	object_relpath(f->half, rel);
+	if (fstatat(a->p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == f->m.st.st_dev &&
+	    st.st_ino == f->m.st.st_ino && unlinkat(a->p->objects_fd, rel, 0) < 0)
+		return neg_errno();
+	free(f->half);
+	f->half = NULL;
+	return restat_upper(&a->upper_dc, f);
+}
+
+/* Make sure the object for f exists or is pending in this batch.
+ *
+ * Adoption (upper and objects/ on one filesystem: the upper file becomes
+ * the object, no data copied) is only for a file with one name and one
+ * link: its single upper name is renamed into objects/ in one step, so no
+ * instant exists where an upper name and an object name share an inode
+ * (a guest writing through that upper name would write into the pool).
+ * Hard-link groups are copied. */
 static int prepare_object(struct apply *a, struct ufile *f, struct batch *b, char *name)
 {
 	struct pool *p = a->p;
 	_cleanup_close_ int fd = -1;
 	struct pending *pe = &b->pend[b->n_pend];
+	bool adopt;
 	int tfd, r;
 
 	r = a->ops->object_name(&f->m, name);
 	if (r < 0)
 		return r;
+	if (f->half) {
+		if (!strcmp(f->half, name))
+			return 0; /* finish: its lower entries link the object it is */
+		r = drop_misnamed_object(a, f);
+		if (r < 0)
+			return r;
+	}
 	if (pending_has(b, name))
 		return 0;
 	if (p->layout == LAYOUT_REDIRECT && hash_set_has(a->pool_set, f->m.hash))
 		return 0; /* held before this run: objects are never deleted by unify */
-	if (!a->same_fs) {
-		/* (on one filesystem adopting settles an existing object cheaply) */
+	adopt = a->same_fs && f->n_paths == 1 && f->m.st.st_nlink == 1;
+	if (!adopt || p->layout == LAYOUT_LINK) {
+		/* (the redirect layout settles an existing object cheaply when
+		 * adopting: the rename fails, the stub names the object) */
 		r = pool_object_stat(p, name, NULL);
 		if (r < 0)
 			return r;
@@ -925,8 +1088,9 @@ static int prepare_object(struct apply *a, struct ufile *f, struct batch *b, cha
 			return 0;
 	}
 	memset(pe, 0, sizeof(*pe));
-	if (a->same_fs) {
+	if (adopt) {
 		pe->adopt = f; /* checked again when it is adopted */
+		f->adopting = true;
 	} else {
 		fd = open_checked(&a->upper_dc, f);
 		if (fd < 0)
@@ -950,9 +1114,43 @@ static int prepare_object(struct apply *a, struct ufile *f, struct batch *b, cha
 	return 0;
 }
 
-/* Link (link layout) or rename (redirect layout) the upper file of pe
- * into objects/.  An existing object of that name wins.  Returns 1 when
- * the upper name was moved, 0 when it stays, or -errno. */
+/* Link layout: before its upper file is adopted, its lower entry becomes
+ * a second name of that very inode (hidden by the upper name, in the
+ * guest's own lower layer: nothing else is linked to it).  Returns 0 or
+ * -errno (-ESTALE: the upper file changed). */
+static int place_adopter(struct apply *a, struct ufile *f)
+{
+	const char *name, *ename;
+	struct stat st;
+	_cleanup_close_ int fd = -1;
+	int dfd = dircache_parent(&a->upper_dc, f->paths[0], &name), r;
+
+	if (dfd < 0)
+		return dfd;
+	fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return neg_errno();
+	if (fstat(fd, &st) < 0)
+		return neg_errno();
+	if (!same_file(&st, &f->m.st))
+		return -ESTALE;
+	dfd = dircache_parent(&a->lower_dc, f->paths[0], &ename);
+	if (dfd < 0)
+		return dfd;
+	r = layout_link_in_place(fd, dfd, ename);
+	if (r < 0)
+		return r;
+	return restat_upper(&a->upper_dc, f);
+}
+
+/* Move the upper file of pe into objects/ by renaming its one upper name
+ * (RENAME_NOREPLACE: an existing object of that name wins).  In the
+ * redirect layout its stub is durable already; in the link layout its
+ * lower entry is a durable second name of the same inode (place_adopter).
+ * The rename goes by name, so the inode renamed is checked afterwards: a
+ * file swapped in meanwhile is renamed back and the file left alone.
+ * Returns 1 when the upper name was moved, 0 when it stays (the object
+ * existed), or -errno (-ESTALE: changed). */
 static int adopt_object(struct apply *a, struct pending *pe)
 {
 	char rel[OBJECT_NAME_MAX + 4];
@@ -967,8 +1165,7 @@ static int adopt_object(struct apply *a, struct pending *pe)
 	if (!same_file(&st, &pe->adopt->m.st))
 		return -ESTALE;
 	object_relpath(pe->name, rel);
-	if (a->p->layout == LAYOUT_LINK ? linkat(dfd, name, a->p->objects_fd, rel, 0) < 0
-	                                : renameat2(dfd, name, a->p->objects_fd, rel, RENAME_NOREPLACE) < 0) {
+	if (renameat2(dfd, name, a->p->objects_fd, rel, RENAME_NOREPLACE) < 0) {
 		if (errno != EEXIST)
 			return neg_errno();
 		/* another guest of this run made it first: not new after all */
@@ -976,7 +1173,17 @@ static int adopt_object(struct apply *a, struct pending *pe)
 		count_sub(&a->gi->res->new_object_bytes, (uint64_t)pe->adopt->m.st.st_size);
 		return 0;
 	}
-	return a->p->layout == LAYOUT_LINK ? 0 : 1; /* redirect: the upper name is gone */
+	if (fstatat(a->p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return neg_errno();
+	if (st.st_dev != pe->adopt->m.st.st_dev || st.st_ino != pe->adopt->m.st.st_ino) {
+		/* swapped in between the check and the rename: give it back */
+		if (renameat2(a->p->objects_fd, rel, dfd, name, RENAME_NOREPLACE) < 0)
+			return neg_errno();
+		count_sub(&a->gi->res->new_objects, 1);
+		count_sub(&a->gi->res->new_object_bytes, (uint64_t)pe->adopt->m.st.st_size);
+		return -ESTALE;
+	}
+	return 1;
 }
 
 /* An adopted redirect object still has the guest file's owner, mode and
@@ -1004,7 +1211,8 @@ static void plain_object(struct pool *p, const struct pending *pe)
 }
 
 /* Remove the upper copies of f, each only if it is still the inode the
- * scan saw; a name already moved into the pool is gone already. */
+ * scan saw with the same size, mtime and ctime (an edit in place keeps the
+ * inode); a name already moved into the pool is gone already. */
 static int remove_upper(struct apply *a, struct ufile *f, bool adopted)
 {
 	for (uint32_t i = adopted ? 1 : 0; i < f->n_paths; i++) {
@@ -1018,7 +1226,7 @@ static int remove_upper(struct apply *a, struct ufile *f, bool adopted)
 				continue;
 			return neg_errno();
 		}
-		if (st.st_ino != f->m.st.st_ino)
+		if (!same_file(&st, &f->m.st))
 			return -ESTALE;
 		if (unlinkat(dfd, name, 0) < 0)
 			return neg_errno();
@@ -1034,6 +1242,68 @@ static void skip_name(struct batch *b, const char *name)
 			b->files[i]->state = UF_SKIPPED;
 }
 
+enum place_pass {
+	PLACE_ALL, /* redirect layout: every stub, adopted files' too */
+	PLACE_ADOPTERS, /* link layout, step 2: files to adopt (place_adopter) */
+	PLACE_OTHERS, /* link layout, step 3b: the rest */
+};
+
+/* Place the lower entries of the batch's chosen files in PASS. */
+static int place_files(struct apply *a, struct batch *b, const struct layout_target *t, enum place_pass pass)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct ufile *f = b->files[i];
+		bool adopters = pass == PLACE_ADOPTERS;
+		int r;
+		if (f->state != UF_CHOSEN || (pass != PLACE_ALL && f->adopting != adopters))
+			continue;
+		if (adopters)
+			r = place_adopter(a, f);
+		else
+			r = a->ops->place(t, &f->m, b->names[i], f->paths, f->n_paths);
+		/* our own links changed the upper inode's ctime: linking the
+		 * object that it is (a half-adopted file finished), or
+		 * replacing its lower entry after a lost adoption */
+		if (r == 0 && (f->half || f->lost_adoption))
+			r = restat_upper(&a->upper_dc, f);
+		if (r == 0 && !f->placed && !(f->placed = strdup(b->names[i])))
+			r = -ENOMEM;
+		if (r == -EISDIR || r == -ENOTDIR || r == -EMLINK || r == -EEXIST || r == -ENAMETOOLONG ||
+		    r == -ESTALE || r == -ENOENT) {
+			f->state = UF_SKIPPED;
+			if (adopters)
+				skip_name(b, b->names[i]);
+			r = 0;
+		}
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Apply one batch.  The order, and why a kill -9 after each step leaves
+ * every guest's view intact (each path shows its upper copy, or an equal
+ * lower entry once the upper copy is gone):
+ *  0. (before the store: the pool's existing names were made durable, and
+ *     the guest's references recorded: store_all)
+ *  1. copied objects durable (syncfs of POOL/tmp), then named, then the
+ *     names durable (syncfs of objects/).  Dying here leaves unreferenced
+ *     objects or temp files.
+ *  1b. objects/ synced even when this batch named nothing: a name another
+ *     thread's adoption renamed in may not be durable yet, and this
+ *     batch's lower entries are about to depend on it (power loss must not
+ *     leave a durable stub or removed upper copy pointing at a name that
+ *     never reached the disk).
+ *  2. lower entries placed and made durable (syncfs of the lower layer).
+ *     They are hidden by the upper copies still there.  Link layout: an
+ *     adopted file's lower entry is a second name of the upper inode itself
+ *     (its own guest's layer only); a re-run finds and drops it.
+ *  3. adoption (pool and upper on one filesystem): the one upper name of
+ *     the file is renamed into objects/; the guest now sees the lower entry
+ *     (the same bytes).  No upper name ever shares an inode with an object.
+ *  3b. link layout: other files of the batch are linked to the objects now
+ *     named, and the lower layer synced again.
+ *  4. only now may the upper copies go, each checked unchanged. */
 static int apply_batch(struct apply *a, struct batch *b)
 {
 	struct pool *p = a->p;
@@ -1042,85 +1312,77 @@ static int apply_batch(struct apply *a, struct batch *b)
 	                          .lower_dc = &a->lower_dc,
 	                          .lower_fd = gi->lower_fd,
 	                          .staging_fd = p->layout == LAYOUT_LINK ? p->tmp_fd : gi->staging_fd};
-	bool adopted = false;
+	bool link = p->layout == LAYOUT_LINK, adopted = false;
 	int r = 0;
 
-	/* 1. objects durable, then named, then the names durable (in the
-	 * redirect layout an adopted file is named only in step 3b) */
-	if (b->n_pend) {
-		bool copied = false, named = false;
-		for (size_t i = 0; i < b->n_pend; i++) {
+	/* 1. copied objects durable, named, the names durable */
+	{
+		bool copied = false;
+		for (size_t i = 0; i < b->n_pend; i++)
 			copied |= !b->pend[i].adopt;
-			named |= !b->pend[i].adopt || p->layout == LAYOUT_LINK;
-		}
 		if (copied)
 			r = do_syncfs(p->tmp_fd);
-		for (size_t i = 0; i < b->n_pend && r == 0 && named; i++) {
+		for (size_t i = 0; i < b->n_pend && r == 0; i++) {
 			struct pending *pe = &b->pend[i];
-			if (!pe->adopt)
-				r = object_commit(p, pe->tmp, pe->name);
-			else if (p->layout == LAYOUT_LINK)
-				r = adopt_object(a, pe);
+			if (pe->adopt)
+				continue;
+			r = object_commit(p, pe->tmp, pe->name);
 			if (r == -ESTALE || r == -ENOENT) {
 				/* changed since hashing: leave it and its twins */
 				skip_name(b, pe->name);
 				r = 0;
 			}
 		}
-		if (r == 0 && named)
+		/* 1b. every name the lower entries will depend on is durable */
+		if (r == 0)
 			r = do_syncfs(p->objects_fd);
 		if (r < 0)
 			return r;
 	}
-	/* 2. (the pool recorded the references before the store began:
-	 * record_refs) 3. lower entries, made durable */
+	/* 2. lower entries (link layout: adopters only, the rest in 3b) */
+	r = place_files(a, b, &t, link ? PLACE_ADOPTERS : PLACE_ALL);
+	if (r == 0)
+		r = do_syncfs(gi->lower_fd);
+	if (r < 0)
+		return r;
+	/* 3. adoption: the upper name becomes the object's */
+	for (size_t i = 0; i < b->n_pend; i++) {
+		struct pending *pe = &b->pend[i];
+		if (!pe->adopt || pe->adopt->state != UF_CHOSEN)
+			continue;
+		r = adopt_object(a, pe);
+		if (r == 1) {
+			pe->adopt->adopted = true;
+			adopted = true;
+		} else if (r == 0 && link) {
+			/* an object of that name exists: link the lower entry to
+			 * it instead, in 3b (the upper name still hides it) */
+			pe->adopt->adopting = false;
+			pe->adopt->lost_adoption = true;
+		} else if (r == -ESTALE || r == -ENOENT) {
+			/* no object: every entry pointing at it stays hidden
+			 * under its upper copy */
+			skip_name(b, pe->name);
+		} else if (r < 0) {
+			return r;
+		}
+		r = 0;
+	}
+	/* 3b. link layout: the other files link the objects now named */
+	if (link) {
+		r = place_files(a, b, &t, PLACE_OTHERS);
+		if (r == 0)
+			r = do_syncfs(gi->lower_fd);
+		if (r < 0)
+			return r;
+	}
+	/* 4. only now may the upper copies go */
 	for (size_t i = 0; i < b->n; i++) {
 		struct ufile *f = b->files[i];
 		if (f->state != UF_CHOSEN) {
 			count_add(&gi->res->files_skipped, f->n_paths);
 			continue;
 		}
-		r = a->ops->place(&t, &f->m, b->names[i], f->paths, f->n_paths);
-		if (r == 0 && !(f->placed = strdup(b->names[i])))
-			r = -ENOMEM;
-		if (r == -EISDIR || r == -ENOTDIR || r == -EMLINK || r == -EEXIST || r == -ENAMETOOLONG) {
-			f->state = UF_SKIPPED;
-			count_add(&gi->res->files_skipped, f->n_paths);
-			r = 0;
-			continue;
-		}
-		if (r < 0)
-			return r;
-	}
-	r = do_syncfs(gi->lower_fd);
-	if (r < 0)
-		return r;
-	/* 3b. redirect layout on one filesystem: the upper file becomes the
-	 * object; its stub (durable) shows the same bytes from now on */
-	for (size_t i = 0; i < b->n_pend && p->layout == LAYOUT_REDIRECT; i++) {
-		struct pending *pe = &b->pend[i];
-		if (!pe->adopt || pe->adopt->state != UF_CHOSEN)
-			continue;
-		r = adopt_object(a, pe);
-		if (r == 1)
-			pe->adopt->adopted = true;
-		if (r == -ESTALE || r == -ENOENT) {
-			/* no object: every stub pointing at it stays hidden under
-			 * its upper copy */
-			skip_name(b, pe->name);
-			r = 0;
-			continue;
-		}
-		if (r < 0)
-			return r;
-		r = 0;
-		adopted = true;
-	}
-	/* 4. only now may the upper copies go */
-	for (size_t i = 0; i < b->n; i++) {
-		struct ufile *f = b->files[i];
-		if (f->state != UF_CHOSEN)
-			continue;
 		r = remove_upper(a, f, f->adopted);
 		if (r == -ESTALE) {
 			r = 0;
@@ -1133,7 +1395,7 @@ static int apply_batch(struct apply *a, struct batch *b)
 		count_add(&gi->res->files_unified, f->n_paths);
 		count_add(&gi->res->bytes_unified, (uint64_t)f->m.st.st_size);
 	}
-	if (adopted)
+	if (adopted && !link)
 		for (size_t i = 0; i < b->n_pend; i++)
 			if (b->pend[i].adopt && b->pend[i].adopt->adopted)
 				plain_object(p, &b->pend[i]);
@@ -1650,8 +1912,12 @@ static int store_all(struct pool *p, struct ginfo *gis, size_t ng, const struct 
 			gis[g].chosen += gis[g].files[i].state == UF_CHOSEN;
 		gis[g].touched = gis[g].chosen > 0;
 	}
-	/* adopted upper files must be durable before objects name them */
+	/* adopted upper files must be durable before objects name them; and
+	 * the names objects/ holds already (some maybe renamed in by a run
+	 * killed before it synced them) before any lower entry names them */
 	r = sync_uppers(gis, ng);
+	if (r == 0)
+		r = do_syncfs(p->objects_fd);
 	if (r == 0) {
 		struct refs_job rj = {.p = p, .gis = gis};
 		r = parallel_for(ng, nth, record_refs, &rj, &failed);
@@ -1760,6 +2026,8 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 	r = load_pool_set(p, &pool_set);
 	if (r == 0)
 		r = set_same_fs(p, gis, ng);
+	if (r == 0 && !o->dry_run)
+		r = settle_half_adopted(p, gis, ng);
 	if (r < 0)
 		goto out;
 	r = hash_all(gis, ng, o, &res.bytes_hashed, ret_what);

@@ -7,6 +7,7 @@
 #   lazily_unmounted_guest_with_open_fd   unify refuses (invariant 6)
 #   guest_mounted_through_a_bind_mount    unify refuses (invariant 6)
 #   file_edited_between_hash_and_removal  the edit survives (invariant 1)
+#   file_recreated_at_a_whiteout_path     the new file survives (1)
 #   upper_file_hard_linked_to_an_object   a re-run finishes it; the guest
 #                                         cannot write into the pool (2)
 #   object_written_through_before_rerun   the misnamed object leaves objects/
@@ -188,6 +189,24 @@ assert_eq EDITED "$(dd if="$C/mnt/usr/lib/libdemo.so" bs=1 skip=100 count=6 stat
 	"the guest's edit made after hashing is still what it sees"
 assert_ok "${V[@]}" umount b
 
+# A whiteout the scan folded, replaced by a real file before its removal
+# (the guest deleted a file, then created it again): the file stays.
+newcase file_recreated_at_a_whiteout_path redirect 0
+addguest g
+assert_ok "${V[@]}" unify g
+mknod "$HB/g/upper/etc/demo.conf" c 0 0
+recreate() {
+	rm "$HB/g/upper/etc/demo.conf"
+	echo recreated >"$HB/g/upper/etc/demo.conf"
+}
+# the first syncfs: the scan removed the lower entry, the whiteout is next
+run_paused syncfs 1 recreate "${V[@]}" unify g
+assert_eq 0 "$PAUSED_RC" "unify ran"
+mkdir -p "$C/mnt"
+assert_ok "${V[@]}" mount g "$C/mnt"
+assert_eq recreated "$(cat "$C/mnt/etc/demo.conf" 2>&1)" "the file recreated at the whiteout's path is kept"
+assert_ok "${V[@]}" umount g
+
 # ---------------------------------------------------------------------------
 # Link layout, pool and uppers on one filesystem: half-adopted files.
 
@@ -238,7 +257,7 @@ assert_ok "${V[@]}" umount b
 # kill -9 at every syncfs of a same-filesystem link-layout unify: after
 # each, no upper file may share its inode with an object, every view is
 # intact, and a re-run finishes the work.
-killed=0
+killed=0 mid=0
 for k in 1 2 3 4 5 6 7 8 9 10; do
 	newcase "kill_9_during_same_fs_link_adoption (syncfs #$k)" link 1
 	mktree "$C/tree"
@@ -249,6 +268,8 @@ for k in 1 2 3 4 5 6 7 8 9 10; do
 		"${V[@]}" unify a b >/dev/null 2>&1 || rc=$?
 	[ "$rc" = 0 ] && break
 	killed=$((killed + 1))
+	# an upper file with a second name (mid-adoption): the window tested
+	[ -n "$(find "$HB/a/upper" "$HB/b/upper" -type f -links +1)" ] && mid=$((mid + 1))
 	assert_eq "" "$(upper_objects "$HB/a")$(upper_objects "$HB/b")" \
 		"killed at syncfs #$k: no upper file is a pool object"
 	assert_ok "${V[@]}" unify a b
@@ -268,6 +289,7 @@ for k in 1 2 3 4 5 6 7 8 9 10; do
 	assert_eq "" "$(bad_objects)" "every object holds the content its name says"
 done
 [ "$killed" -ge 2 ] || _fail "only $killed kills landed mid-command"
+[ "$mid" -ge 1 ] || _fail "no kill landed while an upper file had a second name (mid-adoption)"
 
 # ---------------------------------------------------------------------------
 # A path swapped between the scan's stat and the hash's open: a FIFO whose
