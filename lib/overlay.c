@@ -253,6 +253,8 @@ int overlay_find_local_mounts(const char *upper, char **ret_target)
 
 	if (ret_target)
 		*ret_target = NULL;
+	if (r == -ENOENT || r == -ENOTDIR)
+		return 0;
 	return r < 0 ? r : ns_find_mounts("self", true, &ids, ret_target);
 }
 
@@ -302,6 +304,8 @@ static int find_mounts(const char *upper, bool probe, char **ret_target)
 	if (ret_target)
 		*ret_target = NULL;
 	r = layer_ids_get(upper, &ids);
+	if (r == -ENOENT || r == -ENOTDIR)
+		return 0; /* no such upper here: the home is not attached */
 	if (r < 0)
 		return r;
 	/* every mount namespace once: ours first, then each process's */
