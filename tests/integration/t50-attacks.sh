@@ -121,11 +121,20 @@ addguest g
 mkdir -p "$C/mnt"
 manifest "$HB/g/upper" "$C/before.man"
 assert_ok "${V[@]}" mount g "$C/mnt"
-# a container runtime's copy: a mount namespace of its own, holding the mount
-unshare -m --propagation private sleep 600 &
+# a container runtime's copy: a mount namespace of its own, holding the
+# mount.  (A new namespace copies every mount of the host: it drops all
+# but the guest's at once, so that it holds no other test's filesystem.)
+unshare -m --propagation private sh -c '
+	findmnt -rn -o TARGET,FSTYPE | while read -r t fs; do
+		case $t in "$1") ;; /var/tmp/* | /tmp/*) echo "$t" ;; *) [ "$fs" = overlay ] && echo "$t" ;; esac
+	done | sort -r | while read -r t; do umount -l "$(printf "%b" "$t")" 2>/dev/null; done
+	: >"$2"
+	exec sleep 600' sh "$C/mnt" "$C/ns.ready" &
 ns_pid=$!
 defer kill "$ns_pid"
-sleep 0.3
+for _ in $(seq 100); do [ -e "$C/ns.ready" ] && break; sleep 0.1; done
+[ "$(findmnt -N "$ns_pid" -rn -o TARGET | grep -c "^$TEST_TMP/")" = 1 ] ||
+	_fail "the namespace holds exactly the guest's mount of this test"
 assert_ok "${V[@]}" umount g
 assert_fail_msg "mounted" "${V[@]}" unify g
 after_refusal "$HB/g" "$C/before.man"
