@@ -1594,9 +1594,16 @@ static int open_guest(struct pool *p, const char *name, struct ginfo *gi, bool c
 	upper = path_join(gi->g->home, HOME_UPPER);
 	if (!upper)
 		return -ENOMEM;
-	r = overlay_find_mounts(upper, NULL);
-	if (r > 0)
-		r = -EBUSY;
+	{
+		_cleanup_free_ char *where = NULL;
+		r = overlay_find_mounts(upper, &where);
+		if (r > 0) {
+			/* say where: it may be a copy in a container's namespace */
+			if (!where || asprintf(ret_what, "%s (mounted: %s)", name, where) < 0)
+				*ret_what = strdup(name);
+			return -EBUSY;
+		}
+	}
 	if (r < 0)
 		goto fail;
 	gi->home_fd = guest_open_home(p, gi->g);

@@ -111,6 +111,7 @@ run_paused() {
 
 # after_refusal HOME MAN: the refused unify left the upper as it was.
 after_refusal() {
+	sed 's/^/  said: /' "$LAST_STDERR"
 	manifest "$1/upper" "$C/after.man"
 	assert_same_manifest "$2" "$C/after.man" "the refused unify changed nothing in the upper"
 	assert_eq "" "$(ls -A "$1/meta" 2>/dev/null)" "nor in the lower layer"
