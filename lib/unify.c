@@ -1210,27 +1210,32 @@ static void plain_object(struct pool *p, const struct pending *pe)
 		errno = 0;
 }
 
-/* Remove the upper copies of f, each only if it is still the inode the
- * scan saw with the same size, mtime and ctime (an edit in place keeps the
- * inode); a name already moved into the pool is gone already. */
+/* Remove the upper copies of f, only if each is still the inode the scan
+ * saw with the same size, mtime and ctime (an edit in place keeps the
+ * inode).  All names are checked before the first goes, since our own
+ * unlink changes the inode's ctime for the names after it (those are then
+ * checked by device and inode).  A name already moved into the pool is
+ * gone already. */
 static int remove_upper(struct apply *a, struct ufile *f, bool adopted)
 {
-	for (uint32_t i = adopted ? 1 : 0; i < f->n_paths; i++) {
-		const char *name;
-		struct stat st;
-		int dfd = dircache_parent(&a->upper_dc, f->paths[i], &name);
-		if (dfd < 0)
-			return dfd;
-		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno == ENOENT)
-				continue;
-			return neg_errno();
+	for (int pass = 0; pass < 2; pass++)
+		for (uint32_t i = adopted ? 1 : 0; i < f->n_paths; i++) {
+			const char *name;
+			struct stat st;
+			int dfd = dircache_parent(&a->upper_dc, f->paths[i], &name);
+			if (dfd < 0)
+				return dfd;
+			if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				if (errno == ENOENT)
+					continue;
+				return neg_errno();
+			}
+			if (pass == 0 ? !same_file(&st, &f->m.st)
+			              : st.st_dev != f->m.st.st_dev || st.st_ino != f->m.st.st_ino)
+				return -ESTALE;
+			if (pass == 1 && unlinkat(dfd, name, 0) < 0)
+				return neg_errno();
 		}
-		if (!same_file(&st, &f->m.st))
-			return -ESTALE;
-		if (unlinkat(dfd, name, 0) < 0)
-			return neg_errno();
-	}
 	return 0;
 }
 
