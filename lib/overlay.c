@@ -214,8 +214,12 @@ static int ns_find_mounts(const char *pid, bool ours, const struct layer_ids *id
 	root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	snprintf(path, sizeof(path), "/proc/%s/mountinfo", pid);
 	f = fopen(path, "re");
-	if (!f || root_fd < 0)
-		return errno == ENOENT || errno == ESRCH || errno == EACCES ? 0 : neg_errno();
+	if (!f || root_fd < 0) {
+		/* another process may be gone; our own table must be read */
+		if (!ours && (errno == ENOENT || errno == ESRCH || errno == EACCES))
+			return 0;
+		return neg_errno();
+	}
 	while (getline(&line, &cap, f) > 0) {
 		char *sep = strstr(line, " - "), *fstype, *source, *opts, *save = NULL;
 		if (!sep)
@@ -329,8 +333,13 @@ static int find_mounts(const char *upper, bool probe, char **ret_target)
 			pid = de->d_name;
 		}
 		snprintf(path, sizeof(path), "/proc/%s/ns/mnt", pid);
-		if (stat(path, &st) < 0)
+		if (stat(path, &st) < 0) {
+			if (self) {
+				r = neg_errno(); /* no /proc here: cannot tell */
+				break;
+			}
 			continue; /* gone, or a kernel thread */
+		}
 		for (size_t i = 0; i < n_seen && !dup; i++)
 			dup = seen[i] == st.st_ino;
 		if (dup)

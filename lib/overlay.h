@@ -48,7 +48,9 @@ int overlay_umount(const char *target);
  * (a lazily unmounted overlay still held open, a namespace we cannot read).
  * Returns the number of mounts found (>= 1 means in use; one found only
  * through the in-use mark counts 1), 0 when not in use (also when UPPER
- * does not exist: the home is not attached), or -errno.  When
+ * does not exist: the home is not attached), or -errno (our own mount
+ * table cannot be read, e.g. no /proc: callers treat that as "cannot
+ * tell", never as "not mounted").  When
  * ret_target is non-NULL it gets a malloc'd description of the first:
  * its mount point in this namespace, "PATH in the mount namespace of pid
  * N", or "a detached mount still in use"; NULL when none. */
