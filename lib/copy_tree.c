@@ -1,7 +1,8 @@
 /* Faithful tree copy.  The source is walked with walk_tree() (fd-relative,
  * never following a symlink); the destination is built through a stack of
- * directory fds indexed by depth, so names of any bytes and any depth work
- * without ever forming a full path.
+ * directory fds indexed by depth (struct fdlevels: at most WALK_MAX_FDS of
+ * them open), so names of any bytes and any depth work without ever
+ * forming a full path.
  *
  * Order of operations per inode, and why:
  *  - create it (mode 0600/0700 first, so nobody else can open it meanwhile);
@@ -58,7 +59,7 @@ struct link_map {
 };
 
 struct dst_dir {
-	int fd;
+	int fd; /* level 0 only, until the walk enters the root (then in fds) */
 	bool default_acl; /* children inherit ACLs from it */
 };
 
@@ -66,6 +67,7 @@ struct copy_ctx {
 	unsigned flags;
 	struct dst_dir *dirs; /* indexed by depth */
 	size_t n_dirs;
+	struct fdlevels fds; /* the destination's directory fds, by depth */
 	dev_t dst_dev; /* the destination root, to refuse copying into itself */
 	ino_t dst_ino;
 	struct link_map links;
@@ -349,6 +351,7 @@ static int copy_hardlink(int dst_root, int dst_dir, const char *first, const cha
 static int copy_entry(struct copy_ctx *c, const struct walk_entry *e)
 {
 	const struct dst_dir *parent = &c->dirs[e->depth - 1];
+	int parent_fd = fdlevels_top(&c->fds);
 	bool multi = e->st.st_nlink > 1 && !(c->flags & COPY_TREE_NO_HARDLINKS);
 	char *p;
 	int r;
@@ -356,18 +359,18 @@ static int copy_entry(struct copy_ctx *c, const struct walk_entry *e)
 	if (multi) {
 		const char *first = link_map_find(&c->links, e->st.st_dev, e->st.st_ino);
 		if (first)
-			return copy_hardlink(c->dirs[0].fd, parent->fd, first, e->name);
+			return copy_hardlink(c->fds.v[0].fd, parent_fd, first, e->name);
 	}
 	switch (e->st.st_mode & S_IFMT) {
 	case S_IFREG:
-		r = copy_regular(parent->fd, parent->default_acl, e);
+		r = copy_regular(parent_fd, parent->default_acl, e);
 		break;
 	case S_IFLNK:
 	case S_IFCHR:
 	case S_IFBLK:
 	case S_IFIFO:
 	case S_IFSOCK:
-		r = copy_special(parent->fd, parent->default_acl, e);
+		r = copy_special(parent_fd, parent->default_acl, e);
 		break;
 	default:
 		r = -EOPNOTSUPP;
@@ -461,30 +464,33 @@ static int dir_pre(struct copy_ctx *c, const struct walk_entry *e)
 		fd = steal_fd(&c->dirs[0].fd);
 	} else {
 		const struct dst_dir *parent = &c->dirs[e->depth - 1];
+		int parent_fd = fdlevels_top(&c->fds);
 
 		inherited = parent->default_acl;
-		if (mkdirat(parent->fd, e->name, 0700) < 0)
+		if (mkdirat(parent_fd, e->name, 0700) < 0)
 			return neg_errno();
-		fd = openat(parent->fd, e->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		fd = openat(parent_fd, e->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return neg_errno();
 	}
 	r = copy_dir_meta(fd, e, inherited, &c->dirs[e->depth].default_acl);
-	c->dirs[e->depth].fd = steal_fd(&fd);
-	return r;
+	if (r < 0)
+		return r;
+	return fdlevels_push(&c->fds, steal_fd(&fd));
 }
 
 static int dir_post(struct copy_ctx *c, const struct walk_entry *e)
 {
-	struct dst_dir *d = &c->dirs[e->depth];
 	struct timespec ts[2];
+	int r;
 
 	stat_times(&e->st, ts);
-	if (futimens(d->fd, ts) < 0)
+	if (futimens(fdlevels_top(&c->fds), ts) < 0)
 		return neg_errno();
 	if (e->depth > 0) {
-		close(d->fd);
-		d->fd = -1;
+		r = fdlevels_drop(&c->fds);
+		if (r < 0)
+			return r;
 	}
 	dir_path_pop(c);
 	return 0;
@@ -546,15 +552,16 @@ int copy_tree(int src_fd, int dst_fd, unsigned flags, char **ret_path)
 		return -ENOMEM;
 	c.n_dirs = 1;
 	c.dirs[0] = (struct dst_dir){.fd = steal_fd(&dst)};
+	c.fds.own0 = true;
 
 	r = walk_tree(src, copy_cb, &c);
 
 	if (r < 0 && ret_path)
 		*ret_path = c.failed ? steal_pointer(&c.err_path)
 		                     : strndup(c.dir_path ? c.dir_path : "", c.dir_len);
-	for (size_t i = 0; i < c.n_dirs; i++)
-		if (c.dirs[i].fd >= 0)
-			close(c.dirs[i].fd);
+	if (c.dirs[0].fd >= 0)
+		close(c.dirs[0].fd);
+	fdlevels_release(&c.fds);
 	free(c.dirs);
 	free(c.dir_path);
 	free(c.err_path);

@@ -36,8 +36,7 @@ struct mat {
 	struct pool *p;
 	const struct layout_ops *ops;
 	int upper_fd, staging_fd;
-	int *ufd; /* upper dir fd by depth, -1 = hidden */
-	size_t ufd_cap;
+	struct fdlevels ufd; /* upper dir fds by depth (level 0: upper_fd) */
 	struct link_seen *links;
 	size_t n_links, links_cap;
 	uint64_t files;
@@ -154,25 +153,14 @@ static int mat_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	int udir, r;
 	struct stat st;
 
-	if (e->depth + 1 > m->ufd_cap) {
-		size_t nc = m->ufd_cap ? m->ufd_cap * 2 : 64;
-		int *nv = realloc(m->ufd, nc * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		m->ufd = nv;
-		m->ufd_cap = nc;
-	}
 	if (e->depth == 0) {
 		if (ev == WALK_DIR_PRE)
-			m->ufd[0] = m->upper_fd;
+			return fdlevels_push(&m->ufd, m->upper_fd); /* not owned */
 		return 0;
 	}
-	udir = m->ufd[e->depth - 1];
-	if (ev == WALK_DIR_POST) {
-		if (m->ufd[e->depth] >= 0)
-			close(m->ufd[e->depth]);
-		return 0;
-	}
+	if (ev == WALK_DIR_POST)
+		return fdlevels_drop(&m->ufd);
+	udir = fdlevels_top(&m->ufd);
 	r = upper_has(udir, e->name, &st);
 	if (r < 0)
 		return r;
@@ -190,8 +178,7 @@ static int mat_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 			close(fd);
 			return WALK_SKIP;
 		}
-		m->ufd[e->depth] = fd;
-		return 0;
+		return fdlevels_push(&m->ufd, fd);
 	}
 	if (r == 1 || !S_ISREG(e->st.st_mode))
 		return 0; /* hidden by the upper */
@@ -277,7 +264,7 @@ out:
 	for (size_t i = 0; i < m.n_links; i++)
 		free(m.links[i].path);
 	free(m.links);
-	free(m.ufd);
+	fdlevels_release(&m.ufd);
 	if (m.upper_fd >= 0)
 		close(m.upper_fd);
 	if (m.staging_fd >= 0)

@@ -142,7 +142,8 @@ int objects_scan(struct pool *p, struct object_info *ret_info, struct object_map
 		return r;
 	}
 	if (s.m) {
-		qsort(s.m->v, s.m->n, sizeof(*s.m->v), cmp_ino);
+		if (s.m->n > 1) /* v is NULL when empty: qsort must not see it */
+			qsort(s.m->v, s.m->n, sizeof(*s.m->v), cmp_ino);
 		*ret_map = s.m;
 	}
 	if (ret_info)

@@ -303,6 +303,85 @@ int walk_tree(int root_fd, walk_fn fn, void *userdata)
 	return r < 0 ? r : 0;
 }
 
+/* ---- fdlevels: contract in walk.h ---- */
+
+int fdlevels_push(struct fdlevels *l, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		int r = neg_errno();
+		if (l->n > 0 || l->own0)
+			close(fd);
+		return r;
+	}
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 64;
+		struct fdlevel *nv = realloc(l->v, nc * sizeof(*nv));
+		if (!nv) {
+			if (l->n > 0 || l->own0)
+				close(fd);
+			return -ENOMEM;
+		}
+		l->v = nv;
+		l->cap = nc;
+	}
+	l->v[l->n++] = (struct fdlevel){.fd = fd, .dev = st.st_dev, .ino = st.st_ino};
+	if (l->open_lo == 0)
+		l->open_lo = 1;
+	if (l->n - l->open_lo > WALK_MAX_FDS) {
+		close(l->v[l->open_lo].fd);
+		l->v[l->open_lo].fd = -1;
+		l->open_lo++;
+	}
+	return 0;
+}
+
+int fdlevels_top(const struct fdlevels *l)
+{
+	return l->n ? l->v[l->n - 1].fd : -1;
+}
+
+int fdlevels_drop(struct fdlevels *l)
+{
+	struct fdlevel *d, *up;
+	int r = 0;
+
+	if (l->n == 0)
+		return -EINVAL;
+	d = &l->v[l->n - 1];
+	up = l->n >= 2 ? &l->v[l->n - 2] : NULL;
+	if (up && up->fd < 0) {
+		struct stat st;
+		int fd = openat(d->fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			r = neg_errno();
+		} else if (fstat(fd, &st) < 0) {
+			r = neg_errno();
+			close(fd);
+		} else if (st.st_dev != up->dev || st.st_ino != up->ino) {
+			r = -EAGAIN;
+			close(fd);
+		} else {
+			up->fd = fd;
+			l->open_lo = l->n - 2;
+		}
+	}
+	if (l->n > 1 || l->own0)
+		close(d->fd);
+	l->n--;
+	return r;
+}
+
+void fdlevels_release(struct fdlevels *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].fd >= 0 && (i > 0 || l->own0))
+			close(l->v[i].fd);
+	free(l->v);
+	*l = (struct fdlevels){.own0 = l->own0};
+}
+
 /* Next component of *p; advances *p.  Returns length, 0 at the end. */
 static size_t next_component(const char **p, const char **ret_start)
 {

@@ -39,6 +39,35 @@ typedef int (*walk_fn)(const struct walk_entry *e, enum walk_event ev, void *use
  * or the first -errno from the walk or the callback. */
 int walk_tree(int root_fd, walk_fn fn, void *userdata);
 
+/* Directory fds of another tree that a walk mirrors level by level (the
+ * copy's destination, the upper that remove writes into), with at most
+ * WALK_MAX_FDS of them open however deep: setting a deeper level closes the
+ * shallowest open one (never level 0); dropping a level first reopens its
+ * parent, if closed, as ".." of it, checked by device and inode (-EAGAIN
+ * if the tree was moved meanwhile).  Use: fdlevels_set(depth) on
+ * WALK_DIR_PRE, fdlevels_top() for the parent of entries, fdlevels_drop()
+ * on WALK_DIR_POST. */
+struct fdlevels {
+	struct fdlevel {
+		int fd; /* -1 while closed */
+		dev_t dev;
+		ino_t ino;
+	} * v;
+	size_t cap, n, open_lo;
+	bool own0; /* level 0's fd is closed by fdlevels_release */
+};
+
+/* Set level n->n (the next one) to fd, which it owns from now on (level 0:
+ * only with own0).  Returns 0 or -errno (fd is closed on failure, but
+ * level 0's only with own0). */
+int fdlevels_push(struct fdlevels *l, int fd);
+/* The deepest level's fd (always open), or -1 if none. */
+int fdlevels_top(const struct fdlevels *l);
+/* Close the deepest level; its parent is open afterwards.  Returns 0 or
+ * -errno. */
+int fdlevels_drop(struct fdlevels *l);
+void fdlevels_release(struct fdlevels *l);
+
 /* Open RELPATH below root_fd component by component with O_NOFOLLOW, so a
  * symlink anywhere in the path fails with -ELOOP/-ENOTDIR instead of being
  * followed.  Works for paths longer than PATH_MAX.  FLAGS apply to the last

@@ -97,7 +97,7 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 	        {"help", no_argument, NULL, 'h'},
 	        {0},
 	};
-	bool json = false, memory = false;
+	bool json = false, memory = false, partial = false;
 	struct memory_info mi = {0};
 	struct pool *p;
 	struct object_info oi = {0};
@@ -173,9 +173,16 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 		if (hfd >= 0) {
 			_cleanup_close_ int ufd =
 			        openat(hfd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (ufd >= 0)
-				(void)tree_disk_usage_over(ufd, p->policy.max_size,
-				                           &rows[i].g->stats.upper_bytes, &rows[i].over_max);
+			r = ufd < 0 ? neg_errno()
+			            : tree_disk_usage_over(ufd, p->policy.max_size,
+			                                   &rows[i].g->stats.upper_bytes, &rows[i].over_max);
+			if (r < 0 && r != -ENOENT) {
+				/* the figures of the last unify are shown; the exit
+				 * status says they are not today's */
+				cli_error("status: upper layer of", names[i], r,
+				          "its figures are from the last unify");
+				partial = true;
+			}
 		}
 	}
 	if (optind < argc) {
@@ -254,7 +261,7 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 			       rows[i].over_max == 1 ? "s" : "");
 		}
 	}
-	ret = 0;
+	ret = partial ? 1 : 0;
 out:
 	for (int i = 0; rows && names && names[i]; i++) {
 		guest_free(rows[i].g);

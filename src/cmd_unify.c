@@ -164,8 +164,9 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 	todo = argv + optind;
 	n_todo = (size_t)(argc - optind);
 	if (skip_mounted) {
+		/* 0, or 1 after it printed why */
 		r = drop_mounted(p, todo, n_todo, &kept, &n_todo);
-		if (r < 0) {
+		if (r != 0) {
 			pool_close(p);
 			return 1;
 		}

@@ -50,3 +50,16 @@ assert_ok "${V[@]}" umount g1
 
 # a second unify of an unchanged deep guest is a no-op, still no crash
 assert_ok "${V[@]}" unify
+
+# add --from copies a deep tree (one destination fd per level before)
+mkdeep "$TEST_TMP/fs/src2/usr/deep" || fatal "cannot build the second deep tree"
+assert_ok "${V[@]}" add g2 "$TEST_TMP/fs/home2" --from "$TEST_TMP/fs/src2"
+assert_eq "deep file" "$(readdeep "$TEST_TMP/fs/home2/upper/usr/deep" 2>&1)" "add --from copied the deep file"
+assert_ok "${V[@]}" unify g2
+assert_status 0 "${V[@]}" fsck
+
+# remove copies the deep lower layer back into a plain upper
+assert_ok "${V[@]}" remove g1
+assert_eq "deep file" "$(readdeep "$h/upper/usr/deep" 2>&1)" "remove brought the deep file back into the upper"
+assert_ok "${V[@]}" remove g2
+assert_eq "deep file" "$(readdeep "$TEST_TMP/fs/home2/upper/usr/deep" 2>&1)" "and for the copied guest"

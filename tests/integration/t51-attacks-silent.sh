@@ -57,9 +57,20 @@ check_says "${V[@]}" mount g1 "$TEST_TMP/no/such/target"
 check_says "${V[@]}" umount g1
 check_says "${V[@]}" remove nosuch
 check_says "${V[@]}" unify nosuch
+check_says "${V[@]}" unify --skip-mounted nosuch # crashed: error taken for success
 check_says "${V[@]}" export nosuch "$TEST_TMP/exp"
 check_says "${V[@]}" add "bad/name" "$TEST_TMP/fs/hx"
 check_says "$VUNIFY" -p "$TEST_TMP/nopool" status
 check_says "$VUNIFY" -p "$TEST_TMP/nopool" gc
 check_says "$VUNIFY" -p "$TEST_TMP/nopool" fsck
 check_says "${V[@]}" status --bogus
+
+# -- status_with_unreadable_upper: figures it cannot take are an error, not
+# silently the old ones (an upper that is a file, not a directory)
+mkdir -p "$TEST_TMP/fs/h2/upper"
+assert_ok "${V[@]}" add g2 "$TEST_TMP/fs/h2"
+rmdir "$TEST_TMP/fs/h2/upper"
+: >"$TEST_TMP/fs/h2/upper"
+check_says "${V[@]}" status
+grep -q "^g1 " "$LAST_STDOUT" && _pass "status still shows the other guests" ||
+	_fail "status showed nothing: $(cat "$LAST_STDOUT")"

@@ -319,6 +319,7 @@ struct very_deep_ctx {
 	unsigned fds_before;
 	bool order_ok; /* every DIR_POST after all its children */
 	unsigned last_post_depth;
+	struct fdlevels lv; /* mirrors the walk, as copy_tree does */
 };
 
 static unsigned count_fds(void)
@@ -350,6 +351,13 @@ static int very_deep_cb(const struct walk_entry *e, enum walk_event ev, void *ud
 		assert_int_equal(e->path_len, (size_t)VERY_DEEP * 2 + strlen("bottom"));
 	} else if (ev == WALK_DIR_PRE) {
 		c->pre++;
+		if (e->depth == 0) {
+			assert_int_equal(fdlevels_push(&c->lv, e->fd), 0);
+		} else {
+			int fd = openat(fdlevels_top(&c->lv), e->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+			assert_true(fd >= 0);
+			assert_int_equal(fdlevels_push(&c->lv, fd), 0);
+		}
 	} else {
 		struct stat st;
 		c->post++;
@@ -361,6 +369,17 @@ static int very_deep_cb(const struct walk_entry *e, enum walk_event ev, void *ud
 		}
 		assert_int_equal(fstat(e->fd, &st), 0);
 		assert_int_equal(st.st_ino, e->st.st_ino);
+		/* the mirrored level is this directory, and after the drop its
+		 * parent (reopened if it had been closed) */
+		assert_int_equal(fstat(fdlevels_top(&c->lv), &st), 0);
+		assert_int_equal(st.st_ino, e->st.st_ino);
+		if (e->depth > 0) {
+			struct stat pst;
+			assert_int_equal(fdlevels_drop(&c->lv), 0);
+			assert_int_equal(fstat(fdlevels_top(&c->lv), &st), 0);
+			assert_int_equal(fstat(e->parent_fd, &pst), 0);
+			assert_int_equal(st.st_ino, pst.st_ino);
+		}
 		if (c->post > 1 && e->depth + 1 != c->last_post_depth)
 			c->order_ok = false;
 		c->last_post_depth = e->depth;
@@ -395,8 +414,10 @@ static void test_very_deep(void **state)
 	assert_int_equal(c.post, VERY_DEEP + 1);
 	assert_int_equal(c.max_depth, VERY_DEEP + 1);
 	assert_true(c.order_ok);
-	/* bounded: a few dozen directory fds, not one per level */
-	assert_true(c.max_fds <= 80);
+	/* bounded: a few dozen directory fds (the walk's and the mirror's),
+	 * not one per level */
+	assert_true(c.max_fds <= 2 * 64 + 16);
+	fdlevels_release(&c.lv);
 	/* and none left open */
 	assert_int_equal(count_fds(), c.fds_before);
 }
