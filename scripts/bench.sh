@@ -29,7 +29,13 @@
 #     dropped, every file of every guest read; the same over five plain
 #     copies; beside the ideal (unique content).  Measured two ways: the
 #     growth of Cached in /proc/meminfo (whole machine, noisy) and fincore(1)
-#     over every file of the filesystem (exact, that filesystem only).
+#     over every file of the filesystem (exact, that filesystem only);
+#   - runtime (scripts/bench-runtime.sh, run last): the guest's own programs
+#     (stat walk, dpkg --verify, python3 imports) cold and warm on a plain
+#     tree, the redirect layout with stubs, the redirect layout with its
+#     metadata packed into one EROFS image, the same image by mkfs.erofs,
+#     and the link layout, as ratios to the plain tree side by side.
+#     BENCH_RUNTIME=0 leaves it out.
 #
 # Environment:
 #   BENCH_DIR        work area               (default /var/tmp/vunify-bench)
@@ -547,3 +553,9 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 	printf 'layout auto=%s\n' "$AUTO_LAYOUT"
 } >"$OUT"
 echo "machine-readable: $OUT"
+
+if [ "${BENCH_RUNTIME:-1}" != 0 ]; then
+	say "Runtime of the guests' own programs (scripts/bench-runtime.sh)"
+	BENCH_BUILD=$BUILD_DIR VUNIFY=$VUNIFY BENCH_RT_OUT=$BUILD_DIR/bench-runtime.txt \
+		"$here/scripts/bench-runtime.sh" || die "scripts/bench-runtime.sh failed"
+fi

@@ -1,0 +1,308 @@
+#!/bin/bash
+# vunify runtime benchmark: what a guest's own programs pay for running on
+# a unified guest, cold (caches dropped) and warm, against the same tree as
+# a plain directory.  Needs root (loop device, mounts, drop_caches, chroot).
+# Run by `make bench` after scripts/bench.sh, or by itself:
+#
+#   scripts/bench-runtime.sh            run it; prints one table
+#   scripts/bench-runtime.sh --clean    unmount and delete a left-over work area
+#
+# One ext4 (-I 512) on a direct-I/O loop device holds everything.  The
+# measured guest is the first tree (default bookworm-web: nginx-light and
+# python3); the other trees are unified into the same pool beside it, so
+# its objects sit among other guests' objects as in a real pool.
+# Variants, each the same guest:
+#   plain     the tree copied to a directory, chroot into it
+#   redirect  redirect layout as vunify mounts it (HOME/meta stubs lower)
+#   image     redirect layout with HOME/meta packed into one EROFS image by
+#             vunify's own writer (tests/tools/erofs-meta), mounted from
+#             the file (-t erofs, no loop device on this kernel) as the
+#             metadata lower layer, POOL/objects as data-only layer
+#   mkfs      the same with the image made by mkfs.erofs --chunksize=4096
+#             (erofs-utils; the probe of issue 9), when installed
+#   link      link layout (POOL/roots/GUEST lower)
+# Measurements, each the median of RUNS runs (caches dropped before every
+# cold run): stat walk `find / -xdev -printf %s`, `dpkg --verify` (reads and
+# md5s every packaged file), python3 importing json, email, asyncio and
+# http.client; all run by chroot into the guest's root.  Besides wall time:
+# CPU time (user+sys) and the reads the filesystem's device served, which
+# do not change with the load on a shared machine.
+#
+# Environment:
+#   BENCH_DIR     work area        (default /var/tmp/vunify-bench-rt)
+#   BENCH_BUILD   build directory  (default build-release of this repo)
+#   VUNIFY        vunify binary    (default $BENCH_BUILD/vunify)
+#   BENCH_TREES   tree names, the measured guest first
+#                 (default: bookworm-web bookworm-minbase)
+#   RUNS          runs per figure  (default 3)
+#   VARIANTS      which variants   (default: plain redirect image mkfs link)
+#   BENCH_RT_OUT  machine-readable result (default $BENCH_BUILD/bench-runtime.txt)
+set -eu
+set -o pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BENCH_BUILD:-$here/build-release}
+VUNIFY=${VUNIFY:-$BUILD_DIR/vunify}
+EROFS_META=${EROFS_META:-$BUILD_DIR/tools/erofs-meta}
+BENCH_DIR=${BENCH_DIR:-/var/tmp/vunify-bench-rt}
+TREES=${BENCH_TREES:-bookworm-web bookworm-minbase}
+RUNS=${RUNS:-3}
+VARIANTS=${VARIANTS:-plain redirect image mkfs link}
+OUT=${BENCH_RT_OUT:-$BUILD_DIR/bench-runtime.txt}
+
+say() { printf '== %s\n' "$*" >&2; }
+info() { printf '   %s\n' "$*" >&2; }
+die() {
+	printf 'bench-runtime: %s\n' "$*" >&2
+	exit 1
+}
+
+mode=run
+case ${1:-} in
+"") ;;
+--clean) mode=clean ;;
+*)
+	sed -n '2,/^set -eu/p' "$0" | sed -e '/^set -eu/d' -e 's/^# \{0,1\}//' >&2
+	exit 2
+	;;
+esac
+case $BENCH_DIR in
+/?*) ;;
+*) die "BENCH_DIR must be an absolute path other than /: $BENCH_DIR" ;;
+esac
+[ "$(id -u)" = 0 ] || die "must run as root (loop device, mounts, drop_caches)"
+
+FS=$BENCH_DIR/fs
+MNT=$BENCH_DIR/mnt
+IMGFILE=$BENCH_DIR/fs.img
+
+mounts_below() {
+	findmnt -rn -o TARGET | awk -v d="$1" '$0 == d || index($0, d "/") == 1' | tac
+}
+cleanup() {
+	local t dev
+	[ -e "$BENCH_DIR" ] || return 0
+	for t in $(mounts_below "$BENCH_DIR"); do
+		umount "$t" 2>/dev/null || umount -l "$t"
+	done
+	if [ -e "$IMGFILE" ]; then
+		for dev in $(losetup --list -n -O NAME -j "$IMGFILE"); do losetup -d "$dev"; done
+	fi
+	rm -rf --one-file-system "$BENCH_DIR"
+}
+if [ "$mode" = clean ]; then
+	cleanup
+	exit 0
+fi
+[ -x "$VUNIFY" ] || die "no vunify binary at $VUNIFY (make bench builds it)"
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cleanup
+mkdir -p "$FS" "$MNT"
+
+# shellcheck disable=SC2086 # the list of names is split on purpose
+tree_out=$("$here/scripts/debian-trees.sh" $TREES) || die "scripts/debian-trees.sh $TREES failed"
+mapfile -t TREE_DIRS <<<"$tree_out"
+say "guest measured: ${TREE_DIRS[0]}; ${#TREE_DIRS[@]} trees in the pool"
+
+truncate -s 6G "$IMGFILE"
+mkfs.ext4 -q -F -I 512 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard "$IMGFILE"
+DEV=$(losetup --direct-io=on -f --show "$IMGFILE")
+mount -o noinit_itable "$DEV" "$FS"
+DEVSTAT=/sys/block/${DEV#/dev/}/stat
+
+now() { date +%s.%N; }
+drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+}
+# one_run ROOT WHAT: one run of WHAT in ROOT; prints "wall cpu reads MiB":
+# wall seconds, user+system CPU seconds, and the read requests and MiB the
+# guests' filesystem's loop device served meanwhile (everything of a guest
+# lives there: plain tree, homes, pool, images).  CPU and reads do not
+# depend on what else the machine does; wall does.
+one_run() {
+	local t0 t1 s0 s1 cmd
+	case $2 in
+	walk) cmd=(find / -xdev -printf %s) ;;
+	dpkg) cmd=(dpkg --verify) ;;
+	python) cmd=(python3 -c 'import json,email,asyncio,http.client') ;;
+	esac
+	read -r -a s0 <"$DEVSTAT"
+	t0=$(now)
+	/usr/bin/time -f '%U %S' -o "$BENCH_DIR/time" chroot "$1" "${cmd[@]}" >/dev/null 2>&1 || true
+	t1=$(now)
+	read -r -a s1 <"$DEVSTAT"
+	awk -v a="$t0" -v b="$t1" -v t="$(tail -n 1 "$BENCH_DIR/time")" -v r=$((s1[0] - s0[0])) -v sec=$((s1[2] - s0[2])) \
+		'BEGIN { split(t, c, " "); printf "%.3f %.2f %d %.1f\n", b - a, c[1] + c[2], r, sec / 2048 }'
+}
+# median and min of the numbers on stdin
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+minimum() { sort -n | head -n 1; }
+declare -A RES
+ROOTS=()
+DONE=()
+# variant NAME ROOT: measure ROOT as NAME (after a check that it shows the
+# guest as the plain tree does).
+variant() {
+	check_same "$1" "$2"
+	DONE+=("$1")
+	ROOTS+=("$2")
+}
+# Every variant is mounted at once and the runs interleave (run 1 of each
+# variant, then run 2 of each, ...), so that load from elsewhere on the
+# machine spreads over all variants instead of landing on one.
+measure_all() {
+	local w i k v f t
+	declare -A T
+	for w in walk dpkg python; do
+		for i in $(seq 1 "$RUNS"); do
+			for k in "${!DONE[@]}"; do
+				drop_caches
+				T[${DONE[$k]}.$w.cold]+="$(one_run "${ROOTS[$k]}" "$w")
+"
+			done
+		done
+		for k in "${!DONE[@]}"; do one_run "${ROOTS[$k]}" "$w" >/dev/null; done
+		for i in $(seq 1 "$RUNS"); do
+			for k in "${!DONE[@]}"; do
+				T[${DONE[$k]}.$w.warm]+="$(one_run "${ROOTS[$k]}" "$w")
+"
+			done
+		done
+		for v in "${DONE[@]}"; do
+			for t in cold warm; do
+				for f in 1 2 3 4; do
+					RES[$v.$w.$t.$f]=$(printf '%s' "${T[$v.$w.$t]}" | awk -v f=$f 'NF { print $f }' | median)
+				done
+				RES[$v.$w.$t]=${RES[$v.$w.$t.1]}
+				RES[$v.$w.$t.min]=$(printf '%s' "${T[$v.$w.$t]}" | awk 'NF { print $1 }' | minimum)
+			done
+			info "$v $w: cold ${RES[$v.$w.cold]} s (min ${RES[$v.$w.cold.min]}, CPU ${RES[$v.$w.cold.2]} s, ${RES[$v.$w.cold.3]} reads, ${RES[$v.$w.cold.4]} MiB), warm ${RES[$v.$w.warm]} s (CPU ${RES[$v.$w.warm.2]} s)"
+		done
+	done
+}
+
+# A sanity check that each variant shows the guest: the same file count
+# and the same dpkg --verify output as the plain tree.
+check_same() {
+	local n
+	n=$(chroot "$2" find / -xdev | wc -l)
+	[ "$n" = "$PLAIN_N" ] || die "$1: $n entries, plain tree has $PLAIN_N"
+	chroot "$2" dpkg --verify >"$BENCH_DIR/verify.$1" 2>&1 || true
+	cmp -s "$BENCH_DIR/verify.plain" "$BENCH_DIR/verify.$1" || die "$1: dpkg --verify differs from the plain tree"
+}
+
+say "plain copy"
+cp -a "${TREE_DIRS[0]}" "$FS/plain"
+PLAIN_N=$(chroot "$FS/plain" find / -xdev | wc -l)
+chroot "$FS/plain" dpkg --verify >"$BENCH_DIR/verify.plain" 2>&1 || true
+want() { case " $VARIANTS " in *" $1 "*) return 0 ;; esac; return 1; }
+want plain && variant plain "$FS/plain"
+
+# pool POOL HOMES [INIT ARGS]: a pool with the measured tree added three
+# times (g0, g1, g2: one guest per variant, each with its own upper) and
+# every other tree once, all unified.
+pool() {
+	local p=$1 h=$2 i
+	shift 2
+	"$VUNIFY" -p "$p" init "$@" >/dev/null
+	for i in 0 1 2; do
+		"$VUNIFY" -p "$p" add "g$i" "$h/g$i" --from "${TREE_DIRS[0]}" >/dev/null
+	done
+	for i in "${!TREE_DIRS[@]}"; do
+		[ "$i" = 0 ] || "$VUNIFY" -p "$p" add "o$i" "$h/o$i" --from "${TREE_DIRS[$i]}" >/dev/null
+	done
+	"$VUNIFY" -p "$p" unify >/dev/null
+	sync
+}
+
+if want redirect || want image || want mkfs; then
+	say "redirect layout pool"
+	pool "$FS/rpool" "$FS/rh" --layout redirect
+	if want redirect; then
+		mkdir -p "$MNT/redirect"
+		"$VUNIFY" -p "$FS/rpool" mount g0 "$MNT/redirect"
+		variant redirect "$MNT/redirect"
+	fi
+	# image_variant NAME GUEST IMAGE: mount IMAGE as GUEST's metadata lower
+	# layer, as vunify mount does with HOME/meta.
+	image_variant() {
+		local v=$1 h=$FS/rh/$2 img=$3
+		mkdir -p "$MNT/$v.lower" "$MNT/$v"
+		# mount(2) of the file itself: no loop device (mount(8) would add one)
+		"$EROFS_META" --mount "$img" "$MNT/$v.lower"
+		mount -t overlay -o "lowerdir=$MNT/$v.lower::$FS/rpool/objects,upperdir=$h/upper,workdir=$h/work,redirect_dir=off,index=off,xino=off,metacopy=off" \
+			vunify "$MNT/$v"
+		variant "$v" "$MNT/$v"
+		info "$v image: $(stat -c %s "$img") bytes"
+	}
+	if want image || want mkfs; then
+		[ -x "$EROFS_META" ] || die "no $EROFS_META (make bench builds it)"
+	fi
+	if want image; then
+		t0=$(now)
+		"$EROFS_META" "$FS/rh/g1/meta" "$FS/g1.img"
+		info "image of g1's meta written in $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }') s"
+		image_variant image g1 "$FS/g1.img"
+	fi
+	if want mkfs && command -v mkfs.erofs >/dev/null; then
+		# mkfs.erofs 1.5 fails with EIO writing its image straight onto
+		# the loop-mounted ext4 here; it is written elsewhere and copied.
+		if mkfs.erofs --quiet --chunksize=4096 "$BENCH_DIR/g2.mkfs.img" "$FS/rh/g2/meta" >"$BENCH_DIR/mkfs.log" 2>&1 &&
+			cp "$BENCH_DIR/g2.mkfs.img" "$FS/g2.mkfs.img"; then
+			rm -f "$BENCH_DIR/g2.mkfs.img"
+			image_variant mkfs g2 "$FS/g2.mkfs.img"
+		else
+			info "mkfs.erofs failed, no mkfs column: $(tail -n 1 "$BENCH_DIR/mkfs.log")"
+		fi
+	fi
+fi
+
+if want link; then
+	say "link layout pool"
+	pool "$FS/lpool" "$FS/lh" --layout link
+	mkdir -p "$MNT/link"
+	"$VUNIFY" -p "$FS/lpool" mount g0 "$MNT/link"
+	variant link "$MNT/link"
+fi
+
+say "measuring: ${DONE[*]} (caches dropped before each cold run)"
+measure_all
+
+# ratio A B: "A (A/Bx)"
+ratio() { awk -v a="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%s (%.2fx)", a, a / p; else printf "%s", a }'; }
+{
+	echo
+	printf 'runtime of the guest %s, chroot into each variant; median of %s runs, interleaved;\n' \
+		"${TREE_DIRS[0]##*/}" "$RUNS"
+	printf 'caches dropped before each cold run; (x) = ratio to plain; kernel %s, %s CPUs, load %s\n' \
+		"$(uname -r)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+	printf '%-30s' ""
+	for v in "${DONE[@]}"; do printf '%18s' "$v"; done
+	echo
+	for w in walk dpkg python; do
+		case $w in
+		walk) label="stat walk" ;;
+		dpkg) label="dpkg --verify" ;;
+		python) label="python3 imports" ;;
+		esac
+		for row in "cold.1|cold $label, wall s" "cold.min|  fastest cold run, s" "cold.2|  CPU s (user+sys)" \
+			"cold.3|  read requests" "cold.4|  MiB read" "warm.1|warm $label, wall s" "warm.2|  CPU s (user+sys)"; do
+			key=${row%%|*}
+			printf '%-30s' "${row#*|}"
+			for v in "${DONE[@]}"; do
+				if [ "$v" = plain ] || [ -z "${RES[plain.$w.$key]:-}" ]; then
+					printf '%18s' "${RES[$v.$w.$key]}"
+				else
+					printf '%18s' "$(ratio "${RES[$v.$w.$key]}" "${RES[plain.$w.$key]}")"
+				fi
+			done
+			echo
+		done
+	done
+} | tee "$BENCH_DIR/report.txt"
+{
+	for k in "${!RES[@]}"; do printf 'runtime %s=%s\n' "$k" "${RES[$k]}"; done | sort
+} >"$OUT"
+echo "machine-readable: $OUT"
