@@ -378,17 +378,15 @@ printf '   %-34s %s\n' \
 	"whole demo took:" "$(since "$T_START") s"
 
 say "What to try next (the guests stay mounted at $MNT/{${GUESTS// /,}})"
-cat <<EOF
-   export VUNIFY_POOL=$POOL
-   $VUNIFY status               # the table: guests, sizes, where mounted, last unify
-   chroot $MNT/g1 /bin/sh          # inside a guest: its writes stay its own
-   echo changed >$MNT/g1/etc/motd; $VUNIFY umount g1
-   $VUNIFY unify g1             # re-unify after a change (a progress line on a terminal)
-   $VUNIFY mount g1 $MNT/g1     # or: mount -t vunify g1 $MNT/g1 (after make install)
-   $VUNIFY fsck                 # re-hash every object, check every guest
-   $VUNIFY export g2 $DEMO_DIR/g2-copy   # a plain copy of what g2 sees
-   man -l $here/docs/vunify.8; less $here/docs/OPERATIONS.md   # nspawn, LXC, boot, failover
-EOF
+next() { printf '   %-22s %s\n' "# $1" "$2"; }
+next "the pool:" "export VUNIFY_POOL=$POOL"
+next "the figures:" "$VUNIFY status"
+next "inside a guest:" "chroot $MNT/g1 /bin/sh"
+next "change, re-unify:" "echo changed >$MNT/g1/etc/motd; $VUNIFY umount g1; $VUNIFY unify g1"
+next "mount it again:" "$VUNIFY mount g1 $MNT/g1   (after make install: mount -t vunify g1 $MNT/g1)"
+next "check everything:" "$VUNIFY fsck"
+next "a plain copy:" "$VUNIFY export g2 $DEMO_DIR/g2-copy"
+next "read on:" "man -l $here/docs/vunify.8; $here/docs/OPERATIONS.md"
 if [ "$DEMO_DIR" = /var/tmp/vunify-demo ]; then
 	info "tear down with:  $here/scripts/demo.sh --clean"
 else
