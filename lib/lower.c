@@ -46,7 +46,7 @@ static int cmp_ino(const void *a, const void *b)
 const char *object_map_find(const struct object_map *m, ino_t ino)
 {
 	struct object_entry key = {.ino = ino};
-	const struct object_entry *e = bsearch(&key, m->v, m->n, sizeof(*m->v), cmp_ino);
+	const struct object_entry *e = m->n ? bsearch(&key, m->v, m->n, sizeof(*m->v), cmp_ino) : NULL;
 	return e ? e->name : NULL;
 }
 

@@ -28,6 +28,8 @@ need_bin "$VUNIFY" "$MANIFEST"
 mkfs_loop 768M ext4 "$TEST_TMP/poolfs"
 mkfs_loop 768M ext4 "$TEST_TMP/guestfs"
 n_case=0
+# LeakSanitizer cannot run under ptrace: commands run under strace skip it
+NOLEAK=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 
 # mktree DIR: a small guest tree (a library, a tool, a config, a log).
 mktree() {
@@ -90,7 +92,8 @@ run_paused() {
 	local sc=$1 n=$2 hook=$3 spid pid nr i
 	shift 3
 	nr=$(printf '#include <sys/syscall.h>\nSYS_%s\n' "$sc" | cpp -P | tail -n1)
-	strace -f -qq -o /dev/null -e trace="$sc" -e inject="$sc:delay_enter=4000000:when=$n" "$@" \
+	strace -f -qq -o /dev/null -e trace="$sc" -e inject="$sc:delay_enter=4000000:when=$n" \
+		env ASAN_OPTIONS="$NOLEAK" "$@" \
 		>"$C/paused.out" 2>"$C/paused.err" &
 	spid=$!
 	for i in $(seq 1 300); do
@@ -275,7 +278,7 @@ for k in 1 2 3 4 5 6 7 8 9 10; do
 	addguest b "$C/tree"
 	rc=0
 	strace -f -qq -o /dev/null -e trace=syncfs -e inject="syncfs:signal=SIGKILL:when=$k" \
-		"${V[@]}" unify a b >/dev/null 2>&1 || rc=$?
+		env ASAN_OPTIONS="$NOLEAK" "${V[@]}" unify a b >/dev/null 2>&1 || rc=$?
 	[ "$rc" = 0 ] && break
 	killed=$((killed + 1))
 	# an upper file with a second name (mid-adoption): the window tested
