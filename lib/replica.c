@@ -211,8 +211,9 @@ int replica_rm(struct pool *p, const char *spec)
 int replica_mark_synced(struct pool *p, const char *spec, int64_t t)
 {
 	size_t l = strlen(spec) + 32;
-	_cleanup_free_ char *line = malloc(l);
+	_cleanup_free_ char *line = NULL;
 
+	line = malloc(l);
 	if (!line)
 		return -ENOMEM;
 	snprintf(line, l, "%" PRId64 " %s", t, spec);
@@ -605,9 +606,10 @@ void replica_session_close(struct replica_session *s)
 int replica_session_push(struct replica_session *s, char *const *names, const uint64_t *weights, size_t n,
                          bool *ret_ok)
 {
-	_cleanup_free_ char **want = malloc((n ? n : 1) * sizeof(*want));
+	_cleanup_free_ char **want = NULL;
 	int r = 0;
 
+	want = malloc((n ? n : 1) * sizeof(*want));
 	if (!want)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)

@@ -111,9 +111,10 @@ int ssh_command(char ***ret_argv, size_t *ret_n, size_t extra)
 {
 	const char *s = ssh_command_string();
 	size_t len = strlen(s), n = 0;
-	_cleanup_free_ char *buf = malloc(len + 1);
+	_cleanup_free_ char *buf = NULL;
 	char **v;
 
+	buf = malloc(len + 1);
 	if (!buf)
 		return -ENOMEM;
 	v = calloc(len / 2 + 2 + extra, sizeof(*v));

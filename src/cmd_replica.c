@@ -161,11 +161,12 @@ static int replicate_one(struct pool *p, const struct target *t, char *const *ne
                          bool all_guests, bool listed)
 {
 	struct nameset have = {0};
-	_cleanup_free_ char **miss = malloc((nn ? nn : 1) * sizeof(*miss));
+	_cleanup_free_ char **miss = NULL;
 	size_t nm = 0;
 	char why[128];
 	int r, status = 0;
 
+	miss = malloc((nn ? nn : 1) * sizeof(*miss));
 	if (!miss)
 		return cli_error("replicate", t->spec, -ENOMEM, NULL);
 	r = replica_names(t, p->layout, &have, &status);
