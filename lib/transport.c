@@ -119,7 +119,7 @@ int ssh_command(char ***ret_argv, size_t *ret_n, size_t extra)
 		return -ENOMEM;
 	v = calloc(len / 2 + 2 + extra, sizeof(*v));
 	if (!v)
-		return -ENOMEM;
+		return -ENOMEM; /* cppcheck-suppress memleak ; buf is _cleanup_free_ */
 	for (const char *p = s; *p;) {
 		char *w = buf;
 		bool word = false;

@@ -170,8 +170,10 @@ static int replicate_one(struct pool *p, const struct target *t, char *const *ne
 	if (!miss)
 		return cli_error("replicate", t->spec, -ENOMEM, NULL);
 	r = replica_names(t, p->layout, &have, &status);
-	if (r < 0)
+	if (r < 0) {
+		free(steal_pointer(&miss));
 		return cli_fail("replicate to '%s': %s", t->spec, replica_why(r, status, why, sizeof(why)));
+	}
 	for (size_t k = 0; k < nn; k++)
 		if (!nameset_has(&have, need[k]))
 			miss[nm++] = need[k];
