@@ -1,30 +1,40 @@
 /* Replicas (see replica.h).
  *
  * Sending a batch, and why each step is safe to die after:
- *   1. rsync writes each object as a temp file in the replica pool's
- *      tmp/ (--temp-dir), fsyncs it (--fsync) and renames it to
- *      objects/XX/NAME; an existing name is left alone (--ignore-existing:
- *      objects are immutable).  Killed here: temp files in the replica's
- *      tmp/ (removed by its next writer) and some complete objects.
- *   2. the receiving `vunify receive --pool` syncfs()es the replica pool,
- *      making the renames durable, and only then exits 0.
- *   3. the sender sees rsync exit 0 (it waits for the remote command): the
- *      batch is durable there.  Only now may anything that references the
- *      batch's objects become durable on the guests' partitions
- *      (replicated unify) or the replica be reported up to date. */
+ *   1. rsync writes the batch's objects into a staging directory of the
+ *      replica pool, tmp/in.PID.N/XX/NAME (temp names, then renamed by
+ *      rsync inside the staging directory).  Nothing there is an object
+ *      yet; killed here, the staging directory is garbage that the
+ *      replica's next writer removes with the rest of its tmp/.
+ *   2. on the replica, `vunify receive --pool --stage in.PID.N` (rsync's
+ *      --rsync-path: it runs rsync, then commits) makes the staged data
+ *      durable (syncfs), re-hashes each staged file and renames it to
+ *      objects/XX/NAME only if its content hashes to NAME (an existing
+ *      object wins), then syncfs again so the names are durable, and only
+ *      then exits 0.  A replica therefore never names an object that is
+ *      torn or corrupt, not even after a power cut of its own.
+ *   3. the sender sees rsync exit 0 (rsync waits for the remote command):
+ *      the batch is durable there.  Only now may anything that references
+ *      the batch's objects become durable on a guest's partition
+ *      (replicated unify) or the replica be reported up to date.
+ * A local replica takes the same path, with the commit done in-process. */
 #define _GNU_SOURCE
 #include "replica.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "lower.h"
 #include "object.h"
+#include "remove.h"
 #include "util.h"
 #include "banned.h"
 
@@ -361,8 +371,9 @@ int replica_names(const struct target *t, enum layout_kind layout, struct namese
 
 int replica_send(struct pool *p, const struct target *t, char *const *names, size_t n, int *ret_status)
 {
-	_cleanup_free_ char *list = NULL, *src = NULL, *dst = NULL, *rpath = NULL, *qdir = NULL,
-	                    *tmpdir = NULL;
+	_cleanup_free_ char *list = NULL, *src = NULL, *dst = NULL, *rpath = NULL, *qdir = NULL;
+	static unsigned seq;
+	char stage[64];
 	const char *argv[32];
 	size_t len = 0, k = 0;
 	struct pool *rp = NULL;
@@ -382,21 +393,25 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 	src = path_join(p->path, "objects/");
 	if (!src)
 		return -ENOMEM;
+	snprintf(stage, sizeof(stage), "in.%ld.%u", (long)getpid(),
+	         __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
 	if (t->host) {
-		size_t l = strlen(t->host) + strlen(t->dir) + 16;
+		size_t l = strlen(t->host) + strlen(t->dir) + 96;
 		qdir = shell_quote(t->dir);
 		dst = malloc(l);
 		if (!qdir || !dst)
 			return -ENOMEM;
-		snprintf(dst, l, "%s:%s/objects/", t->host, t->dir);
-		/* the remote command (a shell parses it: every word quoted) */
-		l = strlen(qdir) + 64;
+		snprintf(dst, l, "%s:%s/tmp/%s/", t->host, t->dir, stage);
+		/* the remote command (a shell parses it: every word quoted;
+		 * STAGE is ours: letters, digits and dots) */
+		l = strlen(qdir) + 128;
 		rpath = malloc(l);
 		if (!rpath)
 			return -ENOMEM;
-		snprintf(rpath, l, "vunify -p %s receive --pool rsync", qdir);
+		snprintf(rpath, l, "vunify -p %s receive --pool --stage %s rsync", qdir, stage);
 	} else {
-		/* a local replica: hold its lock, sync it ourselves */
+		size_t l;
+		/* a local replica: hold its lock, commit ourselves */
 		r = pool_open(t->dir, POOL_LOCK_SHARED, true, &rp, NULL);
 		if (r < 0)
 			return r;
@@ -404,22 +419,13 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 			pool_close(rp);
 			return -EPROTOTYPE;
 		}
-		dst = path_join(rp->path, "objects/");
+		l = strlen(rp->path) + 96;
+		dst = malloc(l);
 		if (!dst) {
 			pool_close(rp);
 			return -ENOMEM;
 		}
-	}
-	{
-		/* temp files in the replica pool's tmp/, emptied by its writers */
-		const char *dir = rp ? rp->path : t->dir;
-		size_t l = strlen(dir) + 32;
-		tmpdir = malloc(l);
-		if (!tmpdir) {
-			pool_close(rp);
-			return -ENOMEM;
-		}
-		snprintf(tmpdir, l, "--temp-dir=%s/tmp", dir);
+		snprintf(dst, l, "%s/tmp/%s/", rp->path, stage);
 	}
 	argv[k++] = "rsync";
 	argv[k++] = "-s"; /* --protect-args: paths inside the protocol, no remote splitting */
@@ -427,9 +433,6 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 	argv[k++] = "-q";
 	argv[k++] = "--files-from=-";
 	argv[k++] = "--from0";
-	argv[k++] = "--no-implied-dirs";
-	argv[k++] = "--ignore-existing";
-	argv[k++] = "--fsync";
 	argv[k++] = "--numeric-ids";
 	argv[k++] = "-pogt";
 	if (p->layout == LAYOUT_LINK) {
@@ -437,7 +440,6 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 		argv[k++] = "-X";
 		argv[k++] = "-A";
 	}
-	argv[k++] = tmpdir;
 	if (t->host) {
 		argv[k++] = "-e";
 		argv[k++] = ssh_command_string();
@@ -453,9 +455,110 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 		r = -EHOSTUNREACH;
 	if (ret_status)
 		*ret_status = status;
-	if (r == 0 && rp && syncfs(rp->objects_fd) < 0)
-		r = neg_errno();
+	if (r == 0 && rp)
+		r = replica_commit(rp, stage, NULL);
 	pool_close(rp);
+	return r;
+}
+
+/* Commit one staged object: verify, name.  Returns 0, -EBADMSG (content
+ * does not match the name) or -errno. */
+static int commit_one(struct pool *p, struct hasher *h, int fan_fd, const char *fan, const char *name,
+                      bool *ret_dropped)
+{
+	char rel[OBJECT_NAME_MAX + 4], hex[HASH_HEX_LEN + 1];
+	unsigned char sum[HASH_LEN];
+	struct stat st;
+	size_t l = strlen(name);
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	*ret_dropped = false;
+	if (!hash_is_hex(name) || strncmp(name, fan, 2) || (l != HASH_HEX_LEN && l != HASH_HEX_LEN + 17) ||
+	    (l > HASH_HEX_LEN && name[HASH_HEX_LEN] != '.'))
+		return -EBADMSG;
+	fd = openat(fan_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return neg_errno();
+	if (fstat(fd, &st) < 0)
+		return neg_errno();
+	if (!S_ISREG(st.st_mode))
+		return -EBADMSG;
+	r = hasher_fd(h, fd, (uint64_t)st.st_size, sum);
+	if (r < 0)
+		return r;
+	hash_to_hex(sum, hex);
+	if (strncmp(hex, name, HASH_HEX_LEN))
+		return -EBADMSG;
+	if (renameat2(fan_fd, name, p->objects_fd, object_relpath(name, rel), RENAME_NOREPLACE) < 0) {
+		if (errno != EEXIST)
+			return neg_errno();
+		*ret_dropped = true; /* an object of that name is there: it wins */
+	}
+	return 0;
+}
+
+int replica_commit(struct pool *p, const char *stage, uint64_t *ret_n)
+{
+	struct hasher h;
+	_cleanup_close_ int sfd = -1;
+	uint64_t n = 0;
+	int r = 0, bad = 0;
+
+	if (strncmp(stage, "in.", 3) || strchr(stage, '/') || strstr(stage, ".."))
+		return -EINVAL;
+	sfd = openat(p->tmp_fd, stage, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd < 0)
+		return errno == ENOENT ? 0 : neg_errno(); /* nothing was sent */
+	/* 1. the staged data durable before any of it is named */
+	if (syncfs(sfd) < 0)
+		return neg_errno();
+	r = hasher_init(&h);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < 256 && r == 0; i++) {
+		char fan[3];
+		_cleanup_closedir_ DIR *d = NULL;
+		struct dirent *de;
+		int fd;
+		snprintf(fan, sizeof(fan), "%02x", i);
+		fd = openat(sfd, fan, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				continue;
+			r = neg_errno();
+			break;
+		}
+		d = fdopendir(fd);
+		if (!d) {
+			r = neg_errno();
+			close(fd);
+			break;
+		}
+		/* 2. each verified, then named (an existing object wins) */
+		while (r == 0 && (de = readdir(d))) {
+			bool dropped = false;
+			int e;
+			if (de->d_name[0] == '.')
+				continue;
+			e = commit_one(p, &h, fd, fan, de->d_name, &dropped);
+			if (e == -EBADMSG)
+				bad++;
+			else if (e < 0)
+				r = e;
+			else
+				n += !dropped;
+		}
+	}
+	hasher_release(&h);
+	/* 3. the names durable; the staging directory is garbage now */
+	if (r == 0 && syncfs(p->objects_fd) < 0)
+		r = neg_errno();
+	(void)remove_tree_at(p->tmp_fd, stage);
+	if (r == 0 && bad)
+		r = -EBADMSG;
+	if (ret_n)
+		*ret_n = n;
 	return r;
 }
 

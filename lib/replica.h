@@ -5,12 +5,11 @@
  * The list is POOL/replicas (one target a line, see transport.h for the
  * syntax) and POOL/replicas.synced ("SECONDS TARGET" lines: when each was
  * last brought up to date).  Objects travel by rsync over ssh, one rsync
- * per batch, into the replica pool's objects/ under their own names
- * (immutable, named by content: a name there is either complete or
- * absent).  On the receiving side the remote `vunify receive --pool`
- * holds the replica pool's shared lock while rsync runs (so its gc and
- * tmp cleanup wait) and syncfs()es the pool after rsync succeeded, before
- * the exit status that tells the sender the objects are durable. */
+ * per batch, into a staging directory of the replica pool; the replica's
+ * own `vunify receive` (rsync's --rsync-path) then verifies and names them
+ * durably before rsync reports success (the order is in replica.c).  It
+ * holds the replica pool's shared lock meanwhile, so the replica's gc and
+ * tmp cleanup wait. */
 #ifndef VUNIFY_REPLICA_H
 #define VUNIFY_REPLICA_H
 
@@ -57,6 +56,13 @@ int replica_names(const struct target *t, enum layout_kind layout, struct namese
  * them durable there.  Returns 0, -EHOSTUNREACH (rsync failed; its exit
  * status in *ret_status: 11/12 often mean the replica is full) or -errno. */
 int replica_send(struct pool *p, const struct target *t, char *const *names, size_t n, int *ret_status);
+
+/* On a replica: commit the objects rsync staged in POOL/tmp/STAGE
+ * (syncfs, verify each against its name, rename into objects/, syncfs,
+ * remove the staging directory).  Objects whose content does not match
+ * their name are not named (-EBADMSG after the others are committed).
+ * *ret_n: objects named.  Returns 0 or -errno. */
+int replica_commit(struct pool *p, const char *stage, uint64_t *ret_n);
 
 /* The objects that the named guests (all when n == 0) reference and that
  * exist here, from the pool's reference records (POOL/guests/G/refs).

@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "lower.h"
+#include "replica.h"
 #include "transport.h"
 #include "util.h"
 #include "banned.h"
@@ -47,31 +48,34 @@ int cmd_objects(const struct cli *c, int argc, char **argv)
 	return r < 0 ? cli_error("objects", c->pool_path, r, NULL) : 0;
 }
 
-/* vunify [-p POOL] receive (--pool | --sync DIR) rsync ARGS...
+/* vunify [-p POOL] receive (--pool --stage NAME | --sync DIR) rsync ARGS...
  *
  * 1. --pool: take the pool's shared lock (its gc and tmp cleanup wait),
  * 2. run rsync ARGS with our stdin/stdout (the ssh channel),
- * 3. when rsync succeeded: syncfs() the pool (or DIR), so that the renames
- *    rsync made are durable,
- * 4. exit with rsync's status (1 if the sync failed): the sender's rsync
+ * 3. when rsync succeeded: --pool commits the objects staged in
+ *    POOL/tmp/NAME (durable, verified, then named: replica_commit);
+ *    --sync DIR syncfs()es DIR's filesystem,
+ * 4. exit with rsync's status, or 1 if step 3 failed: the sender's rsync
  *    waits for this exit before it reports success. */
 int cmd_receive(const struct cli *c, int argc, char **argv)
 {
 	struct pool *p = NULL;
-	const char *sync_dir = NULL;
+	const char *sync_dir = NULL, *stage = NULL;
 	bool pool = false;
 	int i = 1, r, status = 0;
 
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "--pool"))
 			pool = true;
+		else if (!strcmp(argv[i], "--stage") && i + 1 < argc)
+			stage = argv[++i];
 		else if (!strcmp(argv[i], "--sync") && i + 1 < argc)
 			sync_dir = argv[++i];
 		else
-			return cli_usage("receive", "expected --pool or --sync DIR, then rsync ARGS");
+			break;
 	}
-	if (i >= argc || strcmp(argv[i], "rsync") || pool == !!sync_dir)
-		return cli_usage("receive", "expected --pool or --sync DIR, then rsync ARGS");
+	if (i >= argc || strcmp(argv[i], "rsync") || pool == !!sync_dir || pool != !!stage)
+		return cli_usage("receive", "expected --pool --stage NAME or --sync DIR, then rsync ARGS");
 	if (pool) {
 		p = cli_open_pool(c, POOL_LOCK_SHARED);
 		if (!p)
@@ -82,17 +86,19 @@ int cmd_receive(const struct cli *c, int argc, char **argv)
 		pool_close(p);
 		return cli_error("receive: run", "rsync", r, NULL);
 	}
-	if (status == 0) {
-		int fd = p ? dup(p->fd) : open(sync_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0 || syncfs(fd) < 0) {
-			r = neg_errno();
-			if (fd >= 0)
-				close(fd);
-			pool_close(p);
-			return cli_error("receive: sync", p ? c->pool_path : sync_dir, r, NULL);
-		}
-		close(fd);
+	if (status == 0 && p) {
+		r = replica_commit(p, stage, NULL);
+		if (r < 0)
+			cli_error("receive: commit the objects in", stage, r,
+			          r == -EBADMSG ? "content does not match the name; not kept" : NULL);
+	} else if (status == 0) {
+		int fd = open(sync_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		r = fd < 0 || syncfs(fd) < 0 ? neg_errno() : 0;
+		if (fd >= 0)
+			close(fd);
+		if (r < 0)
+			cli_error("receive: sync", sync_dir, r, NULL);
 	}
 	pool_close(p);
-	return status;
+	return r < 0 ? 1 : status;
 }

@@ -29,6 +29,7 @@ static const struct {
         {"remove", cmd_remove, "unregister a guest (its home keeps the whole tree)"},
         {"replica", cmd_replica, "add, remove or list the pools that hold copies of the objects"},
         {"replicate", cmd_replicate, "send the objects the guests need to the replicas"},
+        {"adopt", cmd_adopt, "register a home made by another pool (after failover)"},
         {"objects", cmd_objects, "plumbing: list the pool's object names"},
         {"receive", cmd_receive, "plumbing: receive over rsync, durably (for another host)"},
 };
