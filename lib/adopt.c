@@ -192,7 +192,7 @@ int guest_adopt(struct pool *p, const char *name, const char *home, bool verify,
 		lower_fd = openat(roots_fd, staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (lower_fd < 0)
 			r = neg_errno();
-		else if (lowerlist_exists(home_fd) > 0)
+		else
 			r = lowerlist_replay(p, home_fd, lower_fd, &rep.missing, &rep.n_missing);
 		if (r == 0)
 			r = objects_scan(p, NULL, &map, NULL, NULL);

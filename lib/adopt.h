@@ -28,6 +28,8 @@ void adopt_report_free(struct adopt_report *r);
  *   -ENOMEDIUM       HOME has no vunify-guest file: not a guest's home
  *   -EPROTONOSUPPORT the home's format is not one this build knows
  *   -EPROTOTYPE      the home was made by a pool of the other layout
+ *   -ENOLINK         link layout: the home has no description of its lower
+ *                    layer (written by unify with replicas, or replicate)
  *   -EBUSY           the home's upper is mounted
  *   -ENODATA         objects are missing (listed in the report)
  *   -EBADMSG         objects are corrupt (listed in the report) */

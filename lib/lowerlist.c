@@ -209,3 +209,26 @@ int lowerlist_replay(struct pool *p, int home_fd, int dir_fd, char ***ret_missin
 	*ret_n_missing = m.n;
 	return 0;
 }
+
+int guest_describe_lower(struct pool *p, const char *name)
+{
+	struct guest *g = NULL;
+	_cleanup_close_ int home_fd = -1, lower_fd = -1;
+	int r;
+
+	if (p->layout != LAYOUT_LINK)
+		return 0;
+	r = pool_guest_load(p, name, &g);
+	if (r < 0)
+		return r;
+	home_fd = guest_open_home(p, g);
+	if (home_fd < 0) {
+		guest_free(g);
+		return home_fd;
+	}
+	lower_fd = guest_open_lower(p, g, home_fd, true);
+	guest_free(g);
+	if (lower_fd < 0)
+		return lower_fd;
+	return lowerlist_write(p, home_fd, lower_fd);
+}

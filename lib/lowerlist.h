@@ -34,6 +34,11 @@ int lowerlist_append(int home_fd, const char *const *names, const char *const *p
  * or -errno. */
 int lowerlist_write(struct pool *p, int home_fd, int lower_fd);
 
+/* Write the description of guest NAME's roots into its home (link layout;
+ * a no-op in the redirect layout, whose lower layer is in the home).
+ * Returns 0 or -errno (-ENOENT/-ESTALE: home not attached here). */
+int guest_describe_lower(struct pool *p, const char *name);
+
 /* Does the home have a description?  1, 0 or -errno. */
 int lowerlist_exists(int home_fd);
 

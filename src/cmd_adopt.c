@@ -79,6 +79,12 @@ int cmd_adopt(const struct cli *c, int argc, char **argv)
 		cli_fail("adopt '%s': home '%s' was made by a pool of another layout than this %s pool",
 		         argv[optind], argv[optind + 1], layout_name(p->layout));
 		break;
+	case -ENOLINK:
+		cli_fail(
+		        "adopt '%s': home '%s' does not describe its lower layer (vunify-lower); run 'vunify "
+		        "replicate' on the host it comes from",
+		        argv[optind], argv[optind + 1]);
+		break;
 	case -ENODATA:
 		cli_fail("adopt '%s': %zu of the %zu objects the guest needs are not in pool '%s'; nothing "
 		         "changed (run 'vunify replicate' on the host it comes from)",

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "lowerlist.h"
 #include "replica.h"
 #include "util.h"
 #include "banned.h"
@@ -247,6 +248,29 @@ int cmd_replicate(const struct cli *c, int argc, char **argv)
 	} else {
 		for (size_t i = 0; i < n; i++)
 			ret |= replicate_one(p, &v[i].t, need, nn, optind == argc, true);
+	}
+	/* the link layout's lower layer lives in the pool: describe it in
+	 * each home, after its objects went out, so it fails over with the
+	 * partition */
+	if (p->layout == LAYOUT_LINK) {
+		char **names = NULL;
+		int ng = optind < argc ? 0 : pool_guest_names(p, &names);
+		char *const *gv = optind < argc ? argv + optind : names;
+		if (ng < 0)
+			ret = cli_error("replicate: list guests of", p->path, ng, NULL);
+		else if (optind < argc)
+			ng = argc - optind;
+		for (int i = 0; i < ng; i++) {
+			r = guest_describe_lower(p, gv[i]);
+			if (r == -ENOENT || r == -ESTALE)
+				fprintf(stderr,
+				        "vunify: replicate: home of '%s' not attached here; its lower "
+				        "layer is described when it is\n",
+				        gv[i]);
+			else if (r < 0)
+				ret = cli_error("replicate: describe the lower layer of", gv[i], r, NULL);
+		}
+		names_free(names);
 	}
 	replicas_free(v, n);
 	names_free(need);
