@@ -311,6 +311,12 @@ static int add_name_cb(const char *name, void *ud)
 
 int replica_names(const struct target *t, enum layout_kind layout, struct nameset *ret, int *ret_status)
 {
+	return replica_names_at(t, layout, ret, NULL, ret_status);
+}
+
+int replica_names_at(const struct target *t, enum layout_kind layout, struct nameset *ret, char **ret_path,
+                     int *ret_status)
+{
 	struct nameset s = {0};
 	int r, status = 0;
 
@@ -323,9 +329,13 @@ int replica_names(const struct target *t, enum layout_kind layout, struct namese
 			r = -EPROTOTYPE;
 		else
 			r = objects_names(rp, add_name_cb, &s);
+		if (r == 0 && ret_path && !(*ret_path = strdup(rp->path)))
+			r = -ENOMEM;
 		pool_close(rp);
 	} else {
-		char *cmd[] = {"vunify", "-p", t->dir, "objects", NULL};
+		char *with_pool[] = {"vunify", "-p", t->dir, "objects", NULL};
+		char *remote_default[] = {"vunify", "objects", NULL};
+		char **cmd = t->dir && *t->dir ? with_pool : remote_default;
 		char **argv = NULL;
 		_cleanup_free_ char *out = NULL;
 		size_t len = 0;
@@ -353,8 +363,12 @@ int replica_names(const struct target *t, enum layout_kind layout, struct namese
 				if (!nl)
 					break;
 				*nl = '\0';
-				if (*line)
+				if (!strncmp(line, "pool ", 5)) {
+					if (ret_path && !(*ret_path = strdup(line + 5)))
+						r = -ENOMEM;
+				} else if (*line) {
 					r = add_name_cb(line, &s);
+				}
 				line = nl + 1;
 			}
 		}

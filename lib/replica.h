@@ -51,6 +51,11 @@ void nameset_free(struct nameset *s);
  * -EHOSTUNREACH when ssh or the remote vunify failed (status in
  * *ret_status when non-NULL), or -errno. */
 int replica_names(const struct target *t, enum layout_kind layout, struct nameset *ret, int *ret_status);
+/* The same, also returning the replica pool's absolute path (malloc'd) in
+ * *ret_path when non-NULL; a remote T with an empty dir asks the remote
+ * vunify's default pool. */
+int replica_names_at(const struct target *t, enum layout_kind layout, struct nameset *ret, char **ret_path,
+                     int *ret_status);
 
 /* Send the objects NAMES (they exist here) to T with one rsync, and make
  * them durable there.  Returns 0, -EHOSTUNREACH (rsync failed; its exit

@@ -45,6 +45,7 @@ int cmd_remove(const struct cli *c, int argc, char **argv);
 int cmd_replica(const struct cli *c, int argc, char **argv);
 int cmd_replicate(const struct cli *c, int argc, char **argv);
 int cmd_adopt(const struct cli *c, int argc, char **argv);
+int cmd_send(const struct cli *c, int argc, char **argv);
 int cmd_objects(const struct cli *c, int argc, char **argv);
 int cmd_receive(const struct cli *c, int argc, char **argv);
 

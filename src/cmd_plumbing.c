@@ -31,7 +31,8 @@ int cmd_objects(const struct cli *c, int argc, char **argv)
 
 	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
 		printf("usage: vunify [-p POOL] objects\n\n"
-		       "Plumbing: print \"vunify-objects 1\", \"layout L\", then the name of every\n"
+		       "Plumbing: print \"vunify-objects 1\", \"layout L\", \"pool PATH\", then the name\n"
+		       "of every\n"
 		       "object in the pool, one a line (what 'replicate' asks a replica over ssh).\n");
 		return 0;
 	}
@@ -40,7 +41,11 @@ int cmd_objects(const struct cli *c, int argc, char **argv)
 	p = cli_open_pool(c, POOL_LOCK_SHARED);
 	if (!p)
 		return 1;
-	printf("vunify-objects 1\nlayout %s\n", layout_name(p->layout));
+	if (strchr(p->path, '\n')) {
+		pool_close(p);
+		return cli_fail("objects: pool path '%s' holds a newline", c->pool_path);
+	}
+	printf("vunify-objects 1\nlayout %s\npool %s\n", layout_name(p->layout), p->path);
 	r = objects_names(p, print_name, NULL);
 	if (r == 0 && fflush(stdout) != 0)
 		r = -EIO;
