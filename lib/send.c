@@ -40,12 +40,10 @@ int home_send(const char *home, const struct target *t, int *ret_status)
 	argv[k++] = "--exclude=/upper.new/";
 	if (t->host) {
 		qdir = shell_quote(t->dir);
-		if (!qdir)
-			return -ENOMEM;
-		l = strlen(qdir) + 64;
-		rpath = malloc(l);
+		l = qdir ? strlen(qdir) + 64 : 0;
+		rpath = qdir ? malloc(l) : NULL;
 		if (!rpath)
-			return -ENOMEM;
+			return -ENOMEM; /* cppcheck-suppress memleak ; all _cleanup_free_ */
 		snprintf(rpath, l, "vunify receive --sync %s rsync", qdir);
 		argv[k++] = "-e";
 		argv[k++] = ssh_command_string();
