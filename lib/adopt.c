@@ -15,7 +15,10 @@
  *   4. link layout: syncfs, rename the staging tree to roots/NAME;
  *   5. write the guest's reference record, then register it (the home
  *      file, written last: until then NAME is an unfinished add that adopt
- *      or add may complete), then its figures. */
+ *      or add may complete), then its figures.
+ * A guest that comes back (registered here with this very home, which
+ * another pool adopted since) is re-bound the same way: its record is
+ * rewritten, its registration kept. */
 #define _GNU_SOURCE
 #include "adopt.h"
 
@@ -131,20 +134,33 @@ int guest_adopt(struct pool *p, const char *name, const char *home, bool verify,
 	_cleanup_close_ int home_fd = -1, lower_fd = -1, roots_fd = -1;
 	struct guest *g = NULL;
 	char idbuf[256];
+	bool rebind = false;
 	int r;
 
 	if (!guest_name_valid(name))
 		return -EINVAL;
-	r = pool_guest_load(p, name, &g);
-	guest_free(g);
-	g = NULL;
-	if (r == 0)
-		return -EEXIST;
-	if (r != -ENOENT)
-		return r;
 	abs = realpath(home, NULL);
 	if (!abs)
 		return neg_errno();
+	r = pool_guest_load(p, name, &g);
+	if (r == 0) {
+		/* A name clash, unless this is the guest coming back: the same
+		 * home, which was adopted by another pool since (its id no
+		 * longer names this one). */
+		int h = strcmp(g->home, abs) ? 0 : guest_open_home(p, g);
+		guest_free(g);
+		g = NULL;
+		if (h >= 0) {
+			if (h > 0)
+				close(h);
+			return -EEXIST;
+		}
+		if (h != -ESTALE)
+			return h;
+		rebind = true;
+	} else if (r != -ENOENT) {
+		return r;
+	}
 	home_fd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (home_fd < 0)
 		return neg_errno();
@@ -239,7 +255,7 @@ int guest_adopt(struct pool *p, const char *name, const char *home, bool verify,
 		r = neg_errno();
 	if (r == 0)
 		r = pool_guest_save_refs(p, name, ls.refs, ls.n_refs);
-	if (r == 0)
+	if (r == 0 && !rebind)
 		r = pool_guest_register(p, name, abs);
 	if (r == 0 && pool_guest_load(p, name, &g) == 0) {
 		(void)guest_refresh_stats(p, g, home_fd, NULL);

@@ -24,7 +24,9 @@ void adopt_report_free(struct adopt_report *r);
  * vunify-lower in the link layout).  Nothing changes unless every object
  * the lower layer references is here (and, with VERIFY, hashes to its
  * name).  Returns 0 or -errno:
- *   -EEXIST          a guest of that name is registered here
+ *   -EEXIST          a guest of that name is registered here (unless it is
+ *                    this guest coming back: registered with this very
+ *                    home, which another pool adopted since)
  *   -ENOMEDIUM       HOME has no vunify-guest file: not a guest's home
  *   -EPROTONOSUPPORT the home's format is not one this build knows
  *   -EPROTOTYPE      the home was made by a pool of the other layout

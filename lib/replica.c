@@ -387,7 +387,9 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 {
 	_cleanup_free_ char *list = NULL, *src = NULL, *dst = NULL, *rpath = NULL, *qdir = NULL;
 	static unsigned seq;
-	char stage[64];
+	char stage[64], listname[64];
+	_cleanup_free_ char *filesfrom = NULL;
+	_cleanup_close_ int mfd = -1;
 	const char *argv[32];
 	size_t len = 0, k = 0;
 	struct pool *rp = NULL;
@@ -395,6 +397,19 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 
 	if (n == 0)
 		return 0;
+	/* the list in a file of our tmp/ (removed below; a killed run's is
+	 * removed by the next writer) */
+	snprintf(listname, sizeof(listname), "list.%ld.%u", (long)getpid(),
+	         __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+	mfd = openat(p->tmp_fd, listname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (mfd < 0)
+		return neg_errno();
+	filesfrom = malloc(strlen(p->path) + 96);
+	if (!filesfrom) {
+		unlinkat(p->tmp_fd, listname, 0);
+		return -ENOMEM;
+	}
+	snprintf(filesfrom, strlen(p->path) + 96, "--files-from=%s/tmp/%s", p->path, listname);
 	list = malloc(n * (OBJECT_NAME_MAX + 4));
 	if (!list)
 		return -ENOMEM;
@@ -445,10 +460,11 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 	argv[k++] = "-s"; /* --protect-args: paths inside the protocol, no remote splitting */
 	argv[k++] = "-W";
 	argv[k++] = "-q";
-	argv[k++] = "--files-from=-";
+	argv[k++] = filesfrom;
 	argv[k++] = "--from0";
 	argv[k++] = "--numeric-ids";
 	argv[k++] = "-pogt";
+	argv[k++] = rsync_timeout_option();
 	if (p->layout == LAYOUT_LINK) {
 		/* the object inode is the file guests see */
 		argv[k++] = "-X";
@@ -464,7 +480,13 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 	argv[k++] = src;
 	argv[k++] = dst;
 	argv[k] = NULL;
-	r = run_process((char *const *)argv, list, len, NULL, NULL, &status);
+	/* the list in a file rsync reads, not on its stdin: a receiver
+	 * that fails mid-list must not leave us and rsync waiting on each
+	 * other through a full pipe */
+	r = write_all(mfd, list, len);
+	if (r == 0)
+		r = run_process((char *const *)argv, NULL, 0, NULL, NULL, &status);
+	unlinkat(p->tmp_fd, listname, 0);
 	if (r == 0 && status != 0)
 		r = -EHOSTUNREACH;
 	if (ret_status)
@@ -771,7 +793,7 @@ int replica_session_push(struct replica_session *s, char *const *names, const ui
 		for (size_t i = 0; i < n; i++)
 			if (rs->down && !nameset_has(&rs->have, names[i])) {
 				ret_ok[i] = false;
-				rs->files_kept += weights ? weights[i] : 1;
+				rs->files_kept += weights ? weights[i] : 0;
 			}
 		pthread_mutex_unlock(&s->lock);
 		nameset_free(&batch);

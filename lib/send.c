@@ -35,6 +35,7 @@ int home_send(const char *home, const struct target *t, int *ret_status)
 	argv[k++] = "--numeric-ids";
 	argv[k++] = "-q";
 	argv[k++] = "--mkpath"; /* HOME's parents too */
+	argv[k++] = rsync_timeout_option();
 	/* leftovers of interrupted commands, never part of the guest */
 	argv[k++] = "--exclude=/staging/";
 	argv[k++] = "--exclude=/upper.new/";

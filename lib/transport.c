@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,7 +37,8 @@ int target_parse(const char *spec, struct target *ret)
 	const char *colon = strchr(spec, ':'), *slash = strchr(spec, '/');
 	struct target t = {0};
 
-	if (!*spec || strchr(spec, '\n'))
+	/* a leading '-' would be an option to ssh or rsync */
+	if (!*spec || spec[0] == '-' || strchr(spec, '\n'))
 		return -EINVAL;
 	t.spec = strdup(spec);
 	if (!t.spec)
@@ -57,7 +59,7 @@ int target_parse(const char *spec, struct target *ret)
 	} else {
 		t.dir = strdup(spec);
 	}
-	if (!t.dir || (colon && !t.host)) {
+	if (!t.dir || (t.host == NULL && colon && (!slash || colon < slash))) {
 		target_free(&t);
 		return -ENOMEM;
 	}
@@ -341,4 +343,16 @@ int run_inherit(char *const *argv, int *ret_status)
 			return neg_errno();
 	*ret_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 	return 0;
+}
+
+const char *rsync_timeout_option(void)
+{
+	static char opt[48];
+	const char *s = getenv("VUNIFY_RSYNC_TIMEOUT");
+	uint64_t v;
+
+	if (!s || parse_u64(s, &v) < 0 || v == 0 || v > 86400)
+		v = 120;
+	snprintf(opt, sizeof(opt), "--timeout=%llu", (unsigned long long)v);
+	return opt;
 }

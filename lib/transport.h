@@ -54,6 +54,12 @@ void strv_free(char **v);
 int run_process(char *const *argv, const void *in, size_t in_len, char **ret_out, size_t *ret_len,
                 int *ret_status);
 
+/* rsync's --timeout option: seconds without I/O after which rsync gives
+ * up ($VUNIFY_RSYNC_TIMEOUT, default 120).  rsync 3.2/3.5 can otherwise
+ * wait for ever after its receiver failed (a full replica, for one).
+ * Returns a static string. */
+const char *rsync_timeout_option(void);
+
 /* Run ARGV with our stdin, stdout and stderr; *ret_status as above.
  * Returns 0 when it ran or -errno. */
 int run_inherit(char *const *argv, int *ret_status);

@@ -34,6 +34,8 @@ static const char *replica_why(int r, int status, char *buf, size_t len)
 {
 	if (r == -EHOSTUNREACH && status == 255)
 		snprintf(buf, len, "ssh failed (exit 255)");
+	else if (r == -EHOSTUNREACH && status == 30)
+		snprintf(buf, len, "rsync timed out (exit 30: replica full or stalled?)");
 	else if (r == -EHOSTUNREACH && (status == 11 || status == 12))
 		snprintf(buf, len, "rsync failed (exit %d: replica full or unwritable?)", status);
 	else if (r == -EHOSTUNREACH)
