@@ -388,6 +388,7 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 	_cleanup_free_ char *list = NULL, *src = NULL, *dst = NULL, *rpath = NULL, *qdir = NULL;
 	static unsigned seq;
 	char stage[64], listname[64];
+	size_t filesfrom_len;
 	_cleanup_free_ char *filesfrom = NULL;
 	_cleanup_close_ int mfd = -1;
 	const char *argv[32];
@@ -397,21 +398,10 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 
 	if (n == 0)
 		return 0;
-	/* the list in a file of our tmp/ (removed below; a killed run's is
-	 * removed by the next writer) */
-	snprintf(listname, sizeof(listname), "list.%ld.%u", (long)getpid(),
-	         __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
-	mfd = openat(p->tmp_fd, listname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (mfd < 0)
-		return neg_errno();
-	filesfrom = malloc(strlen(p->path) + 96);
-	if (!filesfrom) {
-		unlinkat(p->tmp_fd, listname, 0);
-		return -ENOMEM;
-	}
-	snprintf(filesfrom, strlen(p->path) + 96, "--files-from=%s/tmp/%s", p->path, listname);
+	filesfrom_len = strlen(p->path) + 96;
+	filesfrom = malloc(filesfrom_len);
 	list = malloc(n * (OBJECT_NAME_MAX + 4));
-	if (!list)
+	if (!list || !filesfrom)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		char rel[OBJECT_NAME_MAX + 4];
@@ -480,10 +470,15 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 	argv[k++] = src;
 	argv[k++] = dst;
 	argv[k] = NULL;
-	/* the list in a file rsync reads, not on its stdin: a receiver
-	 * that fails mid-list must not leave us and rsync waiting on each
-	 * other through a full pipe */
-	r = write_all(mfd, list, len);
+	/* the list in a file of our tmp/ that rsync reads, not on its
+	 * stdin: a receiver that fails mid-list must not leave us and rsync
+	 * waiting on each other through a full pipe (removed below; a killed
+	 * run's is removed by the next writer) */
+	snprintf(listname, sizeof(listname), "list.%ld.%u", (long)getpid(),
+	         __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+	snprintf(filesfrom, filesfrom_len, "--files-from=%s/tmp/%s", p->path, listname);
+	mfd = openat(p->tmp_fd, listname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	r = mfd < 0 ? neg_errno() : write_all(mfd, list, len);
 	if (r == 0)
 		r = run_process((char *const *)argv, NULL, 0, NULL, NULL, &status);
 	unlinkat(p->tmp_fd, listname, 0);
@@ -510,8 +505,10 @@ static int commit_one(struct pool *p, struct hasher *h, int fan_fd, const char *
 	int r;
 
 	*ret_dropped = false;
-	if (!hash_is_hex(name) || strncmp(name, fan, 2) || (l != HASH_HEX_LEN && l != HASH_HEX_LEN + 17) ||
-	    (l > HASH_HEX_LEN && name[HASH_HEX_LEN] != '.'))
+	/* HASH, or (link layout) HASH.METAKEY: the names a pool makes */
+	if (!hash_is_hex(name) || strncmp(name, fan, 2) ||
+	    (l != HASH_HEX_LEN && (l != 2 * HASH_HEX_LEN + 1 || name[HASH_HEX_LEN] != '.' ||
+	                           !hash_is_hex(name + HASH_HEX_LEN + 1))))
 		return -EBADMSG;
 	fd = openat(fan_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
