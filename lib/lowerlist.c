@@ -226,6 +226,20 @@ int guest_describe_lower(struct pool *p, const char *name)
 		guest_free(g);
 		return home_fd;
 	}
+	/* unify rewrites the description after the pool's record of the
+	 * guest (refs); one at least as new as that record is current */
+	{
+		struct stat sd, sr;
+		_cleanup_close_ int gfd =
+		        openat(p->guests_fd, g->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (gfd >= 0 && fstatat(home_fd, HOME_LOWERLIST, &sd, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    fstatat(gfd, "refs", &sr, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    (sd.st_mtim.tv_sec > sr.st_mtim.tv_sec ||
+		     (sd.st_mtim.tv_sec == sr.st_mtim.tv_sec && sd.st_mtim.tv_nsec >= sr.st_mtim.tv_nsec))) {
+			guest_free(g);
+			return 0;
+		}
+	}
 	lower_fd = guest_open_lower(p, g, home_fd, true);
 	guest_free(g);
 	if (lower_fd < 0)

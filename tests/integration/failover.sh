@@ -113,7 +113,14 @@ assert_ok on_b "${VB[@]}" fsck
 echo "== a byte flipped in an object on B"
 obj=$(on_b find "$B_POOL/objects" -type f -size +1k | head -1)
 [ -n "$obj" ] || fatal "no object on B"
-flip() { on_b python3 -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(100); b=f.read(1); f.seek(100); f.write(bytes([b[0]^1]))' "$obj"; }
+# (keeping its times: in the link layout the object inode is what guests see)
+flip() {
+	on_b python3 -c 'import os, sys
+st = os.stat(sys.argv[1])
+with open(sys.argv[1], "r+b") as f:
+    f.seek(100); b = f.read(1); f.seek(100); f.write(bytes([b[0] ^ 1]))
+os.utime(sys.argv[1], ns=(st.st_atime_ns, st.st_mtime_ns))' "$obj"
+}
 flip
 assert_status 1 on_b "${VB[@]}" fsck
 a_to_b
