@@ -104,7 +104,14 @@ t0=${EPOCHREALTIME//[!0-9]/}
 assert_ok "${VA[@]}" replicate
 ms=$(((${EPOCHREALTIME//[!0-9]/} - t0) / 1000))
 grep -q ": 0 objects sent" "$LAST_STDOUT" && _pass "second replicate sends nothing" || _fail "second replicate: $(cat "$LAST_STDOUT")"
-[ "$ms" -lt 1000 ] && _pass "second replicate took $ms ms" || _fail "second replicate took $ms ms (limit 1000)"
+# the time is one ssh round trip (asking B for its names) plus vunify's
+# own work: the machine running the tests may be loaded, so the limit of 1 s
+# is on what replicate adds to a bare `ssh true`
+t0=${EPOCHREALTIME//[!0-9]/}
+ssh -F "$TEST_TMP/ssh/ssh_config" 127.0.0.1 true
+ssh_ms=$(((${EPOCHREALTIME//[!0-9]/} - t0) / 1000))
+[ $((ms - ssh_ms)) -lt 1000 ] && _pass "second replicate took $ms ms (a bare ssh: $ssh_ms ms)" ||
+	_fail "second replicate took $ms ms, a bare ssh $ssh_ms ms (limit: 1000 ms more)"
 assert_ok "${VA[@]}" replica list
 grep -q "lag 0 objects" "$LAST_STDOUT" && grep -vq "synced never" "$LAST_STDOUT" && _pass "replica up to date" ||
 	_fail "replica list after replicate: $(cat "$LAST_STDOUT")"
