@@ -106,9 +106,9 @@ kill_run() {
 	kills=$((kills + 1))
 	if [ "$rc" = 137 ]; then
 		landed=$((landed + 1))
-		KILL_DESC="$2 $3 $4 killed after $ms ms (mid-command)"
+		KILL_DESC="${!#} killed after $ms ms (mid-command)"
 	else
-		KILL_DESC="$2 $3 $4 killed after $ms ms (had ended, exit $rc)"
+		KILL_DESC="${!#} killed after $ms ms (had ended, exit $rc)"
 		[ "$rc" = 0 ] || { _fail "$KILL_DESC on its own"; _show "$TEST_TMP/kill.err" stderr; }
 	fi
 	echo "# $KILL_DESC"
@@ -145,7 +145,7 @@ d_repl=$(((${EPOCHREALTIME//[!0-9]/} - t0) / 1000))
 echo "unify round: $d_unify ms, replicate round: $d_repl ms"
 failover "round 1"
 
-for ((i = 2; i < max_rounds && (landed < want_landed || i < 8); i++)); do
+for ((i = 2; i < max_rounds && landed < want_landed; i++)); do
 	change "$i"
 	if ((i % 3)); then
 		kill_run "$d_unify" "${VA[@]}" unify
