@@ -23,9 +23,11 @@
 #include "hashcache.h"
 #include "layout.h"
 #include "lower.h"
+#include "lowerlist.h"
 #include "object.h"
 #include "overlay.h"
 #include "remove.h"
+#include "replica.h"
 #include "util.h"
 #include "walk.h"
 #include "banned.h"
@@ -161,6 +163,7 @@ struct ginfo {
 	size_t chosen; /* files to unify */
 	bool touched; /* the store changes its layers */
 	bool same_fs; /* upper and objects/ on one filesystem */
+	bool describe; /* link layout: keep HOME/vunify-lower (lowerlist.h) */
 };
 
 static void ufile_free(struct ufile *f)
@@ -451,6 +454,13 @@ static int normalize_finish(struct ginfo *gi)
 	memset(&gi->nm, 0, sizeof(gi->nm));
 	if (nm.n)
 		r = syncfs(gi->lower_fd) < 0 ? neg_errno() : 0;
+	/* the home's description of the lower layer says so too, durably,
+	 * before the whiteouts that hide the deleted entries go */
+	if (r == 0 && nm.n && gi->describe) {
+		const char **none = calloc(nm.n, sizeof(*none));
+		r = none ? lowerlist_append(gi->home_fd, none, (const char *const *)nm.paths, nm.n) : -ENOMEM;
+		free(none);
+	}
 	for (size_t i = 0; i < nm.n && r == 0; i++) {
 		const char *name;
 		struct stat st;
@@ -962,6 +972,7 @@ struct apply {
 	struct ginfo *gi;
 	struct dircache upper_dc, lower_dc;
 	bool same_fs; /* upper and objects/ on one filesystem */
+	struct replica_session *replicas; /* replicated unify, or NULL */
 };
 
 /* The batch's pending names, open addressing over pend[] (names are hex
@@ -1286,6 +1297,65 @@ static int place_files(struct apply *a, struct batch *b, const struct layout_tar
 	return 0;
 }
 
+/* Step 2 of a replicated batch: every object the batch's files will
+ * reference, durable on every replica (one rsync per replica for what it
+ * lacks) before any lower entry points at it.  A file whose object some
+ * replica lacks is left in the upper: it never leaves it unreplicated. */
+static int replicate_batch(struct apply *a, struct batch *b)
+{
+	_cleanup_free_ char **names = NULL;
+	_cleanup_free_ uint64_t *weights = NULL;
+	_cleanup_free_ bool *ok = NULL;
+	size_t n = 0;
+	int r;
+
+	names = malloc((b->n ? b->n : 1) * sizeof(*names));
+	weights = malloc((b->n ? b->n : 1) * sizeof(*weights));
+	ok = malloc((b->n ? b->n : 1) * sizeof(*ok));
+	if (!names || !weights || !ok)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n; i++)
+		if (b->files[i]->state == UF_CHOSEN) {
+			names[n] = b->names[i];
+			weights[n++] = b->files[i]->n_paths;
+		}
+	r = replica_session_push(a->replicas, names, weights, n, ok);
+	if (r < 0)
+		return r;
+	for (size_t i = 0, k = 0; i < b->n; i++)
+		if (b->files[i]->state == UF_CHOSEN && !ok[k++])
+			b->files[i]->state = UF_SKIPPED;
+	return 0;
+}
+
+/* Step 3c (link layout, describe): the placed entries recorded in the
+ * home's description, durably, before their upper copies go. */
+static int describe_batch(struct apply *a, struct batch *b)
+{
+	_cleanup_free_ const char **names = NULL, **paths = NULL;
+	size_t n = 0, cap = 0;
+
+	for (size_t i = 0; i < b->n; i++)
+		if (b->files[i]->state == UF_CHOSEN)
+			cap += b->files[i]->n_paths;
+	if (cap == 0)
+		return 0;
+	names = malloc(cap * sizeof(*names));
+	paths = malloc(cap * sizeof(*paths));
+	if (!names || !paths)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n; i++) {
+		struct ufile *f = b->files[i];
+		if (f->state != UF_CHOSEN)
+			continue;
+		for (uint32_t k = 0; k < f->n_paths; k++) {
+			names[n] = b->names[i];
+			paths[n++] = f->paths[k];
+		}
+	}
+	return lowerlist_append(a->gi->home_fd, names, paths, n);
+}
+
 /* Apply one batch.  The order, and why a kill -9 after each step leaves
  * every guest's view intact (each path shows its upper copy, or an equal
  * lower entry once the upper copy is gone):
@@ -1299,6 +1369,10 @@ static int place_files(struct apply *a, struct batch *b, const struct layout_tar
  *     batch's lower entries are about to depend on it (power loss must not
  *     leave a durable stub or removed upper copy pointing at a name that
  *     never reached the disk).
+ *  1c. replicated unify: the objects every chosen file will reference,
+ *     durable on every replica (replicate_batch); a file whose object a
+ *     replica lacks stays in the upper.  Dying here leaves the replicas
+ *     holding objects nothing references yet.
  *  2. lower entries placed and made durable (syncfs of the lower layer).
  *     They are hidden by the upper copies still there.  Link layout: an
  *     adopted file's lower entry is a second name of the upper inode itself
@@ -1308,6 +1382,10 @@ static int place_files(struct apply *a, struct batch *b, const struct layout_tar
  *     (the same bytes).  No upper name ever shares an inode with an object.
  *  3b. link layout: other files of the batch are linked to the objects now
  *     named, and the lower layer synced again.
+ *  3c. link layout with replicas: the placed entries appended to the
+ *     home's description (HOME/vunify-lower, fdatasync'd), so that a host
+ *     that replays it after a failover shows them once the upper copies
+ *     are gone; dying here, the upper copies still hide them everywhere.
  *  4. only now may the upper copies go, each checked unchanged. */
 static int apply_batch(struct apply *a, struct batch *b)
 {
@@ -1341,6 +1419,13 @@ static int apply_batch(struct apply *a, struct batch *b)
 		/* 1b. every name the lower entries will depend on is durable */
 		if (r == 0)
 			r = do_syncfs(p->objects_fd);
+		if (r < 0)
+			return r;
+	}
+	/* 1c. replicated unify: the batch's objects durable on every replica
+	 * before any lower entry points at them */
+	if (a->replicas) {
+		r = replicate_batch(a, b);
 		if (r < 0)
 			return r;
 	}
@@ -1378,6 +1463,12 @@ static int apply_batch(struct apply *a, struct batch *b)
 		r = place_files(a, b, &t, PLACE_OTHERS);
 		if (r == 0)
 			r = do_syncfs(gi->lower_fd);
+		if (r < 0)
+			return r;
+	}
+	/* 3c. link layout with replicas: the home's description says so too */
+	if (gi->describe) {
+		r = describe_batch(a, b);
 		if (r < 0)
 			return r;
 	}
@@ -1712,6 +1803,7 @@ struct store_job {
 	size_t n_items;
 	struct store_progress *sp;
 	const struct hash_set *pool_set;
+	struct replica_session *replicas;
 };
 
 static int store_item_run(size_t i, void *ud)
@@ -1722,7 +1814,11 @@ static int store_item_run(size_t i, void *ud)
 	                  .ops = layout_ops_for(j->p),
 	                  .gi = it->gi,
 	                  .pool_set = j->pool_set,
-	                  .same_fs = it->gi->same_fs};
+	                  /* replicated: objects are copied into the pool, hashed
+	                   * on the way, so that what reaches the replicas is
+	                   * named by what was written (never adopted in place) */
+	                  .same_fs = it->gi->same_fs && !j->replicas,
+	                  .replicas = j->replicas};
 	struct batch b = {0};
 	int r = hasher_init(&a.hasher);
 
@@ -1905,6 +2001,9 @@ static int finish_guest(size_t i, void *ud)
 	}
 	if (r == 0)
 		r = save_hashcache(gi);
+	/* the description written afresh (compact) from the lower layer */
+	if (r == 0 && gi->describe && (gr->files_unified || gr->whiteouts_folded || gr->opaque_folded))
+		r = lowerlist_write(j->p, gi->home_fd, gi->lower_fd);
 	gr->stats = gi->g->stats;
 	return r;
 }
@@ -1912,7 +2011,7 @@ static int finish_guest(size_t i, void *ud)
 static int store_all(struct pool *p, struct ginfo *gis, size_t ng, const struct unify_options *o,
                      struct store_progress *sp, const struct hash_set *pool_set, char **ret_what)
 {
-	struct store_job j = {.p = p, .sp = sp, .pool_set = pool_set};
+	struct store_job j = {.p = p, .sp = sp, .pool_set = pool_set, .replicas = o->replicas};
 	struct finish_job fj = {.p = p, .gis = gis};
 	unsigned nth = jobs_for(o);
 	size_t failed = 0;
@@ -2015,6 +2114,19 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		ng = i + 1;
 		if (r < 0)
 			goto out;
+	}
+	for (size_t i = 0; i < ng && !o->dry_run && o->describe_lower && p->layout == LAYOUT_LINK; i++) {
+		/* a description of what is there already, before anything is
+		 * appended to it */
+		gis[i].describe = true;
+		r = lowerlist_exists(gis[i].home_fd);
+		if (r == 0)
+			r = lowerlist_write(p, gis[i].home_fd, gis[i].lower_fd);
+		if (r < 0) {
+			*ret_what = strdup(names[i]);
+			goto out;
+		}
+		r = 0;
 	}
 	if (!o->dry_run) {
 		r = pool_clean_tmp(p);

@@ -23,8 +23,20 @@ struct unify_progress {
 	double elapsed; /* seconds since the phase began */
 };
 
+struct replica_session;
+
 struct unify_options {
 	bool dry_run;
+	/* Replicated unify (SPEC invariant 7; NULL: local only).  Each batch's
+	 * objects are made durable on every replica before any lower entry
+	 * points at them; a file whose object a replica lacks (it could not
+	 * be reached, or is full) stays in the upper, counted in the
+	 * session's files_kept of that replica. */
+	struct replica_session *replicas;
+	/* Link layout: keep HOME/vunify-lower (lowerlist.h) describing the
+	 * lower layer, so that the guest can fail over with its partition.
+	 * Set when the pool has replicas, even with --no-replicas. */
+	bool describe_lower;
 	unsigned jobs; /* hashing threads; 0 = number of CPUs */
 	/* Called from the calling thread a few times a second, and once at
 	 * the end of each phase; may be NULL. */

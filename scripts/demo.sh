@@ -365,6 +365,35 @@ empty=0
 for n in pool $GUESTS; do empty=$((empty + EMPTY_USED[$n])); done
 vu_saved=$(vu status --json | sed -n 's/.*"saved_bytes" *: *\([0-9]*\).*/\1/p')
 
+say "Failover: g1 taken over by a second pool (as another host would, with its own pool)"
+# The second pool stands for another host's: a pool of its own on its own
+# filesystem, kept up to date as a replica (over ssh it would be
+# root@host:DIR; here a local DIR).  g1's home is its own filesystem: on two
+# hosts DRBD would move it; here it simply stays where it is.
+mkfs_mount pool2 >/dev/null
+POOL2=$FS/pool2/pool
+vu2() { "$VUNIFY" -p "$POOL2" "$@"; }
+vu2 init --layout "${layout:-auto}" 2>/dev/null
+vu replica add "$POOL2"
+t0=$(now)
+vu replicate | sed 's/^/   /'
+info "replicate took $(since "$t0") s; again, with nothing new: $(
+	t1=$(now)
+	vu replicate >/dev/null
+	since "$t1"
+) s"
+vu umount g1
+info "g1 stopped on the first pool; the second adopts its home:"
+vu2 adopt --verify g1 "$FS/g1/home" | sed 's/^/   /'
+vu2 mount g1 "$MNT/g1"
+echo "-- g1 under the second pool: chroot $MNT/g1 ..."
+chroot "$MNT/g1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c \
+	'echo "   hostname: $(cat /etc/hostname), packages: $(dpkg-query -W | wc -l), sha256 of /usr/bin/dpkg: $(sha256sum /usr/bin/dpkg | cut -c1-16)..."'
+vu2 umount g1
+vu adopt g1 "$FS/g1/home" >/dev/null
+vu mount g1 "$MNT/g1"
+info "and back: the first pool takes g1 back (adopt), mounted again at $MNT/g1"
+
 say "Summary"
 printf '   %-34s %s\n' \
 	"guests:" "3 ($GUESTS), each on its own ext4; layout ${layout:-?}" \

@@ -42,6 +42,12 @@ int cmd_fsck(const struct cli *c, int argc, char **argv);
 int cmd_gc(const struct cli *c, int argc, char **argv);
 int cmd_export(const struct cli *c, int argc, char **argv);
 int cmd_remove(const struct cli *c, int argc, char **argv);
+int cmd_replica(const struct cli *c, int argc, char **argv);
+int cmd_replicate(const struct cli *c, int argc, char **argv);
+int cmd_adopt(const struct cli *c, int argc, char **argv);
+int cmd_send(const struct cli *c, int argc, char **argv);
+int cmd_objects(const struct cli *c, int argc, char **argv);
+int cmd_receive(const struct cli *c, int argc, char **argv);
 
 /* main() of the binary called as mount.vunify (mount(8)'s helper); returns
  * mount(8)'s exit codes: 0, 1 (usage), 32 (mount failed). */

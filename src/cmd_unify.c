@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "lower.h"
+#include "replica.h"
 #include "overlay.h"
 #include "unify.h"
 #include "util.h"
@@ -89,6 +90,65 @@ static int drop_mounted(struct pool *p, char **want, size_t n_want, char ***ret_
 	return 0;
 }
 
+/* Replicated unify: one session for the run (every replica asked what it
+ * holds, once), and the objects the guests already reference sent to the
+ * replicas that lack them first.  Returns 0 or -errno. */
+static int unify_replicas_open(struct pool *p, char *const *guests, size_t n, bool no_replicas,
+                               struct unify_options *o)
+{
+	struct replica *list = NULL;
+	size_t nl = 0;
+	char **need = NULL;
+	size_t nn = 0;
+	bool *ok;
+	int r = replica_list(p, &list, &nl);
+
+	if (r < 0)
+		return r;
+	replicas_free(list, nl);
+	o->describe_lower = nl > 0;
+	if (nl == 0 || no_replicas)
+		return 0;
+	r = replica_session_open(p, &o->replicas);
+	if (r < 0)
+		return r;
+	r = guests_objects(p, guests, n, &need, &nn);
+	if (r == -ENOENT || r == -EINVAL)
+		return 0; /* an unknown guest: unify_run says which */
+	if (r < 0)
+		return r;
+	ok = calloc(nn ? nn : 1, sizeof(*ok));
+	r = ok ? replica_session_push(o->replicas, need, NULL, nn, ok) : -ENOMEM;
+	free(ok);
+	names_free(need);
+	return r;
+}
+
+/* Name each replica that could not take every object, and how many files
+ * stay in the uppers for it.  Returns the exit status: 1 if one failed. */
+static int report_replicas(const struct replica_session *s)
+{
+	int ret = 0;
+
+	for (size_t i = 0; s && i < s->n; i++) {
+		const struct replica_state *rs = &s->v[i];
+		char why[96];
+		if (!rs->down)
+			continue;
+		if (rs->error == -EHOSTUNREACH)
+			snprintf(why, sizeof(why), "%s failed (exit %d)", rs->status == 255 ? "ssh" : "rsync",
+			         rs->status);
+		else
+			snprintf(why, sizeof(why), "%s", strerror(-rs->error));
+		fprintf(stderr,
+		        "vunify: unify: replica '%s': %s; %" PRIu64 " files stay in the uppers until it "
+		        "holds their objects (run unify again)\n",
+		        rs->t.spec, why, rs->files_kept);
+		ret = 1;
+	}
+	return ret;
+}
+
 static void help(void)
 {
 	printf("usage: vunify [-p POOL] unify [GUEST...] [--dry-run] [--skip-mounted] [--jobs N]\n\n"
@@ -100,19 +160,18 @@ static void help(void)
 	       "                  instead of refusing the run: for a nightly timer\n"
 	       "      --progress  show a progress line on stderr (default on a terminal)\n"
 	       "  -q, --quiet     no progress line\n"
-	       "  -j, --jobs N    hashing threads (default: number of CPUs)\n");
+	       "  -j, --jobs N    hashing threads (default: number of CPUs)\n"
+	       "      --no-replicas  unify locally only, on purpose: files may leave the\n"
+	       "                  uppers before their objects are on the pool's replicas\n");
 }
 
 int cmd_unify(const struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	        {"dry-run", no_argument, NULL, 'n'},
-	        {"jobs", required_argument, NULL, 'j'},
-	        {"progress", no_argument, NULL, 'P'},
-	        {"quiet", no_argument, NULL, 'q'},
-	        {"help", no_argument, NULL, 'h'},
-	        {"skip-mounted", no_argument, NULL, 'S'},
-	        {0},
+	        {"dry-run", no_argument, NULL, 'n'},     {"jobs", required_argument, NULL, 'j'},
+	        {"progress", no_argument, NULL, 'P'},    {"quiet", no_argument, NULL, 'q'},
+	        {"help", no_argument, NULL, 'h'},        {"skip-mounted", no_argument, NULL, 'S'},
+	        {"no-replicas", no_argument, NULL, 'R'}, {0},
 	};
 	struct unify_options o = {0};
 	struct unify_result res = {0};
@@ -126,6 +185,7 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 	size_t n_todo;
 	bool skip_mounted = false;
 	int ch, r, progress = -1;
+	bool no_replicas = false;
 
 	while ((ch = getopt_long(argc, argv, "nj:qh", opts, NULL)) != -1) {
 		switch (ch) {
@@ -140,6 +200,9 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 			break;
 		case 'n':
 			o.dry_run = true;
+			break;
+		case 'R':
+			no_replicas = true;
 			break;
 		case 'j':
 			if (parse_u64(optarg, &jobs) < 0 || jobs < 1 || jobs > 64)
@@ -179,6 +242,14 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!o.dry_run) {
+		r = unify_replicas_open(p, todo, n_todo, no_replicas, &o);
+		if (r < 0) {
+			names_free(kept);
+			pool_close(p);
+			return cli_error("unify: replicas of", c->pool_path, r, NULL);
+		}
+	}
 	r = unify_run(p, todo, n_todo, &o, &res, &what);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	names_free(kept);
@@ -187,6 +258,8 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 			cli_error("unify", what, r, "unknown guest, or its home is not attached");
 		else
 			cli_error("unify", what, r, cli_hint(r));
+		(void)report_replicas(o.replicas);
+		replica_session_close(o.replicas);
 		pool_close(p);
 		return 1;
 	}
@@ -232,6 +305,8 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
 	       format_bytes(res.bytes_hashed, b1, sizeof(b1)));
 	unify_result_free(&res);
+	r = report_replicas(o.replicas);
+	replica_session_close(o.replicas);
 	pool_close(p);
-	return 0;
+	return r;
 }

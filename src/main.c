@@ -27,6 +27,12 @@ static const struct {
         {"fsck", cmd_fsck, "verify objects and guests' lower layers"},
         {"export", cmd_export, "write a guest's merged tree as a plain tree"},
         {"remove", cmd_remove, "unregister a guest (its home keeps the whole tree)"},
+        {"replica", cmd_replica, "add, remove or list the pools that hold copies of the objects"},
+        {"replicate", cmd_replicate, "send the objects the guests need to the replicas"},
+        {"adopt", cmd_adopt, "register a home made by another pool (after failover)"},
+        {"send", cmd_send, "copy an unmounted guest to another host's pool"},
+        {"objects", cmd_objects, "plumbing: list the pool's object names"},
+        {"receive", cmd_receive, "plumbing: receive over rsync, durably (for another host)"},
 };
 
 static void usage(FILE *f)
