@@ -1,0 +1,231 @@
+/* The scan: a stat walk of each guest's upper that records its regular
+ * files (one record per hard-link group), classifies them by the policy,
+ * counts the upper's blocks and folds whiteouts and opaque dirs (fold.c). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include "overlay.h"
+#include "parallel.h"
+#include "unify_internal.h"
+#include "banned.h"
+
+void scanned_file_free(struct scanned_file *f)
+{
+	free(f->placed);
+	free(f->half);
+	for (uint32_t i = 0; i < f->n_paths; i++)
+		free(f->paths[i]);
+	free(f->paths);
+	xattr_list_free(&f->m.xattrs);
+}
+
+static size_t ino_hash(ino_t ino, size_t cap)
+{
+	return (size_t)(ino * 0x9E3779B97F4A7C15ULL) & (cap - 1);
+}
+
+static int imap_grow(struct guest_scan *gs)
+{
+	size_t nc = gs->imap_cap ? gs->imap_cap * 2 : 256;
+	size_t *nv = malloc(nc * sizeof(*nv));
+
+	if (!nv)
+		return -ENOMEM;
+	for (size_t i = 0; i < nc; i++)
+		nv[i] = SIZE_MAX;
+	for (size_t i = 0; i < gs->imap_cap; i++) {
+		size_t idx = gs->imap[i], h;
+		if (idx == SIZE_MAX)
+			continue;
+		h = ino_hash(gs->files[idx].m.st.st_ino, nc);
+		while (nv[h] != SIZE_MAX)
+			h = (h + 1) & (nc - 1);
+		nv[h] = idx;
+	}
+	free(gs->imap);
+	gs->imap = nv;
+	gs->imap_cap = nc;
+	return 0;
+}
+
+static int add_path(struct scanned_file *f, const char *path)
+{
+	char **np = realloc(f->paths, (f->n_paths + 1) * sizeof(*np));
+
+	if (!np)
+		return -ENOMEM;
+	f->paths = np;
+	np[f->n_paths] = strdup(path);
+	if (!np[f->n_paths])
+		return -ENOMEM;
+	f->n_paths++;
+	return 0;
+}
+
+static enum policy_class classify(struct pool *p, const char *relpath, enum policy_class parent)
+{
+	size_t l = strlen(relpath);
+	char stackbuf[512];
+	char *abs = l + 2 <= sizeof(stackbuf) ? stackbuf : malloc(l + 2);
+	enum policy_class c;
+
+	if (!abs)
+		return POLICY_NEVER; /* out of memory: the safe answer */
+	abs[0] = '/';
+	memcpy(abs + 1, relpath, l + 1);
+	c = policy_classify(&p->policy, abs, parent);
+	if (abs != stackbuf)
+		free(abs);
+	return c;
+}
+
+struct scan_ctx {
+	struct pool *p;
+	struct guest_scan *gs;
+};
+
+static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+{
+	struct scan_ctx *s = ud;
+	struct guest_scan *gs = s->gs;
+	enum policy_class parent, c;
+	struct scanned_file *f;
+	int r;
+
+	if (ev == WALK_DIR_POST)
+		return 0;
+	if (ev == WALK_DIR_PRE || e->st.st_nlink < 2) {
+		gs->upper_blocks += (uint64_t)e->st.st_blocks;
+	} else {
+		r = ino_set_add(&gs->seen_inos, e->st.st_ino);
+		if (r < 0)
+			return r;
+		if (r)
+			gs->upper_blocks += (uint64_t)e->st.st_blocks;
+	}
+	if (e->depth + 1 > gs->cls_cap) {
+		size_t nc = gs->cls_cap ? gs->cls_cap * 2 : 64;
+		enum policy_class *nv = realloc(gs->cls, nc * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		gs->cls = nv;
+		gs->cls_cap = nc;
+	}
+	parent = e->depth == 0 ? POLICY_OTHER : gs->cls[e->depth - 1];
+	if (ev == WALK_DIR_PRE) {
+		char v[4];
+		if (e->depth == 0) {
+			gs->cls[0] = POLICY_OTHER;
+			return 0;
+		}
+		ssize_t ov = fgetxattr(e->fd, OVL_XATTR_OPAQUE, v, sizeof(v));
+		c = classify(s->p, e->path, parent);
+		/* A directory renamed with redirect_dir=on reroutes lookups:
+		 * not a state vunify's mount options produce; left alone. */
+		if (fgetxattr(e->fd, OVL_XATTR_REDIRECT, NULL, 0) >= 0)
+			return WALK_SKIP;
+		/* An opaque directory hides the lower one: fold it (the lower
+		 * entries go now, the mark after that is durable). */
+		if (ov == 1 && v[0] == 'y' && gs->normalize) {
+			r = fold_opaque_dir(gs, e->path);
+			if (r < 0)
+				return r;
+		}
+		gs->cls[e->depth] = c;
+		return 0;
+	}
+	if (gs->normalize) {
+		/* a whiteout: the guest deleted what the lower has here */
+		r = fold_whiteout(gs, e);
+		if (r != 0)
+			return r < 0 ? r : 0;
+	}
+	if (!S_ISREG(e->st.st_mode))
+		return 0;
+	gs->res->files_scanned++;
+	if ((uint64_t)e->st.st_size < s->p->policy.min_size ||
+	    (s->p->policy.max_size && (uint64_t)e->st.st_size > s->p->policy.max_size))
+		return 0; /* too small to matter, or too big to hash (policy.h) */
+	c = classify(s->p, e->path, parent);
+	if (e->st.st_nlink > 1) {
+		size_t h;
+		if ((gs->imap_n + 1) * 2 > gs->imap_cap && (r = imap_grow(gs)) < 0)
+			return r;
+		h = ino_hash(e->st.st_ino, gs->imap_cap);
+		while (gs->imap[h] != SIZE_MAX) {
+			f = &gs->files[gs->imap[h]];
+			if (f->m.st.st_ino == e->st.st_ino) {
+				if (c == POLICY_NEVER || f->cls == POLICY_NEVER)
+					f->cls = POLICY_NEVER;
+				else if (c == POLICY_SYSTEM)
+					f->cls = POLICY_SYSTEM;
+				return add_path(f, e->path);
+			}
+			h = (h + 1) & (gs->imap_cap - 1);
+		}
+		gs->imap[h] = gs->n;
+		gs->imap_n++;
+	} else if (c == POLICY_NEVER) {
+		return 0;
+	}
+	if (gs->n == gs->cap) {
+		size_t nc = gs->cap ? gs->cap * 2 : 1024;
+		struct scanned_file *nv = realloc(gs->files, nc * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		gs->files = nv;
+		gs->cap = nc;
+	}
+	f = &gs->files[gs->n++];
+	memset(f, 0, sizeof(*f));
+	f->m.st = e->st;
+	f->cls = (uint8_t)c;
+	return add_path(f, e->path);
+}
+
+struct scan_job {
+	struct pool *p;
+	struct guest_scan *scans;
+	bool normalize; /* not in dry runs */
+};
+
+static int scan_guest(size_t i, void *ud)
+{
+	struct scan_job *j = ud;
+	struct guest_scan *gs = &j->scans[i];
+	struct scan_ctx s = {.p = j->p, .gs = gs};
+	int r;
+
+	gs->normalize = j->normalize;
+	r = walk_tree(gs->upper_fd, scan_cb, &s);
+	if (r == 0 && j->normalize)
+		r = fold_finish(gs);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < gs->n; k++) {
+		struct scanned_file *f = &gs->files[k];
+		f->guest = (uint32_t)i;
+		/* A hard-link group is unified whole or not at all.  In the
+		 * redirect layout not at all: its names would leave the upper
+		 * one unlink at a time, and in between the guest would see
+		 * them as two inodes; no rename can switch several names at
+		 * once.  (The link layout may show any unified files as one
+		 * inode anyway: SPEC invariant 1.) */
+		if (f->cls != POLICY_NEVER && f->n_paths == f->m.st.st_nlink &&
+		    (f->n_paths == 1 || j->p->layout == LAYOUT_LINK))
+			f->state = SF_CANDIDATE;
+	}
+	return 0;
+}
+
+int scan_all(struct pool *p, struct guest_scan *scans, size_t ng, bool normalize, unsigned nth,
+             size_t *ret_failed)
+{
+	struct scan_job sj = {.p = p, .scans = scans, .normalize = normalize};
+
+	return parallel_for(ng, nth, scan_guest, &sj, ret_failed);
+}

@@ -1,0 +1,165 @@
+/* The sharing decision (share.h) and the unify driver's use of it: which
+ * scanned files are chosen, and what a dry run would store. */
+#define _GNU_SOURCE
+#include "share.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "lower.h"
+#include "object.h"
+#include "policy.h"
+#include "unify_internal.h"
+#include "banned.h"
+
+static int cmp_hash(const void *a, const void *b)
+{
+	return memcmp(a, b, HASH_LEN);
+}
+
+static int pool_hash_cb(const char *name, void *ud)
+{
+	struct hash_set *s = ud;
+	char hex[HASH_HEX_LEN + 1];
+
+	if (s->n == s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 4096;
+		unsigned char *nv = realloc(s->v, nc * HASH_LEN);
+		if (!nv)
+			return -ENOMEM;
+		s->v = nv;
+		s->cap = nc;
+	}
+	memcpy(hex, name, HASH_HEX_LEN);
+	hex[HASH_HEX_LEN] = '\0';
+	if (hash_from_hex(hex, s->v + s->n * HASH_LEN) == 0)
+		s->n++;
+	return 0;
+}
+
+bool hash_set_has(const struct hash_set *s, const unsigned char *h)
+{
+	return s->n && bsearch(h, s->v, s->n, HASH_LEN, cmp_hash);
+}
+
+int hash_set_load(struct pool *p, struct hash_set *ret)
+{
+	struct hash_set set = {0};
+	int r = objects_names(p, pool_hash_cb, &set);
+
+	if (r < 0) {
+		free(set.v);
+		return r;
+	}
+	if (set.n > 1)
+		qsort(set.v, set.n, HASH_LEN, cmp_hash);
+	*ret = set;
+	return 0;
+}
+
+void hash_set_free(struct hash_set *s)
+{
+	free(s->v);
+	s->v = NULL;
+	s->n = s->cap = 0;
+}
+
+int share_item_cmp(const void *a, const void *b)
+{
+	const struct share_item *x = a, *y = b;
+	int c = memcmp(x->hash, y->hash, HASH_LEN);
+	return c ? c : (x->guest > y->guest) - (x->guest < y->guest);
+}
+
+void share_decide(struct share_item *v, size_t n, const struct hash_set *pool_set)
+{
+	qsort(v, n, sizeof(*v), share_item_cmp);
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		unsigned distinct = 0;
+		bool shared;
+		for (; j < n && !memcmp(v[j].hash, v[i].hash, HASH_LEN); j++)
+			if (j == i || v[j].guest != v[j - 1].guest)
+				distinct++;
+		shared = distinct >= 2 || hash_set_has(pool_set, v[i].hash);
+		/* (the scan offers no never-class file; refused here too) */
+		for (size_t k = i; k < j; k++)
+			v[k].chosen = v[k].settle ||
+			              (v[k].cls != POLICY_NEVER && (shared || v[k].cls == POLICY_SYSTEM));
+		i = j;
+	}
+}
+
+/* Mark the hashed files of the run's guests that share_decide chooses. */
+int share_choose(struct guest_scan *scans, size_t ng, const struct hash_set *pool_set)
+{
+	struct share_item *v;
+	size_t n = 0, cap = 0;
+
+	for (size_t g = 0; g < ng; g++)
+		cap += scans[g].n;
+	v = malloc((cap ? cap : 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t g = 0; g < ng; g++)
+		for (size_t i = 0; i < scans[g].n; i++) {
+			struct scanned_file *f = &scans[g].files[i];
+			if (f->state == SF_HASHED)
+				v[n++] = (struct share_item){.hash = f->m.hash,
+				                             .guest = (uint32_t)g,
+				                             .cls = f->cls,
+				                             .settle = f->half != NULL,
+				                             .ud = f};
+		}
+	share_decide(v, n, pool_set);
+	for (size_t k = 0; k < n; k++)
+		if (v[k].chosen)
+			((struct scanned_file *)v[k].ud)->state = SF_CHOSEN;
+	free(v);
+	return 0;
+}
+
+/* A dry run: what would be unified, and what the pool would have to store:
+ * each content not yet in the pool, counted for the first guest that has
+ * it (the link layout may need more: it also keys by metadata). */
+int share_estimate(struct guest_scan *scans, size_t ng, const struct hash_set *pool_set)
+{
+	struct share_item *v = malloc(sizeof(*v));
+	size_t nv = 0, cap = 1;
+
+	for (size_t i = 0; i < ng && v; i++)
+		for (size_t k = 0; k < scans[i].n; k++) {
+			struct scanned_file *f = &scans[i].files[k];
+			if (f->state != SF_CHOSEN)
+				continue;
+			scans[i].res->files_unified += f->n_paths;
+			scans[i].res->bytes_unified += (uint64_t)f->m.st.st_size;
+			if (hash_set_has(pool_set, f->m.hash))
+				continue;
+			if (nv == cap) {
+				struct share_item *nn = realloc(v, 2 * cap * sizeof(*v));
+				if (!nn) {
+					free(v);
+					v = NULL;
+					break;
+				}
+				v = nn;
+				cap *= 2;
+			}
+			v[nv++] = (struct share_item){.hash = f->m.hash, .guest = (uint32_t)i, .ud = f};
+		}
+	if (!v)
+		return -ENOMEM;
+	qsort(v, nv, sizeof(*v), share_item_cmp);
+	for (size_t k = 0; k < nv; k++) {
+		if (k > 0 && !memcmp(v[k].hash, v[k - 1].hash, HASH_LEN))
+			continue;
+		scans[v[k].guest].res->new_objects++;
+		scans[v[k].guest].res->new_object_bytes +=
+		        (uint64_t)((struct scanned_file *)v[k].ud)->m.st.st_size;
+	}
+	free(v);
+	return 0;
+}

@@ -1,0 +1,44 @@
+/* SPEC's sharing decision, "share what is shared": which hashed files the
+ * store moves into the pool.  A content is shared when two or more of the
+ * run's guests hold it, or the pool held it before the run; the policy's
+ * system class is unified even when only one guest holds it, the never
+ * class not at all. */
+#ifndef VUNIFY_SHARE_H
+#define VUNIFY_SHARE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pool.h"
+
+/* A sorted set of content hashes (HASH_LEN bytes each). */
+struct hash_set {
+	unsigned char *v;
+	size_t n, cap;
+};
+
+/* The content hashes the pool holds (sorted; free with hash_set_free). */
+int hash_set_load(struct pool *p, struct hash_set *ret);
+bool hash_set_has(const struct hash_set *s, const unsigned char *h);
+void hash_set_free(struct hash_set *s);
+
+/* One hashed file for the decision. */
+struct share_item {
+	const unsigned char *hash;
+	uint32_t guest; /* index of its guest in the run */
+	uint8_t cls; /* enum policy_class */
+	bool settle; /* chosen whatever the rule says (a half-adopted file
+	              * must be settled: store.c, settle_half_adopted) */
+	bool chosen; /* out: to be unified */
+	void *ud; /* the caller's */
+};
+
+/* Sort V by content, then guest, and set each item's .chosen.  POOL_SET:
+ * the content hashes the pool held before this run. */
+void share_decide(struct share_item *v, size_t n, const struct hash_set *pool_set);
+
+/* qsort order of share_decide: by content, then guest. */
+int share_item_cmp(const void *a, const void *b);
+
+#endif

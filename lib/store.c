@@ -1,0 +1,333 @@
+/* The store phase over all guests of a run: half-adopted files settled
+ * first, references recorded, then the chosen files in work items on
+ * parallel_for threads (store_batch.c), the uppers synced, and each
+ * guest's figures. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lower.h"
+#include "object.h"
+#include "parallel.h"
+#include "unify_internal.h"
+#include "banned.h"
+
+/* ---- half-adopted files (link layout, upper on the pool's filesystem) ----
+ *
+ * The link layout adopts an upper file by giving it a lower entry (a second
+ * name of the same inode, in the guest's own lower layer) and then renaming
+ * its one upper name into objects/ (apply_batch).  A kill between the two
+ * leaves an upper file with one more link than the upper holds: its lower
+ * entry at the same path.  That entry is hidden by the upper name, so it is
+ * simply removed and the file unified again as usual.
+ *
+ * Older versions linked the upper file into objects/ first and removed its
+ * upper name last: killed in between, the upper file *is* an object, other
+ * guests may be linked to it, and the guest writes through it into the
+ * pool.  Such a file is found through the pool's inode map and always
+ * chosen: if its content and metadata still give the object's name, the
+ * store finishes the adoption (lower entry linked to the object, the upper
+ * name removed); if not (the guest wrote through it), the wrong name leaves
+ * objects/ and the file is copied into the pool like any other
+ * (prepare_object).  Either way no upper name is left on an object. */
+int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
+{
+	struct object_map *map = NULL;
+	bool map_read = false;
+	int r = 0;
+
+	if (p->layout != LAYOUT_LINK)
+		return 0;
+	for (size_t g = 0; g < ng && r == 0; g++) {
+		struct guest_scan *gs = &scans[g];
+		if (!gs->same_fs)
+			continue;
+		for (size_t i = 0; i < gs->n && r == 0; i++) {
+			struct scanned_file *f = &gs->files[i];
+			const char *name;
+			struct stat st;
+			if (f->m.st.st_nlink <= f->n_paths)
+				continue;
+			/* our own lower entries of these paths: hidden, dropped */
+			for (uint32_t k = 0; k < f->n_paths && r == 0; k++) {
+				_cleanup_close_ int dfd =
+				        open_parent_beneath(gs->lower_fd, f->paths[k], false, &name);
+				if (dfd < 0)
+					continue;
+				if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+				    st.st_dev == f->m.st.st_dev && st.st_ino == f->m.st.st_ino &&
+				    unlinkat(dfd, name, 0) < 0)
+					r = neg_errno();
+			}
+			if (r < 0)
+				break;
+			{
+				_cleanup_close_ int dfd =
+				        open_parent_beneath(gs->upper_fd, f->paths[0], false, &name);
+				if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+				    st.st_ino != f->m.st.st_ino || st.st_dev != f->m.st.st_dev)
+					continue; /* changed: left alone */
+				f->m.st = st;
+			}
+			if (f->m.st.st_nlink == f->n_paths) {
+				if (f->cls != POLICY_NEVER)
+					f->state = SF_CANDIDATE;
+				continue;
+			}
+			/* still more links: is this inode an object? */
+			if (!map_read) {
+				r = objects_scan(p, NULL, &map, NULL, NULL);
+				if (r < 0)
+					break;
+				map_read = true;
+			}
+			name = object_map_find(map, f->m.st.st_ino);
+			if (!name)
+				continue; /* links we do not know: left in the upper */
+			f->half = strdup(name);
+			if (!f->half)
+				r = -ENOMEM;
+			f->state = SF_CANDIDATE;
+		}
+	}
+	object_map_free(map);
+	return r;
+}
+
+void store_report(struct store_progress *sp, bool final)
+{
+	if (!sp->o->progress || (!final && since(&sp->last) < 0.25))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &sp->last);
+	sp->pr.elapsed = since(&sp->start);
+	sp->o->progress(&sp->pr, sp->o->progress_userdata);
+}
+
+/* Work for the store threads: ranges of one guest's files.  Ranges, not
+ * whole guests, so that both cores stay busy to the end however unequal
+ * the guests are.  Threads share only the pool, where two threads making
+ * the same object is settled by RENAME_NOREPLACE / EEXIST
+ * (content-addressed: either copy is right). */
+struct store_item {
+	struct guest_scan *gs;
+	size_t begin, end;
+};
+
+struct store_job {
+	struct pool *p;
+	struct store_item *items;
+	size_t n_items;
+	struct store_progress *sp;
+	const struct hash_set *pool_set;
+	struct replica_session *replicas;
+};
+
+static int store_item_run(size_t i, void *ud)
+{
+	struct store_job *j = ud;
+	struct store_item *it = &j->items[i];
+
+	return store_range(j->p, it->gs, j->pool_set, j->replicas, j->sp, it->begin, it->end);
+}
+
+/* How many chosen files one work item holds: about four items per
+ * thread, within the batch size. */
+static size_t item_files(size_t chosen, unsigned nth)
+{
+	size_t per = chosen / ((size_t)nth * 4) + 1;
+
+	return MIN(MAX(per, (size_t)1024), (size_t)BATCH_FILES);
+}
+
+static int store_items(struct guest_scan *scans, size_t ng, unsigned nth, struct store_item **ret,
+                       size_t *ret_n)
+{
+	size_t chosen = 0, n = 0, cap = 16, per;
+	struct store_item *v = malloc(cap * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t g = 0; g < ng; g++)
+		chosen += scans[g].chosen;
+	per = item_files(chosen, nth);
+	for (size_t g = 0; g < ng; g++) {
+		size_t begin = 0, k = 0, left = scans[g].chosen;
+		for (size_t i = 0; i < scans[g].n; i++) {
+			if (scans[g].files[i].state != SF_CHOSEN)
+				continue;
+			if (k == 0)
+				begin = i;
+			if (++k < per && k < left)
+				continue;
+			if (n == cap) {
+				struct store_item *nv = realloc(v, 2 * cap * sizeof(*v));
+				if (!nv) {
+					free(v);
+					return -ENOMEM;
+				}
+				v = nv;
+				cap *= 2;
+			}
+			v[n++] = (struct store_item){&scans[g], begin, i + 1};
+			left -= k;
+			k = 0;
+		}
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+/* The pool records a guest's references before anything points at them:
+ * one write per guest, of every object the store may make its lower layer
+ * name (a superset if some file is skipped; the figures at the end record
+ * the exact set).  Files whose hash came from the cache get their xattrs
+ * read here, as the link layout's object names depend on them. */
+struct refs_job {
+	struct pool *p;
+	struct guest_scan *scans;
+};
+
+static int record_refs(size_t g, void *ud)
+{
+	struct refs_job *j = ud;
+	struct guest_scan *gs = &j->scans[g];
+	const struct layout_ops *ops = layout_ops_for(j->p);
+	struct dircache dc;
+	char(*names)[OBJECT_NAME_MAX] = NULL;
+	char **refs = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	if (!gs->chosen)
+		return 0;
+	names = malloc(gs->chosen * sizeof(*names));
+	refs = malloc(gs->chosen * sizeof(*refs));
+	if (!names || !refs) {
+		free(names);
+		free(refs);
+		return -ENOMEM;
+	}
+	dircache_init(&dc, gs->upper_fd, false);
+	for (size_t i = 0; i < gs->n && r == 0; i++) {
+		struct scanned_file *f = &gs->files[i];
+		if (f->state != SF_CHOSEN)
+			continue;
+		if (f->xattrs_pending) {
+			r = read_pending_xattrs(&dc, f);
+			if (r == -ESTALE || r == -ENOENT || r == -EUCLEAN) {
+				f->state = SF_SKIPPED;
+				gs->res->files_skipped += f->n_paths;
+				gs->chosen--;
+				r = 0;
+				continue;
+			}
+			if (r < 0)
+				break;
+		}
+		r = ops->object_name(&f->m, names[n]);
+		refs[n] = names[n];
+		n++;
+	}
+	dircache_release(&dc);
+	if (r == 0 && n)
+		r = pool_guest_add_refs(j->p, gs->g->name, refs, n);
+	free(names);
+	free(refs);
+	return r;
+}
+
+/* fsync-like barrier for the uppers: each filesystem once. */
+static int sync_uppers(struct guest_scan *scans, size_t ng)
+{
+	dev_t done[64];
+	size_t nd = 0;
+
+	for (size_t g = 0; g < ng; g++) {
+		struct stat st;
+		bool seen = false;
+		if (!scans[g].touched)
+			continue;
+		if (fstat(scans[g].upper_fd, &st) < 0)
+			return neg_errno();
+		for (size_t k = 0; k < nd; k++)
+			seen |= done[k] == st.st_dev;
+		if (seen)
+			continue;
+		if (syncfs(scans[g].upper_fd) < 0)
+			return neg_errno();
+		if (nd < ARRAY_SIZE(done))
+			done[nd++] = st.st_dev;
+	}
+	return 0;
+}
+
+struct finish_job {
+	struct pool *p;
+	struct guest_scan *scans;
+	bool failed; /* the store failed: record what is there, best effort */
+};
+
+static int finish_guest(size_t i, void *ud)
+{
+	struct finish_job *j = ud;
+
+	return finish_guest_stats(j->p, &j->scans[i], j->failed);
+}
+
+int store_all(struct pool *p, struct guest_scan *scans, size_t ng, const struct unify_options *o,
+              struct store_progress *sp, const struct hash_set *pool_set, char **ret_what)
+{
+	struct store_job j = {.p = p, .sp = sp, .pool_set = pool_set, .replicas = o->replicas};
+	struct finish_job fj = {.p = p, .scans = scans};
+	unsigned nth = parallel_jobs(o->jobs);
+	size_t failed = 0;
+	int r;
+
+	for (size_t g = 0; g < ng; g++) {
+		scans[g].chosen = 0;
+		for (size_t i = 0; i < scans[g].n; i++)
+			scans[g].chosen += scans[g].files[i].state == SF_CHOSEN;
+		scans[g].touched = scans[g].chosen > 0;
+	}
+	/* adopted upper files must be durable before objects name them; and
+	 * the names objects/ holds already (some maybe renamed in by a run
+	 * killed before it synced them) before any lower entry names them */
+	r = sync_uppers(scans, ng);
+	if (r == 0)
+		r = do_syncfs(p->objects_fd);
+	if (r == 0) {
+		struct refs_job rj = {.p = p, .scans = scans};
+		r = parallel_for(ng, nth, record_refs, &rj, &failed);
+		if (r < 0) {
+			*ret_what = strdup(scans[failed].g->name);
+			return r;
+		}
+	}
+	if (r == 0)
+		r = store_items(scans, ng, nth, &j.items, &j.n_items);
+	if (r < 0)
+		return r;
+	r = parallel_for(j.n_items, nth, store_item_run, &j, &failed);
+	if (r < 0)
+		*ret_what = strdup(j.items[failed].gs->g->name);
+	free(j.items);
+	/* the upper copies' removal, durable before the figures say so */
+	if (r == 0)
+		r = sync_uppers(scans, ng);
+	fj.failed = r < 0;
+	{
+		size_t f2 = 0;
+		int r2 = parallel_for(ng, nth, finish_guest, &fj, &f2);
+		if (r == 0 && r2 < 0) {
+			r = r2;
+			*ret_what = strdup(scans[f2].g->name);
+		}
+	}
+	return r;
+}

@@ -1,0 +1,677 @@
+/* One store batch of one guest (see unify.h and docs/DESIGN.md, "Crash
+ * safety").
+ *
+ * Why batches: one syncfs per batch instead of one fsync per file keeps
+ * the ordering guarantees (objects durable before they are named, names
+ * durable before anything points at them, lower entries durable before
+ * the upper copy goes) at a fraction of the cost. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "hash.h"
+#include "lower.h"
+#include "object.h"
+#include "parallel.h"
+#include "unify_internal.h"
+#include "banned.h"
+
+/* An object this batch creates.  ADOPT: the upper file is on the pool's
+ * filesystem and becomes the object itself (no data copied): in the link
+ * layout by a hard link before the lower entries are made, in the redirect
+ * layout by renaming it into objects/ after its stub is durable. */
+struct pending {
+	char tmp[OBJECT_TMP_MAX];
+	char name[OBJECT_NAME_MAX];
+	struct scanned_file *adopt;
+};
+
+struct batch {
+	uint32_t *slots; /* PEND_SLOTS: index into pend[] or UINT32_MAX */
+	struct scanned_file **files;
+	char (*names)[OBJECT_NAME_MAX];
+	size_t n;
+	struct pending *pend;
+	size_t n_pend;
+	uint64_t bytes;
+};
+
+struct apply {
+	const struct hash_set *pool_set; /* contents the pool held before the run */
+	struct hasher hasher; /* for copies into the pool */
+	struct pool *p;
+	const struct layout_ops *ops;
+	struct guest_scan *gs;
+	struct dircache upper_dc, lower_dc;
+	bool same_fs; /* upper and objects/ on one filesystem */
+	struct replica_session *replicas; /* replicated unify, or NULL */
+};
+
+/* The batch's pending names, open addressing over pend[] (names are hex
+ * digests: their first 16 digits are a fine hash). */
+#define PEND_SLOTS (2 * BATCH_FILES)
+
+static size_t name_slot(const char *name)
+{
+	uint64_t h = 0;
+
+	for (int i = 0; i < 16; i++)
+		h = h << 4 | (uint64_t)(name[i] <= '9' ? name[i] - '0' : name[i] - 'a' + 10);
+	return (size_t)(h % PEND_SLOTS);
+}
+
+static bool pending_has(const struct batch *b, const char *name)
+{
+	for (size_t k = name_slot(name);; k = (k + 1) % PEND_SLOTS) {
+		uint32_t idx = b->slots[k];
+		if (idx == UINT32_MAX)
+			return false;
+		if (!strcmp(b->pend[idx].name, name))
+			return true;
+	}
+}
+
+static void pending_add(struct batch *b, size_t idx)
+{
+	size_t k = name_slot(b->pend[idx].name);
+
+	while (b->slots[k] != UINT32_MAX)
+		k = (k + 1) % PEND_SLOTS;
+	b->slots[k] = (uint32_t)idx;
+}
+
+static void batch_reset(struct batch *b)
+{
+	b->n = b->n_pend = 0;
+	b->bytes = 0;
+	memset(b->slots, 0xff, PEND_SLOTS * sizeof(*b->slots));
+}
+
+/* Our own link or unlink changed the upper inode's ctime and link count:
+ * take them again, provided the upper name still shows the inode, size,
+ * mtime and type the scan saw.  Returns 0 or -errno (-ESTALE). */
+static int restat_upper(struct dircache *dc, struct scanned_file *f)
+{
+	const char *name;
+	struct stat st;
+	int dfd = dircache_parent(dc, f->paths[0], &name);
+
+	if (dfd < 0)
+		return dfd;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return neg_errno();
+	if (st.st_dev != f->m.st.st_dev || st.st_ino != f->m.st.st_ino || st.st_size != f->m.st.st_size ||
+	    st.st_mtim.tv_sec != f->m.st.st_mtim.tv_sec || st.st_mtim.tv_nsec != f->m.st.st_mtim.tv_nsec ||
+	    (st.st_mode & S_IFMT) != (f->m.st.st_mode & S_IFMT))
+		return -ESTALE;
+	f->m.st.st_ctim = st.st_ctim;
+	f->m.st.st_nlink = st.st_nlink;
+	return 0;
+}
+
+/* A half-adopted file (link layout, see settle_half_adopted) whose inode is
+ * the object f->half but whose content or metadata no longer give that
+ * name: the guest wrote through the shared inode.  The wrong name leaves
+ * objects/ (if it still is this inode), so no other file is linked to it
+ * again; the lower entries already linked to it keep their view, and fsck
+ * reports them as not linked to any object.  The file itself is then
+ * copied into the pool like any other. */
+static int drop_misnamed_object(struct apply *a, struct scanned_file *f)
+{
+	char rel[OBJECT_NAME_MAX + 4];
+	struct stat st;
+
+	object_relpath(f->half, rel);
+	if (fstatat(a->p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == f->m.st.st_dev &&
+	    st.st_ino == f->m.st.st_ino && unlinkat(a->p->objects_fd, rel, 0) < 0)
+		return neg_errno();
+	free(f->half);
+	f->half = NULL;
+	return restat_upper(&a->upper_dc, f);
+}
+
+/* Make sure the object for f exists or is pending in this batch.
+ *
+ * Adoption (upper and objects/ on one filesystem: the upper file becomes
+ * the object, no data copied) is only for a file with one name and one
+ * link: its single upper name is renamed into objects/ in one step, so no
+ * instant exists where an upper name and an object name share an inode
+ * (a guest writing through that upper name would write into the pool).
+ * Hard-link groups are copied. */
+static int prepare_object(struct apply *a, struct scanned_file *f, struct batch *b, char *name)
+{
+	struct pool *p = a->p;
+	_cleanup_close_ int fd = -1;
+	struct pending *pe = &b->pend[b->n_pend];
+	bool adopt;
+	int tfd, r;
+
+	r = a->ops->object_name(&f->m, name);
+	if (r < 0)
+		return r;
+	if (f->half) {
+		if (!strcmp(f->half, name))
+			return 0; /* finish: its lower entries link the object it is */
+		r = drop_misnamed_object(a, f);
+		if (r < 0)
+			return r;
+	}
+	if (pending_has(b, name))
+		return 0;
+	if (p->layout == LAYOUT_REDIRECT && hash_set_has(a->pool_set, f->m.hash))
+		return 0; /* held before this run: objects are never deleted by unify */
+	adopt = a->same_fs && f->n_paths == 1 && f->m.st.st_nlink == 1;
+	if (!adopt || p->layout == LAYOUT_LINK) {
+		/* (the redirect layout settles an existing object cheaply when
+		 * adopting: the rename fails, the stub names the object) */
+		r = pool_object_stat(p, name, NULL);
+		if (r < 0)
+			return r;
+		if (r == 1)
+			return 0;
+	}
+	memset(pe, 0, sizeof(*pe));
+	if (adopt) {
+		pe->adopt = f; /* checked again when it is adopted */
+		f->adopting = true;
+	} else {
+		fd = open_checked(&a->upper_dc, f);
+		if (fd < 0)
+			return fd;
+		r = object_write_tmp_with(p, &a->hasher, fd, (uint64_t)f->m.st.st_size, f->m.hash, pe->tmp,
+		                          &tfd);
+		if (r < 0)
+			return r;
+		r = a->ops->object_finish(tfd, &f->m);
+		close(tfd);
+		if (r < 0) {
+			unlinkat(p->tmp_fd, pe->tmp, 0);
+			return r;
+		}
+	}
+	memcpy(pe->name, name, OBJECT_NAME_MAX);
+	pending_add(b, b->n_pend);
+	b->n_pend++;
+	count_add(&a->gs->res->new_objects, 1);
+	count_add(&a->gs->res->new_object_bytes, (uint64_t)f->m.st.st_size);
+	return 0;
+}
+
+/* Link layout: before its upper file is adopted, its lower entry becomes
+ * a second name of that very inode (hidden by the upper name, in the
+ * guest's own lower layer: nothing else is linked to it).  Returns 0 or
+ * -errno (-ESTALE: the upper file changed). */
+static int place_adopter(struct apply *a, struct scanned_file *f)
+{
+	const char *name, *ename;
+	struct stat st;
+	_cleanup_close_ int fd = -1;
+	int dfd = dircache_parent(&a->upper_dc, f->paths[0], &name), r;
+
+	if (dfd < 0)
+		return dfd;
+	fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return neg_errno();
+	if (fstat(fd, &st) < 0)
+		return neg_errno();
+	if (!same_file(&st, &f->m.st))
+		return -ESTALE;
+	dfd = dircache_parent(&a->lower_dc, f->paths[0], &ename);
+	if (dfd < 0)
+		return dfd;
+	r = layout_link_in_place(fd, dfd, ename);
+	if (r < 0)
+		return r;
+	return restat_upper(&a->upper_dc, f);
+}
+
+/* Move the upper file of pe into objects/ by renaming its one upper name
+ * (RENAME_NOREPLACE: an existing object of that name wins).  In the
+ * redirect layout its stub is durable already; in the link layout its
+ * lower entry is a durable second name of the same inode (place_adopter).
+ * The rename goes by name, so the inode renamed is checked afterwards: a
+ * file swapped in meanwhile is renamed back and the file left alone.
+ * Returns 1 when the upper name was moved, 0 when it stays (the object
+ * existed), or -errno (-ESTALE: changed). */
+static int adopt_object(struct apply *a, struct pending *pe)
+{
+	char rel[OBJECT_NAME_MAX + 4];
+	const char *name;
+	struct stat st;
+	int dfd = dircache_parent(&a->upper_dc, pe->adopt->paths[0], &name);
+
+	if (dfd < 0)
+		return dfd;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return neg_errno();
+	if (!same_file(&st, &pe->adopt->m.st))
+		return -ESTALE;
+	object_relpath(pe->name, rel);
+	if (renameat2(dfd, name, a->p->objects_fd, rel, RENAME_NOREPLACE) < 0) {
+		if (errno != EEXIST)
+			return neg_errno();
+		/* another guest of this run made it first: not new after all */
+		count_sub(&a->gs->res->new_objects, 1);
+		count_sub(&a->gs->res->new_object_bytes, (uint64_t)pe->adopt->m.st.st_size);
+		return 0;
+	}
+	if (fstatat(a->p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return neg_errno();
+	if (st.st_dev != pe->adopt->m.st.st_dev || st.st_ino != pe->adopt->m.st.st_ino) {
+		/* swapped in between the check and the rename: give it back */
+		if (renameat2(a->p->objects_fd, rel, dfd, name, RENAME_NOREPLACE) < 0)
+			return neg_errno();
+		count_sub(&a->gs->res->new_objects, 1);
+		count_sub(&a->gs->res->new_object_bytes, (uint64_t)pe->adopt->m.st.st_size);
+		return -ESTALE;
+	}
+	return 1;
+}
+
+/* An adopted redirect object still has the guest file's owner, mode and
+ * xattrs; once no upper name shows that inode any more, make it a plain
+ * object.  (Data-only objects' metadata is never seen by guests, so a crash
+ * before this point harms nothing.) */
+static void plain_object(struct pool *p, const struct pending *pe)
+{
+	char rel[OBJECT_NAME_MAX + 4];
+
+	object_relpath(pe->name, rel);
+	if (pe->adopt->m.xattrs.n) {
+		char path[64 + OBJECT_NAME_MAX];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", p->objects_fd, rel);
+		for (size_t i = 0; i < pe->adopt->m.xattrs.n; i++)
+			(void)lremovexattr(path, pe->adopt->m.xattrs.v[i].name);
+	}
+	/* Best effort, as the comment above says; glibc's fortified headers
+	 * mark these warn_unused_result, which a (void) cast does not quiet. */
+	if (pe->adopt->m.st.st_uid || pe->adopt->m.st.st_gid)
+		if (fchownat(p->objects_fd, rel, 0, 0, AT_SYMLINK_NOFOLLOW) < 0)
+			errno = 0;
+	if (fchmodat(p->objects_fd, rel, 0444, 0) < 0)
+		errno = 0;
+}
+
+/* Remove the upper copies of f, only if each is still the inode the scan
+ * saw with the same size, mtime and ctime (an edit in place keeps the
+ * inode).  All names are checked before the first goes, since our own
+ * unlink changes the inode's ctime for the names after it (those are then
+ * checked by device and inode).  A name already moved into the pool is
+ * gone already. */
+static int remove_upper(struct apply *a, struct scanned_file *f, bool adopted)
+{
+	for (int pass = 0; pass < 2; pass++)
+		for (uint32_t i = adopted ? 1 : 0; i < f->n_paths; i++) {
+			const char *name;
+			struct stat st;
+			int dfd = dircache_parent(&a->upper_dc, f->paths[i], &name);
+			if (dfd < 0)
+				return dfd;
+			if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				if (errno == ENOENT)
+					continue;
+				return neg_errno();
+			}
+			if (pass == 0 ? !same_file(&st, &f->m.st)
+			              : st.st_dev != f->m.st.st_dev || st.st_ino != f->m.st.st_ino)
+				return -ESTALE;
+			if (pass == 1 && unlinkat(dfd, name, 0) < 0)
+				return neg_errno();
+		}
+	return 0;
+}
+
+/* An object that could not be made: no file of the batch may point at it. */
+static void skip_name(struct batch *b, const char *name)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (!strcmp(b->names[i], name) && b->files[i]->state == SF_CHOSEN)
+			b->files[i]->state = SF_SKIPPED;
+}
+
+enum place_pass {
+	PLACE_ALL, /* redirect layout: every stub, adopted files' too */
+	PLACE_ADOPTERS, /* link layout, step 2: files to adopt (place_adopter) */
+	PLACE_OTHERS, /* link layout, step 3b: the rest */
+};
+
+/* Place the lower entries of the batch's chosen files in PASS. */
+static int place_files(struct apply *a, struct batch *b, const struct layout_target *t, enum place_pass pass)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct scanned_file *f = b->files[i];
+		bool adopters = pass == PLACE_ADOPTERS;
+		int r;
+		if (f->state != SF_CHOSEN || (pass != PLACE_ALL && f->adopting != adopters))
+			continue;
+		if (adopters)
+			r = place_adopter(a, f);
+		else
+			r = a->ops->place(t, &f->m, b->names[i], f->paths, f->n_paths);
+		/* our own links changed the upper inode's ctime: linking the
+		 * object that it is (a half-adopted file finished), or
+		 * replacing its lower entry after a lost adoption */
+		if (r == 0 && (f->half || f->lost_adoption))
+			r = restat_upper(&a->upper_dc, f);
+		if (r == 0 && !f->placed && !(f->placed = strdup(b->names[i])))
+			r = -ENOMEM;
+		if (r == -EISDIR || r == -ENOTDIR || r == -EMLINK || r == -EEXIST || r == -ENAMETOOLONG ||
+		    r == -ESTALE || r == -ENOENT) {
+			f->state = SF_SKIPPED;
+			if (adopters)
+				skip_name(b, b->names[i]);
+			r = 0;
+		}
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Step 2 of a replicated batch: every object the batch's files will
+ * reference, durable on every replica (one rsync per replica for what it
+ * lacks) before any lower entry points at it.  A file whose object some
+ * replica lacks is left in the upper: it never leaves it unreplicated. */
+static int replicate_batch(struct apply *a, struct batch *b)
+{
+	_cleanup_free_ char **names = NULL;
+	_cleanup_free_ uint64_t *weights = NULL;
+	_cleanup_free_ bool *ok = NULL;
+	size_t n = 0;
+	int r;
+
+	names = malloc((b->n ? b->n : 1) * sizeof(*names));
+	weights = malloc((b->n ? b->n : 1) * sizeof(*weights));
+	ok = malloc((b->n ? b->n : 1) * sizeof(*ok));
+	if (!names || !weights || !ok)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n; i++)
+		if (b->files[i]->state == SF_CHOSEN) {
+			names[n] = b->names[i];
+			weights[n++] = b->files[i]->n_paths;
+		}
+	r = replica_session_push(a->replicas, names, weights, n, ok);
+	if (r < 0)
+		return r;
+	for (size_t i = 0, k = 0; i < b->n; i++)
+		if (b->files[i]->state == SF_CHOSEN && !ok[k++])
+			b->files[i]->state = SF_SKIPPED;
+	return 0;
+}
+
+/* Step 3c (link layout, describe): the placed entries recorded in the
+ * home's description, durably, before their upper copies go. */
+static int describe_batch(struct apply *a, struct batch *b)
+{
+	_cleanup_free_ const char **names = NULL, **paths = NULL;
+	size_t n = 0, cap = 0;
+
+	for (size_t i = 0; i < b->n; i++)
+		if (b->files[i]->state == SF_CHOSEN)
+			cap += b->files[i]->n_paths;
+	if (cap == 0)
+		return 0;
+	names = malloc(cap * sizeof(*names));
+	paths = malloc(cap * sizeof(*paths));
+	if (!names || !paths)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n; i++) {
+		struct scanned_file *f = b->files[i];
+		if (f->state != SF_CHOSEN)
+			continue;
+		for (uint32_t k = 0; k < f->n_paths; k++) {
+			names[n] = b->names[i];
+			paths[n++] = f->paths[k];
+		}
+	}
+	return lowerlist_append(a->gs->home_fd, names, paths, n);
+}
+
+/* Apply one batch.  The order, and why a kill -9 after each step leaves
+ * every guest's view intact (each path shows its upper copy, or an equal
+ * lower entry once the upper copy is gone):
+ *  0. (before the store: the pool's existing names were made durable, and
+ *     the guest's references recorded: store_all)
+ *  1. copied objects durable (syncfs of POOL/tmp), then named, then the
+ *     names durable (syncfs of objects/).  Dying here leaves unreferenced
+ *     objects or temp files.
+ *  1b. objects/ synced even when this batch named nothing: a name another
+ *     thread's adoption renamed in may not be durable yet, and this
+ *     batch's lower entries are about to depend on it (power loss must not
+ *     leave a durable stub or removed upper copy pointing at a name that
+ *     never reached the disk).
+ *  1c. replicated unify: the objects every chosen file will reference,
+ *     durable on every replica (replicate_batch); a file whose object a
+ *     replica lacks stays in the upper.  Dying here leaves the replicas
+ *     holding objects nothing references yet.
+ *  2. lower entries placed and made durable (syncfs of the lower layer).
+ *     They are hidden by the upper copies still there.  Link layout: an
+ *     adopted file's lower entry is a second name of the upper inode itself
+ *     (its own guest's layer only); a re-run finds and drops it.
+ *  3. adoption (pool and upper on one filesystem): the one upper name of
+ *     the file is renamed into objects/; the guest now sees the lower entry
+ *     (the same bytes).  No upper name ever shares an inode with an object.
+ *  3b. link layout: other files of the batch are linked to the objects now
+ *     named, and the lower layer synced again.
+ *  3c. link layout with replicas: the placed entries appended to the
+ *     home's description (HOME/vunify-lower, fdatasync'd), so that a host
+ *     that replays it after a failover shows them once the upper copies
+ *     are gone; dying here, the upper copies still hide them everywhere.
+ *  4. only now may the upper copies go, each checked unchanged. */
+static int apply_batch(struct apply *a, struct batch *b)
+{
+	struct pool *p = a->p;
+	struct guest_scan *gs = a->gs;
+	struct layout_target t = {.pool = p,
+	                          .lower_dc = &a->lower_dc,
+	                          .lower_fd = gs->lower_fd,
+	                          .staging_fd = p->layout == LAYOUT_LINK ? p->tmp_fd : gs->staging_fd};
+	bool link = p->layout == LAYOUT_LINK, adopted = false;
+	int r = 0;
+
+	/* 1. copied objects durable, named, the names durable */
+	{
+		bool copied = false;
+		for (size_t i = 0; i < b->n_pend; i++)
+			copied |= !b->pend[i].adopt;
+		if (copied)
+			r = do_syncfs(p->tmp_fd);
+		for (size_t i = 0; i < b->n_pend && r == 0; i++) {
+			struct pending *pe = &b->pend[i];
+			if (pe->adopt)
+				continue;
+			r = object_commit(p, pe->tmp, pe->name);
+			if (r == -ESTALE || r == -ENOENT) {
+				/* changed since hashing: leave it and its twins */
+				skip_name(b, pe->name);
+				r = 0;
+			}
+		}
+		/* 1b. every name the lower entries will depend on is durable */
+		if (r == 0)
+			r = do_syncfs(p->objects_fd);
+		if (r < 0)
+			return r;
+	}
+	/* 1c. replicated unify: the batch's objects durable on every replica
+	 * before any lower entry points at them */
+	if (a->replicas) {
+		r = replicate_batch(a, b);
+		if (r < 0)
+			return r;
+	}
+	/* 2. lower entries (link layout: adopters only, the rest in 3b) */
+	r = place_files(a, b, &t, link ? PLACE_ADOPTERS : PLACE_ALL);
+	if (r == 0)
+		r = do_syncfs(gs->lower_fd);
+	if (r < 0)
+		return r;
+	/* 3. adoption: the upper name becomes the object's */
+	for (size_t i = 0; i < b->n_pend; i++) {
+		struct pending *pe = &b->pend[i];
+		if (!pe->adopt || pe->adopt->state != SF_CHOSEN)
+			continue;
+		r = adopt_object(a, pe);
+		if (r == 1) {
+			pe->adopt->adopted = true;
+			adopted = true;
+		} else if (r == 0 && link) {
+			/* an object of that name exists: link the lower entry to
+			 * it instead, in 3b (the upper name still hides it) */
+			pe->adopt->adopting = false;
+			pe->adopt->lost_adoption = true;
+		} else if (r == -ESTALE || r == -ENOENT) {
+			/* no object: every entry pointing at it stays hidden
+			 * under its upper copy */
+			skip_name(b, pe->name);
+		} else if (r < 0) {
+			return r;
+		}
+		r = 0;
+	}
+	/* 3b. link layout: the other files link the objects now named */
+	if (link) {
+		r = place_files(a, b, &t, PLACE_OTHERS);
+		if (r == 0)
+			r = do_syncfs(gs->lower_fd);
+		if (r < 0)
+			return r;
+	}
+	/* 3c. link layout with replicas: the home's description says so too */
+	if (gs->describe) {
+		r = describe_batch(a, b);
+		if (r < 0)
+			return r;
+	}
+	/* 4. only now may the upper copies go */
+	for (size_t i = 0; i < b->n; i++) {
+		struct scanned_file *f = b->files[i];
+		if (f->state != SF_CHOSEN) {
+			count_add(&gs->res->files_skipped, f->n_paths);
+			continue;
+		}
+		r = remove_upper(a, f, f->adopted);
+		if (r == -ESTALE) {
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			return r;
+		f->state = SF_DONE;
+		count_add(&gs->removed_blocks, (uint64_t)f->m.st.st_blocks);
+		count_add(&gs->res->files_unified, f->n_paths);
+		count_add(&gs->res->bytes_unified, (uint64_t)f->m.st.st_size);
+	}
+	if (adopted && !link)
+		for (size_t i = 0; i < b->n_pend; i++)
+			if (b->pend[i].adopt && b->pend[i].adopt->adopted)
+				plain_object(p, &b->pend[i]);
+	return 0;
+}
+
+static int batch_alloc(struct batch *b)
+{
+	b->files = malloc(BATCH_FILES * sizeof(*b->files));
+	b->names = malloc(BATCH_FILES * sizeof(*b->names));
+	b->pend = malloc(BATCH_FILES * sizeof(*b->pend));
+	b->slots = malloc(PEND_SLOTS * sizeof(*b->slots));
+	if (!b->files || !b->names || !b->pend || !b->slots)
+		return -ENOMEM;
+	batch_reset(b);
+	return 0;
+}
+
+static void batch_free(struct batch *b)
+{
+	free(b->files);
+	free(b->names);
+	free(b->pend);
+	free(b->slots);
+}
+
+/* Unify the chosen files among gs->files[begin, end), in batches. */
+static int apply_range(struct apply *a, struct batch *b, struct store_progress *sp, size_t begin, size_t end)
+{
+	struct guest_scan *gs = a->gs;
+	int r = 0;
+
+	for (size_t i = begin; i <= end && r == 0; i++) {
+		struct scanned_file *f = i < end ? &gs->files[i] : NULL;
+		if (f && f->state == SF_CHOSEN) {
+			r = prepare_object(a, f, b, b->names[b->n]);
+			if (r == -ESTALE || r == -EBADMSG || r == -ENOENT) {
+				f->state = SF_SKIPPED; /* changed since hashing */
+				count_add(&gs->res->files_skipped, f->n_paths);
+				r = 0;
+				continue;
+			}
+			if (r == -ENOSPC || r == -EDQUOT) {
+				/* finish what already fits, then report */
+				int r2 = b->n ? apply_batch(a, b) : 0;
+				batch_reset(b);
+				if (r2 < 0)
+					r = r2;
+				break;
+			}
+			if (r < 0)
+				break;
+			b->files[b->n++] = f;
+			b->bytes += (uint64_t)f->m.st.st_size;
+			count_add(&sp->pr.files_done, 1);
+			count_add(&sp->pr.bytes_done, (uint64_t)f->m.st.st_size);
+			if (pthread_equal(pthread_self(), sp->reporter))
+				store_report(sp, false);
+		}
+		if (b->n && (!f || b->n == BATCH_FILES || b->bytes >= BATCH_BYTES)) {
+			r = apply_batch(a, b);
+			batch_reset(b);
+		}
+	}
+	if (r < 0) {
+		/* unnamed temp objects of this batch are garbage */
+		for (size_t i = 0; i < b->n_pend; i++)
+			if (!b->pend[i].adopt)
+				unlinkat(a->p->tmp_fd, b->pend[i].tmp, 0);
+		batch_reset(b);
+	}
+	return r;
+}
+
+/* Unify the chosen files among gs->files[begin, end) (one store work
+ * item), in batches. */
+int store_range(struct pool *p, struct guest_scan *gs, const struct hash_set *pool_set,
+                struct replica_session *replicas, struct store_progress *sp, size_t begin, size_t end)
+{
+	struct apply a = {.p = p,
+	                  .ops = layout_ops_for(p),
+	                  .gs = gs,
+	                  .pool_set = pool_set,
+	                  /* replicated: objects are copied into the pool, hashed
+	                   * on the way, so that what reaches the replicas is
+	                   * named by what was written (never adopted in place) */
+	                  .same_fs = gs->same_fs && !replicas,
+	                  .replicas = replicas};
+	struct batch b = {0};
+	int r = hasher_init(&a.hasher);
+
+	if (r < 0)
+		return r;
+	dircache_init(&a.upper_dc, gs->upper_fd, false);
+	dircache_init(&a.lower_dc, gs->lower_fd, true);
+	r = batch_alloc(&b);
+	if (r == 0)
+		r = apply_range(&a, &b, sp, begin, end);
+	batch_free(&b);
+	dircache_release(&a.upper_dc);
+	dircache_release(&a.lower_dc);
+	hasher_release(&a.hasher);
+	return r;
+}

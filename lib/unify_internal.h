@@ -1,0 +1,155 @@
+/* Private to the unify pipeline: the per-guest state its phases share.
+ *
+ * unify.c drives the phases, each in its own file:
+ *   scan.c        walk each upper: file records, hard-link groups, classes
+ *   fold.c        fold whiteouts and opaque directories into the lower layer
+ *   hash_phase.c  hash the candidates (parallel, with the hash cache)
+ *   share.c       SPEC's sharing decision ("share what is shared")
+ *   store.c       settle half-adopted files, record references, then run
+ *                 the store batches in parallel
+ *   store_batch.c one batch: objects, names, lower entries, upper removal
+ *   guest_stats.c the guests' figures and references after the run
+ *   parallel.c    the thread pool the phases run on */
+#ifndef VUNIFY_UNIFY_INTERNAL_H
+#define VUNIFY_UNIFY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dircache.h"
+#include "hashcache.h"
+#include "layout.h"
+#include "lowerlist.h"
+#include "policy.h"
+#include "pool.h"
+#include "replica.h"
+#include "share.h"
+#include "unify.h"
+#include "util.h"
+#include "walk.h"
+
+/* A store batch: at most this many files or bytes between syncs. */
+#define BATCH_FILES 8192
+#define BATCH_BYTES (512ULL << 20)
+
+/* Where a scanned file stands in the pipeline. */
+enum scanned_state {
+	SF_IGNORED, /* never-class, incomplete link group, overlay-internal */
+	SF_CANDIDATE, /* to be hashed */
+	SF_HASHED,
+	SF_CHOSEN,
+	SF_DONE,
+	SF_SKIPPED,
+};
+
+struct scanned_file {
+	char **paths;
+	uint32_t n_paths;
+	uint8_t cls;
+	uint8_t state;
+	bool adopted; /* its first upper name was renamed into the pool */
+	bool adopting; /* its upper file is to become the object (prepare_object) */
+	bool lost_adoption; /* link layout: the object existed; relinked in 3b */
+	char *half; /* link layout: the object its upper inode already is (a
+	             * half-adopted file, settle_half_adopted) */
+	bool xattrs_pending; /* hash came from the cache; xattrs not read yet */
+	char *placed; /* object its lower entries point at, once placed */
+	uint32_t guest;
+	struct file_meta m;
+};
+
+/* What the scan folded (fold.c): paths of whiteouts and opaque dirs. */
+struct fold_list {
+	int lower_fd;
+	char **paths; /* whiteouts, then (flag bit in kinds) opaque dirs */
+	unsigned char *kinds;
+	size_t n, cap;
+	uint64_t whiteouts, opaques;
+};
+
+enum { FOLD_WHITEOUT, FOLD_OPAQUE };
+
+/* One guest of a unify run, from open to its figures. */
+struct guest_scan {
+	struct guest *g;
+	int home_fd, upper_fd, lower_fd, staging_fd;
+	struct scanned_file *files;
+	size_t n, cap;
+	size_t *imap; /* open addressing over files[] for st_nlink > 1 */
+	size_t imap_cap, imap_n;
+	enum policy_class *cls; /* by depth */
+	size_t cls_cap;
+	bool normalize; /* fold whiteouts/opaque dirs (not in dry runs) */
+	struct fold_list folds; /* what the scan folded */
+	bool lower_was_empty; /* before this run: its lower is exactly what we place */
+	uint64_t upper_blocks; /* st_blocks of the upper as scanned */
+	uint64_t removed_blocks; /* of the upper copies unify removed */
+	struct ino_set seen_inos; /* hard-linked inodes counted once */
+	struct hashcache cache; /* hashes remembered from the last run */
+	struct unify_guest_result *res;
+	/* the store phase: */
+	size_t chosen; /* files to unify */
+	bool touched; /* the store changes its layers */
+	bool same_fs; /* upper and objects/ on one filesystem */
+	bool describe; /* link layout: keep HOME/vunify-lower (lowerlist.h) */
+};
+
+struct store_progress {
+	const struct unify_options *o;
+	pthread_t reporter; /* the thread that may call o->progress */
+	struct unify_progress pr;
+	struct timespec start, last;
+};
+
+static inline int do_syncfs(int fd)
+{
+	return syncfs(fd) < 0 ? neg_errno() : 0;
+}
+
+static inline double since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* scan.c */
+void scanned_file_free(struct scanned_file *f);
+int scan_all(struct pool *p, struct guest_scan *scans, size_t ng, bool normalize, unsigned nth,
+             size_t *ret_failed);
+
+/* fold.c */
+int fold_whiteout(struct guest_scan *gs, const struct walk_entry *e);
+int fold_opaque_dir(struct guest_scan *gs, const char *path);
+int fold_finish(struct guest_scan *gs);
+void fold_list_free(struct fold_list *fl);
+
+/* hash_phase.c */
+bool same_file(const struct stat *a, const struct stat *b);
+int open_checked(struct dircache *dc, struct scanned_file *f);
+int read_pending_xattrs(struct dircache *upper_dc, struct scanned_file *f);
+int hash_all(struct guest_scan *scans, size_t ng, const struct unify_options *o, uint64_t *ret_bytes,
+             char **ret_what);
+
+/* share.c: the sharing decision over the scanned guests */
+int share_choose(struct guest_scan *scans, size_t ng, const struct hash_set *pool_set);
+int share_estimate(struct guest_scan *scans, size_t ng, const struct hash_set *pool_set);
+
+/* store_batch.c */
+int store_range(struct pool *p, struct guest_scan *gs, const struct hash_set *pool_set,
+                struct replica_session *replicas, struct store_progress *sp, size_t begin, size_t end);
+
+/* store.c */
+int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng);
+void store_report(struct store_progress *sp, bool final);
+int store_all(struct pool *p, struct guest_scan *scans, size_t ng, const struct unify_options *o,
+              struct store_progress *sp, const struct hash_set *pool_set, char **ret_what);
+
+/* guest_stats.c */
+int finish_guest_stats(struct pool *p, struct guest_scan *gs, bool failed);
+
+#endif
