@@ -1,0 +1,165 @@
+/* lib/share.c: SPEC's rule "share what is shared" as a table.  Each row is
+ * one file of one guest: its path (classified by the default policy the way
+ * the scan does, ancestors first), its content and whether the pool already
+ * holds that content; the decision must choose exactly the rows SPEC says
+ * are unified. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "policy.h"
+#include "share.h"
+#include "util.h"
+#include "banned.h"
+
+static enum policy_class classify_walk(const struct policy *p, const char *path)
+{
+	enum policy_class c = POLICY_OTHER;
+	char buf[4096];
+	size_t n = strlen(path);
+
+	assert_true(path[0] == '/' && n < sizeof(buf));
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		c = policy_classify(p, buf, c);
+		buf[i] = path[i];
+	}
+	return c;
+}
+
+struct row {
+	unsigned guest;
+	const char *path;
+	char content; /* same letter, same bytes */
+	bool in_pool; /* the pool held this content before the run */
+	bool want; /* SPEC: unified */
+};
+
+/* Run the decision over ROWS (in the given order) and check every row. */
+static void check_rows(const struct row *rows, size_t n)
+{
+	struct policy pol;
+	unsigned char(*hashes)[HASH_LEN] = calloc(n ? n : 1, HASH_LEN);
+	unsigned char(*pool)[HASH_LEN] = calloc(n ? n : 1, HASH_LEN);
+	struct share_item *v = calloc(n ? n : 1, sizeof(*v));
+	struct hash_set set = {0};
+
+	assert_non_null(hashes);
+	assert_non_null(pool);
+	assert_non_null(v);
+	assert_int_equal(policy_default(&pol), 0);
+	for (size_t i = 0; i < n; i++) {
+		memset(hashes[i], 0, HASH_LEN);
+		hashes[i][0] = (unsigned char)rows[i].content;
+		hashes[i][HASH_LEN - 1] = 0x5a;
+		v[i] = (struct share_item){.hash = hashes[i],
+		                           .guest = rows[i].guest,
+		                           .cls = (uint8_t)classify_walk(&pol, rows[i].path),
+		                           .ud = (void *)&rows[i]};
+		if (rows[i].in_pool) {
+			bool have = false;
+			for (size_t k = 0; k < set.n; k++)
+				have |= !memcmp(pool[k], hashes[i], HASH_LEN);
+			if (!have)
+				memcpy(pool[set.n++], hashes[i], HASH_LEN);
+		}
+	}
+	/* a hash_set is sorted: the content letter is the first byte */
+	for (size_t i = 1; i < set.n; i++)
+		for (size_t k = i; k > 0 && memcmp(pool[k - 1], pool[k], HASH_LEN) > 0; k--) {
+			unsigned char t[HASH_LEN];
+			memcpy(t, pool[k], HASH_LEN);
+			memcpy(pool[k], pool[k - 1], HASH_LEN);
+			memcpy(pool[k - 1], t, HASH_LEN);
+		}
+	set.v = (unsigned char *)pool;
+	set.cap = n;
+
+	share_decide(v, n, &set);
+	for (size_t i = 0; i < n; i++) {
+		const struct row *r = v[i].ud;
+		if (v[i].chosen != r->want)
+			fail_msg("guest %u %s (content %c%s): chosen %d, SPEC says %d", r->guest, r->path,
+			         r->content, r->in_pool ? ", in pool" : "", v[i].chosen, r->want);
+	}
+	policy_free(&pol);
+	free(v);
+	free(pool);
+	free(hashes);
+}
+
+static void test_spec_table(void **state)
+{
+	static const struct row rows[] = {
+	        /* another guest also has it: unified wherever it is */
+	        {0, "/home/alice/notes.txt", 'a', false, true},
+	        {1, "/srv/notes.txt", 'a', false, true},
+	        {0, "/var/lib/apt/lists/deb.debian.org_Packages", 'b', false, true},
+	        {2, "/var/lib/apt/lists/deb.debian.org_Packages", 'b', false, true},
+	        /* the pool already holds it: unified, even in one guest */
+	        {1, "/var/lib/app/data.bin", 'c', true, true},
+	        /* unique to one guest: unified under the system paths ... */
+	        {0, "/usr/bin/tool", 'd', false, true},
+	        {1, "/etc/hostname", 'e', false, true},
+	        {2, "/lib64/ld.so", 'f', false, true},
+	        {0, "/opt/app/bin/app", 'g', false, true},
+	        {1, "/boot/vmlinuz", 'h', false, true},
+	        {2, "/sbin/init", 'i', false, true},
+	        {0, "/bin/sh", 'j', false, true},
+	        /* ... and stays in the upper elsewhere (database, log, image) */
+	        {0, "/var/lib/mysql/ibdata1", 'k', false, false},
+	        {1, "/var/log/syslog", 'l', false, false},
+	        {2, "/srv/vm/disk.img", 'm', false, false},
+	        /* twice in one guest is not shared */
+	        {1, "/home/bob/a", 'n', false, false},
+	        {1, "/home/bob/b", 'n', false, false},
+	        /* shared with a system copy: every copy goes */
+	        {0, "/usr/share/doc/x", 'o', false, true},
+	        {2, "/home/carol/x", 'o', false, true},
+	        /* never unified, even when shared or in the pool */
+	        {0, "/etc/shadow", 'p', true, false},
+	        {1, "/etc/shadow", 'p', true, false},
+	        {2, "/etc/ssh/ssh_host_ed25519_key", 'q', false, false},
+	        {0, "/etc/ssh/ssh_host_ed25519_key", 'q', false, false},
+	        {1, "/tmp/x", 'r', false, false},
+	        {2, "/var/tmp/x", 'r', false, false},
+	};
+	struct row rev[ARRAY_SIZE(rows)];
+
+	(void)state;
+	check_rows(rows, ARRAY_SIZE(rows));
+	/* the input order does not matter */
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
+		rev[i] = rows[ARRAY_SIZE(rows) - 1 - i];
+	check_rows(rev, ARRAY_SIZE(rev));
+}
+
+static void test_empty(void **state)
+{
+	struct hash_set set = {0};
+	struct share_item none[1];
+
+	(void)state;
+	share_decide(none, 0, &set);
+	assert_false(hash_set_has(&set, (const unsigned char *)"0123456789abcdef0123456789abcdef"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_spec_table),
+	        cmocka_unit_test(test_empty),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
