@@ -156,12 +156,57 @@ assert_ok "${VA[@]}" adopt g1 "$H1"
 view_a g1 "$TEST_TMP/g1.back.man"
 assert_same_manifest "$TEST_TMP/g1.a.man" "$TEST_TMP/g1.back.man" "g1's view back on A"
 
-echo "== a replica that is full"
+# new_files DIR COUNT KIB: files of new content in g1, through its mount
+new_files() {
+	local k
+	assert_ok "${VA[@]}" mount g1 "$TEST_TMP/mnt" || return 1
+	mkdir -p "$TEST_TMP/mnt/usr/local/lib/$1"
+	for ((k = 0; k < $2; k++)); do
+		head -c $(($3 * 1024)) /dev/urandom >"$TEST_TMP/mnt/usr/local/lib/$1/f$k"
+	done
+	manifest "$TEST_TMP/mnt" "$TEST_TMP/g1.a.man" "${mopt[@]}"
+	assert_ok "${VA[@]}" umount g1
+}
+# in_upper DIR: how many of those files are still in g1's upper
+in_upper() { find "$H1/upper/usr/local/lib/$1" -type f 2>/dev/null | wc -l; }
+
+echo "== replicated unify with the replica unreachable: files stay, the next unify finishes"
+new_files new1 20 16
+# every ssh of this run is refused (nothing listens on port 9)
+VUNIFY_SSH="$VUNIFY_SSH -p 9" assert_fail "${VA[@]}" unify g1
+# (the 20 new files, and any other file of g1 the mount left to unify)
+grep -qF "replica '$REPLICA': ssh failed (exit 255); " "$LAST_STDERR" &&
+	grep -Eq "; (2[0-9]) files stay in the uppers" "$LAST_STDERR" &&
+	_pass "unify names the unreachable replica and the files kept" || _fail "unify's message: $(cat "$LAST_STDERR")"
+[ "$(in_upper new1)" = 20 ] && _pass "the 20 new files stay in the upper" || _fail "$(in_upper new1) of 20 new files in the upper"
+view_a g1 "$TEST_TMP/g1.now.man"
+assert_same_manifest "$TEST_TMP/g1.a.man" "$TEST_TMP/g1.now.man" "view unchanged after the refused replication"
+assert_ok "${VA[@]}" unify g1
+[ "$(in_upper new1)" = 0 ] && _pass "the next unify finishes" || _fail "$(in_upper new1) new files still in the upper"
+assert_ok "${VA[@]}" replica list
+grep -q "lag 0 objects" "$LAST_STDOUT" && _pass "replica holds them" || _fail "replica list: $(cat "$LAST_STDOUT")"
+
+echo "== a replica that is full (a 8 MiB tmpfs on B)"
+FULL="$B_HOST:$TEST_TMP/full/pool"
 mkdir -p "$TEST_TMP/full"
 on_b mount -t tmpfs -o size=8m tmpfs "$TEST_TMP/full" || fatal "tmpfs on B"
 assert_ok on_b "$VUNIFY" -p "$TEST_TMP/full/pool" init --layout "$LAYOUT"
-assert_fail_msg "replicate to '$B_HOST:$TEST_TMP/full/pool'" "${VA[@]}" replicate --to "$B_HOST:$TEST_TMP/full/pool"
+assert_fail_msg "replicate to '$FULL'" "${VA[@]}" replicate --to "$FULL"
 assert_ok on_b "$VUNIFY" -p "$TEST_TMP/full/pool" fsck
+on_b rm -rf "$TEST_TMP/full/pool/tmp/"* # make room again (what fsck there removes)
+assert_ok "${VA[@]}" replica add "$FULL"
+new_files new2 12 1024
+assert_fail "${VA[@]}" unify g1
+grep -qF "replica '$FULL': rsync failed" "$LAST_STDERR" && grep -q "files stay in the uppers" "$LAST_STDERR" &&
+	_pass "unify names the full replica" || _fail "unify's message: $(cat "$LAST_STDERR")"
+kept=$(in_upper new2)
+[ "$kept" -gt 0 ] && _pass "$kept of 12 new files stay in the upper" || _fail "no new file stayed in the upper"
+view_a g1 "$TEST_TMP/g1.now.man"
+assert_same_manifest "$TEST_TMP/g1.a.man" "$TEST_TMP/g1.now.man" "view unchanged with a full replica"
+assert_ok on_b "$VUNIFY" -p "$TEST_TMP/full/pool" fsck
+assert_ok "${VA[@]}" replica rm "$FULL"
+assert_ok "${VA[@]}" unify g1
+[ "$(in_upper new2)" = 0 ] && _pass "without the full replica the next unify finishes" || _fail "$(in_upper new2) files still in the upper"
 
 echo "== send a Debian guest with sparse files, hard links, xattrs, ACLs and devices"
 mkdir -p "$TEST_TMP/a/extra"
