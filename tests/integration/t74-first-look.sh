@@ -88,6 +88,11 @@ case " $c" in
 *) _fail "completion: commands: '$c'" ;;
 esac
 assert_eq "umount unify " "$(complete_words vunify u)" "completion: commands by prefix"
+case " $c" in
+*" objects "* | *" receive "*) _fail "completion offers plumbing: '$c'" ;;
+*) _pass "completion: no plumbing commands" ;;
+esac
+assert_eq "add list rm " "$(complete_words vunify replica "")" "completion: replica's subcommands"
 assert_eq "alpha " "$(complete_words vunify -p "$pool" mount al)" "completion: guests of the -p pool"
 assert_eq "alpha mid zeta " "$(complete_words vunify -p "$pool" unify "")" "completion: all guests"
 case $(complete_words vunify unify --) in
