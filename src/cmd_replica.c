@@ -117,6 +117,7 @@ int cmd_replica(const struct cli *c, int argc, char **argv)
 	if (!p)
 		return 1;
 	if (!strcmp(verb, "add")) {
+		_cleanup_free_ char *abs = NULL;
 		struct target t;
 		r = target_parse(argv[2], &t);
 		if (r == 0) {
@@ -125,6 +126,7 @@ int cmd_replica(const struct cli *c, int argc, char **argv)
 			struct nameset have = {0};
 			char why[128];
 			int status = 0;
+			bool local = !t.host;
 			r = replica_names(&t, p->layout, &have, &status);
 			nameset_free(&have);
 			target_free(&t);
@@ -134,7 +136,10 @@ int cmd_replica(const struct cli *c, int argc, char **argv)
 				pool_close(p);
 				return 1;
 			}
-			r = replica_add(p, argv[2]);
+			/* a local replica by its absolute path: later commands may
+			 * run from anywhere */
+			abs = local ? realpath(argv[2], NULL) : NULL;
+			r = replica_add(p, abs ? abs : argv[2]);
 		}
 		if (r < 0)
 			cli_error("replica add", argv[2], r,
