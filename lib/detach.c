@@ -50,23 +50,6 @@ static int upper_has(int dfd, const char *name, struct stat *ret_st)
 	return errno == ENOENT ? 0 : neg_errno();
 }
 
-static int open_data(struct mat *m, const struct walk_entry *e)
-{
-	char name[OBJECT_NAME_MAX], rel[OBJECT_NAME_MAX + 4];
-	int r, fd;
-
-	if (m->p->layout == LAYOUT_LINK) {
-		fd = openat(e->parent_fd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		return fd < 0 ? neg_errno() : fd;
-	}
-	r = m->ops->lower_ref(m->p, e->parent_fd, e->name, &e->st, name);
-	if (r <= 0)
-		return r < 0 ? r : -EBADMSG;
-	fd = openat(m->p->objects_fd, object_relpath(name, rel),
-	            O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	return fd < 0 ? neg_errno() : fd;
-}
-
 static int materialize_file(struct mat *m, const struct walk_entry *e, int udir)
 {
 	static unsigned long counter;
@@ -77,7 +60,7 @@ static int materialize_file(struct mat *m, const struct walk_entry *e, int udir)
 	int r;
 
 	/* redirect layout: a group of hard-linked stubs is one file */
-	if (m->p->layout == LAYOUT_REDIRECT && e->st.st_nlink > 1) {
+	if (m->ops->lower_links_are_guest_links && e->st.st_nlink > 1) {
 		for (size_t i = 0; i < m->n_links; i++) {
 			if (m->links[i].ino != e->st.st_ino)
 				continue;
@@ -92,7 +75,7 @@ static int materialize_file(struct mat *m, const struct walk_entry *e, int udir)
 			return 0;
 		}
 	}
-	src = open_data(m, e);
+	src = m->ops->open_data(m->p, e->parent_fd, e->name, &e->st);
 	if (src < 0)
 		return src;
 	meta = openat(e->parent_fd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -123,7 +106,7 @@ static int materialize_file(struct mat *m, const struct walk_entry *e, int udir)
 		goto out;
 	}
 	m->files++;
-	if (m->p->layout == LAYOUT_REDIRECT && e->st.st_nlink > 1) {
+	if (m->ops->lower_links_are_guest_links && e->st.st_nlink > 1) {
 		if (m->n_links == m->links_cap) {
 			size_t nc = m->links_cap ? m->links_cap * 2 : 64;
 			struct link_seen *nl = realloc(m->links, nc * sizeof(*nl));
@@ -236,17 +219,7 @@ int guest_materialize(struct pool *p, const struct guest *g, int home_fd, uint64
 			goto out;
 		close(lower_fd);
 		lower_fd = -1;
-		if (p->layout == LAYOUT_LINK) {
-			_cleanup_close_ int roots =
-			        openat(p->fd, "roots", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			r = roots < 0 ? neg_errno() : remove_tree_at(roots, g->name);
-			if (r == 0 && roots >= 0 && syncfs(roots) < 0)
-				r = neg_errno();
-		} else {
-			r = remove_tree_at(home_fd, HOME_META);
-			if (r == 0 && syncfs(home_fd) < 0)
-				r = neg_errno();
-		}
+		r = layout_remove_lower(p, g, home_fd);
 		if (r < 0)
 			goto out;
 	} else if (lower_fd != -ENOENT) {

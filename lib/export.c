@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "copy.h"
+#include "layout.h"
 #include "overlay.h"
 #include "remove.h"
 #include "util.h"
@@ -26,6 +27,7 @@ int guest_export(struct pool *p, const struct guest *g, const char *dest, char *
 	_cleanup_close_ int parent = -1, mfd = -1, tfd = -1;
 	const char *base;
 	char mname[64];
+	struct layout_location loc;
 	struct stat st;
 	int r;
 
@@ -46,15 +48,13 @@ int guest_export(struct pool *p, const struct guest *g, const char *dest, char *
 		return r;
 
 	upper = path_join(g->home, HOME_UPPER);
-	if (p->layout == LAYOUT_REDIRECT) {
-		lower = path_join(g->home, HOME_META);
-		data = path_join(p->path, "objects");
-	} else {
-		_cleanup_free_ char *roots = path_join(p->path, "roots");
-		lower = roots ? path_join(roots, g->name) : NULL;
-	}
-	if (!upper || !lower || (p->layout == LAYOUT_REDIRECT && !data))
+	if (!upper)
 		return -ENOMEM;
+	r = layout_locate(p, g, &loc);
+	if (r < 0)
+		return r;
+	lower = loc.lower;
+	data = loc.data;
 	{
 		/* a never-unified guest has no lower layer yet: an empty one */
 		_cleanup_close_ int lfd = open(lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -100,8 +100,7 @@ int guest_export(struct pool *p, const struct guest *g, const char *dest, char *
 		r = neg_errno();
 		goto out_umount;
 	}
-	r = copy_tree(mfd, tfd, p->layout == LAYOUT_LINK ? COPY_TREE_NO_HARDLINKS : COPY_TREE_DEFAULT,
-	              ret_path);
+	r = copy_tree(mfd, tfd, layout_ops_for(p)->copy_flags, ret_path);
 	if (r == 0 && syncfs(tfd) < 0)
 		r = neg_errno();
 	if (r == 0 && renameat2(parent, tmpname, parent, base, RENAME_NOREPLACE) < 0)

@@ -84,7 +84,8 @@ static int add_recorded(struct pool *p, const char *name, struct refset *s)
 
 struct sweep {
 	const struct refset *refs;
-	bool dry_run, link_layout;
+	bool dry_run;
+	bool linked_in_use; /* an object with several links is in use */
 	struct gc_result *res;
 };
 
@@ -94,7 +95,7 @@ static int sweep_cb(int fan_fd, const char *name, const struct stat *st, void *u
 
 	if (!S_ISREG(st->st_mode))
 		return 0;
-	if (refset_has(sw->refs, name) || (sw->link_layout && st->st_nlink > 1)) {
+	if (refset_has(sw->refs, name) || (sw->linked_in_use && st->st_nlink > 1)) {
 		sw->res->objects_kept++;
 		sw->res->bytes_kept += (uint64_t)st->st_size;
 		return 0;
@@ -117,7 +118,7 @@ int gc_run(struct pool *p, bool dry_run, struct gc_result *ret, char **ret_what)
 	n = pool_guest_names(p, &names);
 	if (n < 0)
 		return n;
-	if (p->layout == LAYOUT_LINK) {
+	if (layout_ops_for(p)->refs_by_inode) {
 		r = objects_scan(p, NULL, &map, NULL, NULL);
 		if (r < 0)
 			goto out;
@@ -158,7 +159,7 @@ int gc_run(struct pool *p, bool dry_run, struct gc_result *ret, char **ret_what)
 	if (refs.n > 1)
 		qsort(refs.v, refs.n, sizeof(*refs.v), cmp_str);
 	{
-		struct sweep sw = {&refs, dry_run, p->layout == LAYOUT_LINK, &res};
+		struct sweep sw = {&refs, dry_run, layout_ops_for(p)->refs_by_inode, &res};
 		r = objects_scan(p, NULL, NULL, sweep_cb, &sw);
 	}
 	if (r == 0 && !dry_run) {

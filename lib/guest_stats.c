@@ -22,7 +22,7 @@ int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd, const uint
 	lower_fd = guest_open_lower(p, g, home_fd, true);
 	if (lower_fd < 0)
 		return lower_fd;
-	if (p->layout == LAYOUT_LINK) {
+	if (layout_ops_for(p)->refs_by_inode) {
 		r = objects_scan(p, NULL, &map, NULL, NULL);
 		if (r < 0)
 			return r;

@@ -35,8 +35,54 @@ struct layout_target {
 	int staging_fd; /* HOME/staging (redirect) or POOL/tmp (link) */
 };
 
+enum lower_problem {
+	LOWER_BAD_TYPE, /* not a regular file (or directory) */
+	LOWER_MALFORMED, /* redirect: stub without valid metacopy/redirect */
+	LOWER_UNLINKED, /* link: file not linked to any object */
+	LOWER_MISSING_OBJECT, /* redirect: the object is not in the pool */
+	LOWER_SIZE_MISMATCH, /* redirect: stub size differs from its object */
+};
+
+struct object_map;
+struct walk_entry;
+
+/* Everything that differs between layouts is here: a third layout is one
+ * new file filling this in (and a name in pool.c). */
 struct layout_ops {
 	enum layout_kind kind;
+
+	/* ---- where a guest's lower layer lives ---- */
+	/* In the guest's home (it travels with the home), not in the pool. */
+	bool lower_in_home;
+	/* objects/ is mounted below it as a data-only lower layer. */
+	bool data_layer;
+	/* An fd of the directory holding the guest's lower layer (the caller
+	 * closes it) and the lower layer's name in it.  HOME_FD is the
+	 * guest's home.  Returns the fd or -errno. */
+	int (*open_lower_parent)(struct pool *p, const struct guest *g, int home_fd, const char **ret_name);
+	/* The lower layer's absolute path (malloc'd; NULL: out of memory). */
+	char *(*lower_path)(struct pool *p, const struct guest *g);
+	/* Make what this layout keeps in a new guest's home.  Returns 0 or
+	 * -errno. */
+	int (*init_home)(int home_fd);
+
+	/* ---- hard links ---- */
+	/* A hard-link group of the upper may be unified (whole). */
+	bool unifies_link_groups;
+	/* Lower entries sharing an inode are one file of the guest (rather
+	 * than links through the pool's objects). */
+	bool lower_links_are_guest_links;
+	/* Lower entries reference objects by inode: reading a lower layer
+	 * needs an object map, and an object with more than one link is in
+	 * use. */
+	bool refs_by_inode;
+	/* copy_tree flags for a faithful copy of a merged view (export). */
+	unsigned copy_flags;
+
+	/* ---- objects ---- */
+	/* An object's name is its content hash alone (the pool's set of
+	 * content hashes says whether it exists). */
+	bool names_by_content;
 	/* Object name for this inode (OBJECT_NAME_MAX bytes).  Returns 0 or
 	 * -errno. */
 	int (*object_name)(const struct file_meta *m, char *ret_name);
@@ -50,12 +96,26 @@ struct layout_ops {
 	 * -EMLINK: the object has too many links). */
 	int (*place)(const struct layout_target *t, const struct file_meta *m, const char *name,
 	             char *const *paths, size_t n_paths);
-	/* Which object does the lower entry (dir_fd, name) reference?  (The
-	 * redirect layout reads only the redirect; fsck checks metacopy.)
-	 * Returns 1 and fills ret_name, 0 when the entry is not a unified file
-	 * (e.g. a directory), or -errno for a malformed entry (-EBADMSG). */
-	int (*lower_ref)(struct pool *p, int dir_fd, const char *entry, const struct stat *st,
-	                 char *ret_name);
+
+	/* ---- reading a lower layer back ---- */
+	/* Which object does the lower entry (dir_fd, name) reference?  MAP:
+	 * the object map when refs_by_inode.  (The redirect layout reads only
+	 * the redirect; check_ref checks metacopy.)  Returns 1 and fills
+	 * ret_name, 0 when the entry is not a unified file (e.g. a
+	 * directory), or -errno for a malformed entry (-EBADMSG: reported as
+	 * bad_ref below). */
+	int (*lower_ref)(struct pool *p, const struct object_map *map, int dir_fd, const char *entry,
+	                 const struct stat *st, char *ret_name);
+	enum lower_problem bad_ref; /* what -EBADMSG from lower_ref means */
+	const char *bad_ref_what;
+	/* fsck: is the entry E, referencing NAME, sound?  Returns 0, 1 with
+	 * *ret_kind and *ret_what set for a problem, or -errno.  NULL: no
+	 * check beyond lower_ref. */
+	int (*check_ref)(struct pool *p, const struct walk_entry *e, const char *name,
+	                 enum lower_problem *ret_kind, const char **ret_what);
+	/* Open the data a lower entry shows (the object, or itself).
+	 * Returns an fd or -errno. */
+	int (*open_data)(struct pool *p, int dir_fd, const char *entry, const struct stat *st);
 };
 
 /* fsck: does the object open at fd (named NAME) carry the owner, mode and
@@ -65,6 +125,24 @@ struct layout_ops {
  * says what, *ret_fixed whether it was put right), or -errno. */
 int layout_check_object(struct pool *p, int fd, const char *name, bool repair, const char **ret_problem,
                         bool *ret_fixed);
+
+/* Where a guest's lower layer lives, for a mount or to replicate it
+ * elsewhere: its path, whether it sits in the guest's home (copied with
+ * the home) or in the pool, and the data-only layer it needs (objects/,
+ * or NULL).  Free with layout_location_free.  Returns 0 or -ENOMEM. */
+struct layout_location {
+	char *lower;
+	char *data;
+	bool in_home;
+	bool refs_by_inode; /* a copy must keep its hard links to objects/ */
+};
+int layout_locate(struct pool *p, const struct guest *g, struct layout_location *ret);
+void layout_location_free(struct layout_location *l);
+
+/* Delete a guest's lower layer and make that durable (HOME_FD: its home,
+ * or -1 when not attached: a lower layer in the home is left alone).
+ * Returns 0 or -errno. */
+int layout_remove_lower(struct pool *p, const struct guest *g, int home_fd);
 
 /* fsck --repair, link layout: make a lower file that lost its object an
  * object again (it holds the content and metadata).  Returns 0 or -errno. */

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -123,7 +124,7 @@ int layout_check_object(struct pool *p, int fd, const char *name, bool repair, c
 	*ret_fixed = false;
 	if (fstat(fd, &m.st) < 0)
 		return neg_errno();
-	if (p->layout == LAYOUT_REDIRECT) {
+	if (layout_ops_for(p)->names_by_content) {
 		/* content only: root:root, 0444, no xattrs (so no set-id bit, no
 		 * file capability; a guest file adopted on the pool's
 		 * filesystem keeps its owner and mode until unify puts them
@@ -178,4 +179,45 @@ int layout_check_object(struct pool *p, int fd, const char *name, bool repair, c
 	*ret_problem = "owner, mode, mtime or xattrs differ from those its name was made from "
 	               "(guests linked to it see them)";
 	return 1;
+}
+
+int layout_locate(struct pool *p, const struct guest *g, struct layout_location *ret)
+{
+	const struct layout_ops *ops = layout_ops_for(p);
+	struct layout_location l = {.in_home = ops->lower_in_home, .refs_by_inode = ops->refs_by_inode};
+
+	l.lower = ops->lower_path(p, g);
+	if (ops->data_layer)
+		l.data = path_join(p->path, "objects");
+	if (!l.lower || (ops->data_layer && !l.data)) {
+		layout_location_free(&l);
+		return -ENOMEM;
+	}
+	*ret = l;
+	return 0;
+}
+
+void layout_location_free(struct layout_location *l)
+{
+	free(l->lower);
+	free(l->data);
+	l->lower = l->data = NULL;
+}
+
+int layout_remove_lower(struct pool *p, const struct guest *g, int home_fd)
+{
+	const struct layout_ops *ops = layout_ops_for(p);
+	const char *name;
+	_cleanup_close_ int dir = -1;
+	int r;
+
+	if (ops->lower_in_home && home_fd < 0)
+		return 0;
+	dir = ops->open_lower_parent(p, g, home_fd, &name);
+	if (dir < 0)
+		return dir;
+	r = remove_tree_at(dir, name);
+	if (r == 0 && syncfs(dir) < 0)
+		r = neg_errno();
+	return r;
 }

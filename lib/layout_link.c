@@ -11,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "copy.h"
 #include "dircache.h"
+#include "lower.h"
 #include "object.h"
 #include "util.h"
 #include "walk.h"
@@ -110,13 +112,14 @@ static int link_place(const struct layout_target *t, const struct file_meta *m, 
 	return r;
 }
 
-/* The inode number alone cannot name the object; the name comes from a
- * map built by the caller.  Here we only check the entry is a regular
- * file of the pool's filesystem with at least two links (itself and the
- * object).  ret_name is filled by lower_scan through its inode map. */
-static int link_lower_ref(struct pool *p, int dir_fd, const char *entry, const struct stat *st,
-                          char *ret_name)
+/* The inode number alone cannot name the object: the name comes from
+ * MAP, the inode map of objects/.  The entry must be a regular file with
+ * at least two links (itself and the object). */
+static int link_lower_ref(struct pool *p, const struct object_map *map, int dir_fd, const char *entry,
+                          const struct stat *st, char *ret_name)
 {
+	const char *n;
+
 	(void)p;
 	(void)dir_fd;
 	(void)entry;
@@ -124,24 +127,97 @@ static int link_lower_ref(struct pool *p, int dir_fd, const char *entry, const s
 		return 0;
 	if (st->st_nlink < 2)
 		return -EBADMSG;
-	ret_name[0] = '\0';
+	n = map ? object_map_find(map, st->st_ino) : NULL;
+	if (!n)
+		return -EBADMSG;
+	memcpy(ret_name, n, strlen(n) + 1);
 	return 1;
+}
+
+/* The lower layer is POOL/roots/NAME. */
+static int link_open_lower_parent(struct pool *p, const struct guest *g, int home_fd, const char **ret_name)
+{
+	int fd = openat(p->fd, "roots", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	(void)home_fd;
+	*ret_name = g->name;
+	return fd < 0 ? neg_errno() : fd;
+}
+
+static char *link_lower_path(struct pool *p, const struct guest *g)
+{
+	_cleanup_free_ char *roots = path_join(p->path, "roots");
+
+	return roots ? path_join(roots, g->name) : NULL;
+}
+
+static int link_init_home(int home_fd)
+{
+	(void)home_fd;
+	return 0; /* the lower layer is in the pool */
+}
+
+/* The lower entry is the object's inode. */
+static int link_open_data(struct pool *p, int dir_fd, const char *entry, const struct stat *st)
+{
+	int fd = openat(dir_fd, entry, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	(void)p;
+	(void)st;
+	return fd < 0 ? neg_errno() : fd;
 }
 
 const struct layout_ops layout_link_ops = {
         .kind = LAYOUT_LINK,
+        .lower_in_home = false,
+        .data_layer = false,
+        .open_lower_parent = link_open_lower_parent,
+        .lower_path = link_lower_path,
+        .init_home = link_init_home,
+        /* the link layout may show any unified files as one inode anyway
+         * (SPEC invariant 1), so a whole group is unified */
+        .unifies_link_groups = true,
+        .lower_links_are_guest_links = false,
+        .refs_by_inode = true,
+        /* every unified file shares its inode with the pool: hard links
+         * in a merged view are not the guest's */
+        .copy_flags = COPY_TREE_NO_HARDLINKS,
+        .names_by_content = false,
         .object_name = link_object_name,
         .object_finish = link_object_finish,
         .place = link_place,
         .lower_ref = link_lower_ref,
+        .bad_ref = LOWER_UNLINKED,
+        .bad_ref_what = "not linked to any object",
+        .check_ref = NULL,
+        .open_data = link_open_data,
 };
 
+/* Format-1 link pools: 16-digit metadata keys, otherwise the same. */
 const struct layout_ops layout_link_v1_ops = {
         .kind = LAYOUT_LINK,
+        .lower_in_home = false,
+        .data_layer = false,
+        .open_lower_parent = link_open_lower_parent,
+        .lower_path = link_lower_path,
+        .init_home = link_init_home,
+        /* the link layout may show any unified files as one inode anyway
+         * (SPEC invariant 1), so a whole group is unified */
+        .unifies_link_groups = true,
+        .lower_links_are_guest_links = false,
+        .refs_by_inode = true,
+        /* every unified file shares its inode with the pool: hard links
+         * in a merged view are not the guest's */
+        .copy_flags = COPY_TREE_NO_HARDLINKS,
+        .names_by_content = false,
         .object_name = link_object_name_v1,
         .object_finish = link_object_finish,
         .place = link_place,
         .lower_ref = link_lower_ref,
+        .bad_ref = LOWER_UNLINKED,
+        .bad_ref_what = "not linked to any object",
+        .check_ref = NULL,
+        .open_data = link_open_data,
 };
 
 int link_relink(struct pool *p, int dir_fd, const char *entry)

@@ -14,6 +14,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "copy.h"
 #include "dircache.h"
 #include "object.h"
 #include "overlay.h"
@@ -105,13 +106,14 @@ static int redirect_place(const struct layout_target *t, const struct file_meta 
 	return r;
 }
 
-static int redirect_lower_ref(struct pool *p, int dir_fd, const char *entry, const struct stat *st,
-                              char *ret_name)
+static int redirect_lower_ref(struct pool *p, const struct object_map *map, int dir_fd, const char *entry,
+                              const struct stat *st, char *ret_name)
 {
 	char buf[OBJECT_NAME_MAX + 8], path[PATH_MAX];
 	ssize_t n;
 
 	(void)p;
+	(void)map;
 	if (!S_ISREG(st->st_mode))
 		return 0;
 	/* by path through the directory fd: no open/close per stub (entry is
@@ -130,12 +132,94 @@ static int redirect_lower_ref(struct pool *p, int dir_fd, const char *entry, con
 	return 1;
 }
 
+/* fsck: a stub carries metacopy, and its object exists with its size. */
+static int redirect_check_ref(struct pool *p, const struct walk_entry *e, const char *name,
+                              enum lower_problem *ret_kind, const char **ret_what)
+{
+	struct stat ost;
+	char xp[PATH_MAX];
+	int r;
+
+	snprintf(xp, sizeof(xp), "/proc/self/fd/%d/%s", e->parent_fd, e->name);
+	if (lgetxattr(xp, OVL_XATTR_METACOPY, NULL, 0) < 0) {
+		*ret_kind = LOWER_MALFORMED;
+		*ret_what = "malformed stub (redirect without metacopy)";
+		return 2;
+	}
+	r = pool_object_stat(p, name, &ost);
+	if (r < 0)
+		return r;
+	if (r == 0) {
+		*ret_kind = LOWER_MISSING_OBJECT;
+		*ret_what = "references a missing object";
+		return 1;
+	}
+	if (ost.st_size != e->st.st_size) {
+		*ret_kind = LOWER_SIZE_MISMATCH;
+		*ret_what = "size differs from its object";
+		return 1;
+	}
+	return 0;
+}
+
+/* The lower layer is HOME/meta. */
+static int redirect_open_lower_parent(struct pool *p, const struct guest *g, int home_fd,
+                                      const char **ret_name)
+{
+	int fd = fcntl(home_fd, F_DUPFD_CLOEXEC, 0);
+
+	(void)p;
+	(void)g;
+	*ret_name = HOME_META;
+	return fd < 0 ? neg_errno() : fd;
+}
+
+static char *redirect_lower_path(struct pool *p, const struct guest *g)
+{
+	(void)p;
+	return path_join(g->home, HOME_META);
+}
+
+static int redirect_init_home(int home_fd)
+{
+	return mkdirat(home_fd, HOME_META, 0755) < 0 && errno != EEXIST ? neg_errno() : 0;
+}
+
+/* A stub shows its object's data. */
+static int redirect_open_data(struct pool *p, int dir_fd, const char *entry, const struct stat *st)
+{
+	char name[OBJECT_NAME_MAX], rel[OBJECT_NAME_MAX + 4];
+	int r = redirect_lower_ref(p, NULL, dir_fd, entry, st, name), fd;
+
+	if (r <= 0)
+		return r < 0 ? r : -EBADMSG;
+	fd = openat(p->objects_fd, object_relpath(name, rel), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	return fd < 0 ? neg_errno() : fd;
+}
+
 const struct layout_ops layout_redirect_ops = {
         .kind = LAYOUT_REDIRECT,
+        .lower_in_home = true,
+        .data_layer = true,
+        .open_lower_parent = redirect_open_lower_parent,
+        .lower_path = redirect_lower_path,
+        .init_home = redirect_init_home,
+        /* a hard-link group's names would leave the upper one unlink at a
+         * time, and in between the guest would see them as two inodes; no
+         * rename can switch several names at once: groups stay */
+        .unifies_link_groups = false,
+        .lower_links_are_guest_links = true,
+        .refs_by_inode = false,
+        .copy_flags = COPY_TREE_DEFAULT,
+        .names_by_content = true,
         .object_name = redirect_object_name,
         .object_finish = redirect_object_finish,
         .place = redirect_place,
         .lower_ref = redirect_lower_ref,
+        .bad_ref = LOWER_MALFORMED,
+        .bad_ref_what = "malformed stub (no valid metacopy/redirect)",
+        .check_ref = redirect_check_ref,
+        .open_data = redirect_open_data,
 };
 
 const struct layout_ops *layout_ops_for(const struct pool *p)

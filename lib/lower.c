@@ -211,50 +211,30 @@ static int lscan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 			return MIN(problem(s, e, LOWER_BAD_TYPE, "not a regular file in the lower layer"), 0);
 		return 0;
 	}
-	r = s->ops->lower_ref(s->p, e->parent_fd, e->name, &e->st, name);
-	if (r == -EBADMSG) {
-		if (s->ops->kind == LAYOUT_LINK)
-			return MIN(problem(s, e, LOWER_UNLINKED, "not linked to any object"), 0);
-		return MIN(problem(s, e, LOWER_MALFORMED, "malformed stub (no valid metacopy/redirect)"), 0);
-	}
+	r = s->ops->lower_ref(s->p, s->map, e->parent_fd, e->name, &e->st, name);
+	/* (a repaired entry is counted again by the next scan) */
+	if (r == -EBADMSG)
+		return MIN(problem(s, e, s->ops->bad_ref, s->ops->bad_ref_what), 0);
 	if (r < 0)
 		return r;
 	if (r == 0)
 		return 0;
-	if (s->ops->kind == LAYOUT_LINK) {
-		const char *n = s->map ? object_map_find(s->map, e->st.st_ino) : NULL;
-		if (!n) {
-			r = problem(s, e, LOWER_UNLINKED, "not linked to any object");
-			if (r <= 0 || !s->map)
-				return MIN(r, 0);
-			return 0; /* repaired: counted again by the next scan */
-		}
-		memcpy(name, n, strlen(n) + 1);
-	}
 	s->st.files++;
 	added = e->st.st_nlink > 1 ? ino_set_add(&s->inos, e->st.st_ino) : 1;
 	if (added < 0)
 		return added;
 	if (added)
 		s->st.bytes += (uint64_t)e->st.st_size;
-	if (s->check && s->ops->kind == LAYOUT_REDIRECT) {
-		struct stat ost;
-		char xp[PATH_MAX];
-		snprintf(xp, sizeof(xp), "/proc/self/fd/%d/%s", e->parent_fd, e->name);
-		if (lgetxattr(xp, OVL_XATTR_METACOPY, NULL, 0) < 0)
-			return MIN(
-			        problem(s, e, LOWER_MALFORMED, "malformed stub (redirect without metacopy)"),
-			        0);
-		r = pool_object_stat(s->p, name, &ost);
+	if (s->check && s->ops->check_ref) {
+		enum lower_problem kind;
+		const char *what;
+		r = s->ops->check_ref(s->p, e, name, &kind, &what);
 		if (r < 0)
 			return r;
-		if (r == 0)
-			r = problem(s, e, LOWER_MISSING_OBJECT, "references a missing object");
-		else if (ost.st_size != e->st.st_size)
-			r = problem(s, e, LOWER_SIZE_MISMATCH, "size differs from its object");
-		else
-			r = 0;
-		if (r < 0)
+		/* 2: the entry references nothing; 1: it still references NAME */
+		if (r == 2)
+			return MIN(problem(s, e, kind, what), 0);
+		if (r == 1 && (r = problem(s, e, kind, what)) < 0)
 			return r;
 	}
 	if (s->st.n_refs + 1 >= s->refs_cap) {

@@ -40,13 +40,7 @@ struct lower_stats {
 
 struct walk_entry;
 
-enum lower_problem {
-	LOWER_BAD_TYPE, /* not a regular file (or directory) */
-	LOWER_MALFORMED, /* redirect: stub without valid metacopy/redirect */
-	LOWER_UNLINKED, /* link: file not linked to any object */
-	LOWER_MISSING_OBJECT, /* redirect: the object is not in the pool */
-	LOWER_SIZE_MISMATCH, /* redirect: stub size differs from its object */
-};
+/* enum lower_problem: layout.h */
 
 /* Problem reporter for fsck; e->path is relative to the lower layer and
  * e->parent_fd valid during the call.  Returns 1 if it repaired the entry

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "layout.h"
 #include "remove.h"
 #include "util.h"
 #include "banned.h"
@@ -770,17 +771,11 @@ int guest_open_home(struct pool *p, const struct guest *g)
 
 int guest_open_lower(struct pool *p, const struct guest *g, int home_fd, bool create)
 {
-	int base = home_fd;
-	const char *name = HOME_META;
-	_cleanup_close_ int roots = -1;
+	const char *name;
+	_cleanup_close_ int base = layout_ops_for(p)->open_lower_parent(p, g, home_fd, &name);
 
-	if (p->layout == LAYOUT_LINK) {
-		roots = open_subdir(p->fd, "roots");
-		if (roots < 0)
-			return roots;
-		base = roots;
-		name = g->name;
-	}
+	if (base < 0)
+		return base;
 	if (create && mkdirat(base, name, 0755) < 0 && errno != EEXIST)
 		return neg_errno();
 	return open_subdir(base, name);

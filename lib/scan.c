@@ -216,7 +216,7 @@ static int scan_guest(size_t i, void *ud)
 		 * once.  (The link layout may show any unified files as one
 		 * inode anyway: SPEC invariant 1.) */
 		if (f->cls != POLICY_NEVER && f->n_paths == f->m.st.st_nlink &&
-		    (f->n_paths == 1 || j->p->layout == LAYOUT_LINK))
+		    (f->n_paths == 1 || layout_ops_for(j->p)->unifies_link_groups))
 			f->state = SF_CANDIDATE;
 	}
 	return 0;

@@ -165,7 +165,7 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 	}
 	if (pending_has(b, name))
 		return 0;
-	if (p->layout == LAYOUT_REDIRECT && hash_set_has(a->pool_set, f->m.hash))
+	if (a->ops->names_by_content && hash_set_has(a->pool_set, f->m.hash))
 		return 0; /* held before this run: objects are never deleted by unify */
 	adopt = a->same_fs && f->n_paths == 1 && f->m.st.st_nlink == 1;
 	if (!adopt || p->layout == LAYOUT_LINK) {
@@ -473,7 +473,8 @@ static int apply_batch(struct apply *a, struct batch *b)
 	struct layout_target t = {.pool = p,
 	                          .lower_dc = &a->lower_dc,
 	                          .lower_fd = gs->lower_fd,
-	                          .staging_fd = p->layout == LAYOUT_LINK ? p->tmp_fd : gs->staging_fd};
+	                          /* staging names on the lower layer's filesystem */
+	                          .staging_fd = a->ops->lower_in_home ? gs->staging_fd : p->tmp_fd};
 	bool link = p->layout == LAYOUT_LINK, adopted = false;
 	int r = 0;
 

@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "copy.h"
+#include "layout.h"
 #include "remove.h"
 #include "unify.h"
 #include "util.h"
@@ -251,9 +252,12 @@ int cmd_add(const struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	if ((mkdirat(home_fd, HOME_WORK, 0700) < 0 && errno != EEXIST) ||
-	    (mkdirat(home_fd, HOME_STAGING, 0700) < 0 && errno != EEXIST) ||
-	    (p->layout == LAYOUT_REDIRECT && mkdirat(home_fd, HOME_META, 0755) < 0 && errno != EEXIST)) {
-		cli_error("add", home, neg_errno(), NULL);
+	    (mkdirat(home_fd, HOME_STAGING, 0700) < 0 && errno != EEXIST))
+		r = neg_errno();
+	else
+		r = layout_ops_for(p)->init_home(home_fd);
+	if (r < 0) {
+		cli_error("add", home, r, NULL);
 		goto out;
 	}
 	r = syncfs(home_fd) < 0 ? neg_errno() : 0;

@@ -432,8 +432,8 @@ int cmd_fsck(const struct cli *c, int argc, char **argv)
 			guest_free(g);
 			continue;
 		}
-		r = lower_scan(p, lfd, p->layout == LAYOUT_LINK ? map : NULL, true, on_problem, &f, &ls,
-		               &probs);
+		r = lower_scan(p, lfd, layout_ops_for(p)->refs_by_inode ? map : NULL, true, on_problem, &f,
+		               &ls, &probs);
 		if (f.upper_fd >= 0)
 			close(f.upper_fd);
 		f.upper_fd = -1;

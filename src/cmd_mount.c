@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "layout.h"
 #include "overlay.h"
 #include "util.h"
 #include "banned.h"
@@ -104,16 +105,14 @@ static int mount_guest(const struct cli *c, const char *name, const char *target
 		cli_error("mount: lower layer of", g->name, lower_fd, NULL);
 		goto out;
 	}
-	if (p->layout == LAYOUT_REDIRECT) {
-		lower = path_join(g->home, HOME_META);
-		data = path_join(p->path, "objects");
-	} else {
-		_cleanup_free_ char *roots = path_join(p->path, "roots");
-		lower = roots ? path_join(roots, g->name) : NULL;
-	}
-	if (!lower || (p->layout == LAYOUT_REDIRECT && !data)) {
-		cli_error("mount", g->name, -ENOMEM, NULL);
-		goto out;
+	{
+		struct layout_location loc;
+		if (layout_locate(p, g, &loc) < 0) {
+			cli_error("mount", g->name, -ENOMEM, NULL);
+			goto out;
+		}
+		lower = loc.lower;
+		data = loc.data;
 	}
 	opts = overlay_options(lower, data, upper, work);
 	if (!opts) {

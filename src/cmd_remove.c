@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "gc.h"
+#include "layout.h"
 #include "overlay.h"
 #include "remove.h"
 #include "util.h"
@@ -80,10 +81,9 @@ int cmd_remove(const struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	if (purge) {
-		if (p->layout == LAYOUT_LINK) {
-			_cleanup_close_ int roots =
-			        openat(p->fd, "roots", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			r = roots < 0 ? neg_errno() : remove_tree_at(roots, g->name);
+		/* a lower layer in the home goes with the home's parts */
+		if (!layout_ops_for(p)->lower_in_home) {
+			r = layout_remove_lower(p, g, hfd);
 			if (r < 0) {
 				cli_error("remove: lower layer of", g->name, r, NULL);
 				goto out;
