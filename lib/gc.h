@@ -1,4 +1,4 @@
-/* Garbage collection and guest removal. */
+/* Garbage collection: deleting the objects no guest references. */
 #ifndef VUNIFY_GC_H
 #define VUNIFY_GC_H
 
@@ -20,12 +20,5 @@ struct gc_result {
  * links besides their own name are kept whatever the records say.
  * Returns 0 or -errno. */
 int gc_run(struct pool *p, bool dry_run, struct gc_result *ret, char **ret_what);
-
-/* Turn a guest's home into a plain standalone tree: every file its lower
- * layer shows is copied into the upper (metadata, xattrs, hard links of the
- * redirect layout), then the lower layer is deleted, then whiteouts and
- * opaque marks, which now hide nothing, are dropped.  Each step keeps the
- * guest's view; re-running after a crash finishes.  Returns 0 or -errno. */
-int guest_materialize(struct pool *p, const struct guest *g, int home_fd, uint64_t *ret_files);
 
 #endif

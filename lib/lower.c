@@ -174,7 +174,7 @@ int objects_names(struct pool *p, int (*fn)(const char *name, void *ud), void *u
 	return objects_each(p, name_entry, &s);
 }
 
-struct lscan {
+struct lower_walk {
 	struct pool *p;
 	const struct layout_ops *ops;
 	const struct object_map *map;
@@ -189,7 +189,8 @@ struct lscan {
 
 /* Returns 1 if the caller repaired the entry, 0 if it stays a problem,
  * or -errno. */
-static int problem(struct lscan *s, const struct walk_entry *e, enum lower_problem kind, const char *what)
+static int problem(struct lower_walk *s, const struct walk_entry *e, enum lower_problem kind,
+                   const char *what)
 {
 	int r = s->on_problem ? s->on_problem(e, kind, what, s->ud) : 0;
 
@@ -198,9 +199,9 @@ static int problem(struct lscan *s, const struct walk_entry *e, enum lower_probl
 	return r;
 }
 
-static int lscan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+static int lower_walk_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 {
-	struct lscan *s = ud;
+	struct lower_walk *s = ud;
 	char name[OBJECT_NAME_MAX];
 	int r, added;
 
@@ -270,13 +271,13 @@ void lower_stats_free(struct lower_stats *s)
 int lower_scan(struct pool *p, int lower_fd, const struct object_map *map, bool check,
                lower_problem_fn on_problem, void *ud, struct lower_stats *ret, uint64_t *ret_problems)
 {
-	struct lscan s = {.p = p,
-	                  .ops = layout_ops_for(p),
-	                  .map = map,
-	                  .check = check,
-	                  .on_problem = on_problem,
-	                  .ud = ud};
-	int r = walk_tree(lower_fd, lscan_cb, &s);
+	struct lower_walk s = {.p = p,
+	                       .ops = layout_ops_for(p),
+	                       .map = map,
+	                       .check = check,
+	                       .on_problem = on_problem,
+	                       .ud = ud};
+	int r = walk_tree(lower_fd, lower_walk_cb, &s);
 
 	free(s.inos.v);
 	if (r < 0) {

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "gc.h"
+#include "materialize.h"
 #include "layout.h"
 #include "overlay.h"
 #include "remove.h"

@@ -11,7 +11,7 @@
 
 #include "cli.h"
 #include "lower.h"
-#include "memory.h"
+#include "page_cache.h"
 #include "overlay.h"
 #include "util.h"
 #include "banned.h"
@@ -31,7 +31,7 @@ static void help(void)
 	       "             serves every guest that reads the file\n");
 }
 
-struct grow {
+struct guest_row {
 	struct guest *g;
 	char *target; /* where it is mounted, or NULL */
 	bool mounted, attached;
@@ -52,7 +52,7 @@ static const char *format_when(uint64_t t, char *buf, size_t size)
 /* The guests as a table a person reads at a glance: one row per guest,
  * sorted by name, sizes in KiB/MiB/GiB, columns as wide as their widest
  * cell. */
-static void print_table(struct grow *rows, int n, const char *only)
+static void print_table(struct guest_row *rows, int n, const char *only)
 {
 	static const char *const head[] = {"GUEST", "MOUNTED AT", "FILES", "UNIFIED", "UPPER", "LAST UNIFY"};
 	int w[ARRAY_SIZE(head)];
@@ -102,7 +102,7 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 	struct pool *p;
 	struct object_info oi = {0};
 	char **names = NULL;
-	struct grow *rows = NULL;
+	struct guest_row *rows = NULL;
 	uint64_t logical = 0;
 	int ch, r, n, ret = 1;
 	char b1[32], b2[32], b3[32];

@@ -1,7 +1,7 @@
 /* Page-cache measurement.  cachestat(2) answers per file without mapping
  * it; mincore(2) needs a mapping but works on every kernel. */
 #define _GNU_SOURCE
-#include "memory.h"
+#include "page_cache.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -6,7 +6,7 @@
  * is durable, is the lower layer deleted; only then do whiteouts and
  * opaque marks, which hid lower entries, go. */
 #define _GNU_SOURCE
-#include "gc.h"
+#include "materialize.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +32,7 @@ struct link_seen {
 	char *path; /* upper path of the first copy */
 };
 
-struct mat {
+struct materialize {
 	struct pool *p;
 	const struct layout_ops *ops;
 	int upper_fd, staging_fd;
@@ -50,7 +50,7 @@ static int upper_has(int dfd, const char *name, struct stat *ret_st)
 	return errno == ENOENT ? 0 : neg_errno();
 }
 
-static int materialize_file(struct mat *m, const struct walk_entry *e, int udir)
+static int materialize_file(struct materialize *m, const struct walk_entry *e, int udir)
 {
 	static unsigned long counter;
 	_cleanup_close_ int src = -1, meta = -1, dst = -1;
@@ -130,9 +130,9 @@ out:
 	return r;
 }
 
-static int mat_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+static int materialize_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 {
-	struct mat *m = ud;
+	struct materialize *m = ud;
 	int udir, r;
 	struct stat st;
 
@@ -194,7 +194,7 @@ static int unmark_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 
 int guest_materialize(struct pool *p, const struct guest *g, int home_fd, uint64_t *ret_files)
 {
-	struct mat m = {.p = p, .ops = layout_ops_for(p), .upper_fd = -1, .staging_fd = -1};
+	struct materialize m = {.p = p, .ops = layout_ops_for(p), .upper_fd = -1, .staging_fd = -1};
 	_cleanup_close_ int lower_fd = -1;
 	int r;
 
@@ -212,7 +212,7 @@ int guest_materialize(struct pool *p, const struct guest *g, int home_fd, uint64
 	}
 	lower_fd = guest_open_lower(p, g, home_fd, false);
 	if (lower_fd >= 0) {
-		r = walk_tree(lower_fd, mat_cb, &m);
+		r = walk_tree(lower_fd, materialize_cb, &m);
 		if (r == 0 && syncfs(m.upper_fd) < 0)
 			r = neg_errno();
 		if (r < 0)

@@ -1,6 +1,6 @@
 /* How much of the pool's content is in the page cache now. */
-#ifndef VUNIFY_MEMORY_H
-#define VUNIFY_MEMORY_H
+#ifndef VUNIFY_PAGE_CACHE_H
+#define VUNIFY_PAGE_CACHE_H
 
 #include <stdint.h>
 
