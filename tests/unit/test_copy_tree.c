@@ -27,6 +27,8 @@
 #include "util.h"
 #include "walk.h"
 #include "xattr.h"
+#define TMPDIR_OWN_FIXTURE
+#include "tmpdir.h"
 #include "banned.h"
 
 #define SPARSE_SIZE (1ULL << 30)
@@ -75,13 +77,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
 	close(f->src);
 	close(f->dst);
-	/* GNU rm walks fd-relative, so the deep chain is no problem. */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->tmp);
-	if (system(cmd) != 0)
+	/* the safe walk is fd-relative: the deep chain is no problem */
+	if (tmpdir_remove(f->tmp) < 0)
 		return -1;
 	free(f);
 	return 0;

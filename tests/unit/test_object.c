@@ -23,6 +23,8 @@
 #include "object.h"
 #include "pool.h"
 #include "util.h"
+#define TMPDIR_OWN_FIXTURE
+#include "tmpdir.h"
 #include "banned.h"
 
 #define SPARSE_SIZE (64ull << 20)
@@ -57,12 +59,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
 	pool_close(f->pool);
 	close(f->dir);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->tmp);
-	if (system(cmd) != 0)
+	if (tmpdir_remove(f->tmp) < 0)
 		return -1;
 	free(f);
 	return 0;

@@ -21,6 +21,8 @@
 
 #include "overlay.h"
 #include "util.h"
+#define TMPDIR_OWN_FIXTURE
+#include "tmpdir.h"
 #include "banned.h"
 
 struct fixture {
@@ -60,13 +62,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
 	close(f->dir);
 	if (f->mnt[0])
 		umount2(f->mnt, MNT_DETACH);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->tmp);
-	if (system(cmd) != 0)
+	if (tmpdir_remove(f->tmp) < 0)
 		return -1;
 	free(f);
 	return 0;

@@ -21,6 +21,8 @@
 
 #include "pool.h"
 #include "util.h"
+#define TMPDIR_OWN_FIXTURE
+#include "tmpdir.h"
 #include "banned.h"
 
 #define HASH_A "aa00000000000000000000000000000000000000000000000000000000000001"
@@ -53,11 +55,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
 	close(f->dir);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->tmp);
-	if (system(cmd) != 0)
+	if (tmpdir_remove(f->tmp) < 0)
 		return -1;
 	free(f);
 	return 0;

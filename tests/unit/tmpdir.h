@@ -1,4 +1,4 @@
-/* The scratch-directory fixture most unit tests share: a fresh directory
+/* The scratch-directory fixture the unit tests share: a fresh directory
  * under /tmp per test, removed afterwards without following symlinks. */
 #ifndef VUNIFY_TEST_TMPDIR_H
 #define VUNIFY_TEST_TMPDIR_H
@@ -11,6 +11,17 @@
 #include "remove.h"
 #include "util.h"
 
+/* Remove the scratch directory PATH and everything below it (rm -rf
+ * through the safe walk: fd-relative, never following a symlink).
+ * Returns 0 or -1. */
+static inline int tmpdir_remove(const char *path)
+{
+	return remove_tree_at(AT_FDCWD, path) < 0 ? -1 : 0;
+}
+
+/* Tests whose fixture holds more (a pool, a mount) define
+ * TMPDIR_OWN_FIXTURE and use tmpdir_remove alone. */
+#ifndef TMPDIR_OWN_FIXTURE
 struct fixture {
 	char tmp[64];
 	int dir;
@@ -39,9 +50,10 @@ static inline int teardown(void **state)
 	int r;
 
 	close(f->dir);
-	r = remove_tree_at(AT_FDCWD, f->tmp);
+	r = tmpdir_remove(f->tmp);
 	free(f);
-	return r < 0 ? -1 : 0;
+	return r;
 }
+#endif
 
 #endif
