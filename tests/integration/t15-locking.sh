@@ -4,7 +4,7 @@
 # add --move, on one filesystem and (refused) across two.
 . "$(dirname "$0")/lib.sh"
 need_root
-need_cmd debootstrap timeout
+need_cmd debootstrap timeout flock
 need_bin "$VUNIFY" "$MANIFEST"
 
 "$TOP/scripts/debian-trees.sh" bookworm-minbase >"$TEST_TMP/trees.out" || fatal "debian-trees.sh failed"
@@ -27,10 +27,23 @@ manifest "$tree" "$TEST_TMP/src2.man"
 assert_same_manifest "$TEST_TMP/src.man" "$TEST_TMP/src2.man" "a refused --move leaves the tree alone"
 assert_ok "${V[@]}" add g2 "$TEST_TMP/g.fs/h2" --from "$tree"
 
+# Handshake instead of a guess how long to sleep: wait until PID holds
+# the pool's lock exclusively (a non-blocking shared flock of the lock file
+# fails), or fail if PID ends first.
+holds_lock() {
+	local pid=$1 i
+	for ((i = 0; i < 3000; i++)); do
+		flock -n -s "$TEST_TMP/poolfs/pool/lock" true 2>/dev/null || return 0
+		kill -0 "$pid" 2>/dev/null || return 1
+		sleep 0.01
+	done
+	return 1
+}
+
 # Two writers at once: both succeed, one after the other.
 "${V[@]}" unify g1 >"$TEST_TMP/u1.out" 2>"$TEST_TMP/u1.err" &
 p1=$!
-sleep 0.2
+holds_lock "$p1" || fatal "the first unify never held the pool's lock"
 "${V[@]}" unify g2 >"$TEST_TMP/u2.out" 2>"$TEST_TMP/u2.err" &
 p2=$!
 "${V[@]}" status >"$TEST_TMP/st.out" 2>"$TEST_TMP/st.err" &
@@ -60,7 +73,7 @@ mkdir -p "$TEST_TMP/g.fs/h2/upper/usr/share/lockdemo"
 cp -a "$tree/usr/lib" "$TEST_TMP/g.fs/h2/upper/usr/share/lockdemo/"
 "${V[@]}" unify g2 >/dev/null 2>&1 &
 p=$!
-sleep 0.3
+sleep 0.3 # (this unify may finish before; a handshake here needs a slower one)
 kill -9 "$p" 2>/dev/null
 wait "$p" 2>/dev/null
 assert_ok timeout 30 "${V[@]}" status
