@@ -31,6 +31,7 @@ $(BUILD)/%.o: %.c $(wildcard lib/*.h src/*.h)
 
 $(BUILD)/libvunify.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
+	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(BUILD)/vunify: $(CMD_OBJ) $(BUILD)/libvunify.a

@@ -244,3 +244,22 @@ out:
 		close(m.staging_fd);
 	return r;
 }
+
+int guest_purge(struct pool *p, const struct guest *g, int home_fd, bool *ret_in_home)
+{
+	static const char *const parts[] = {HOME_UPPER, HOME_WORK, HOME_META, HOME_STAGING,
+	                                    HOME_UPPER ".new"};
+	int r = 0;
+
+	*ret_in_home = false;
+	/* a lower layer in the home goes with the home's parts */
+	if (!layout_ops_for(p)->lower_in_home) {
+		r = layout_remove_lower(p, g, home_fd);
+		if (r < 0)
+			return r;
+	}
+	*ret_in_home = true;
+	for (size_t i = 0; home_fd >= 0 && i < ARRAY_SIZE(parts) && r == 0; i++)
+		r = remove_tree_at(home_fd, parts[i]);
+	return r;
+}

@@ -76,6 +76,30 @@ struct pool *cli_open_pool(const struct cli *c, enum pool_lock lock)
 	return r < 0 ? NULL : p;
 }
 
+int cli_open_guest(const struct cli *c, const char *cmd, enum pool_lock lock, const char *name,
+                   struct pool **ret_pool, struct guest **ret_guest, int *ret_home_fd)
+{
+	char what[64];
+	int r;
+
+	*ret_guest = NULL;
+	*ret_pool = cli_open_pool(c, lock);
+	if (!*ret_pool)
+		return 1;
+	r = pool_guest_load(*ret_pool, name, ret_guest);
+	if (r < 0)
+		return cli_error(cmd, name, r, r == -ENOENT || r == -EINVAL ? "no such guest" : NULL);
+	if (!ret_home_fd)
+		return 0;
+	r = guest_open_home(*ret_pool, *ret_guest);
+	if (r < 0) {
+		snprintf(what, sizeof(what), "%s: home", cmd);
+		return cli_error(what, (*ret_guest)->home, r, cli_hint(r));
+	}
+	*ret_home_fd = r;
+	return 0;
+}
+
 const char *cli_hint(int r)
 {
 	switch (r) {

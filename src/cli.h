@@ -26,6 +26,14 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 /* Open the pool with a lock, printing the error.  Returns NULL on failure. */
 struct pool *cli_open_pool(const struct cli *c, enum pool_lock lock);
 
+/* The prologue of the commands on one guest: open the pool with LOCK,
+ * load guest NAME and, when ret_home_fd is non-NULL, open its home.
+ * Errors are printed as "vunify: CMD 'NAME': ..." (or "CMD: home").  The
+ * caller pool_close()s *ret_pool and guest_free()s *ret_guest (NULL when
+ * not opened) in every case.  Returns 0, or 1 (the exit status). */
+int cli_open_guest(const struct cli *c, const char *cmd, enum pool_lock lock, const char *name,
+                   struct pool **ret_pool, struct guest **ret_guest, int *ret_home_fd);
+
 /* Write s as a JSON string (with quotes). */
 void json_string(FILE *f, const char *s);
 

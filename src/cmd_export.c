@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "export.h"
@@ -14,8 +15,8 @@ int cmd_export(const struct cli *c, int argc, char **argv)
 	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
 	_cleanup_free_ char *path = NULL;
 	struct pool *p;
-	struct guest *g = NULL;
-	int ch, r, ret = 1;
+	struct guest *g;
+	int ch, r, hfd, ret = 1;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ch == 'h') {
@@ -29,22 +30,10 @@ int cmd_export(const struct cli *c, int argc, char **argv)
 	}
 	if (argc - optind != 2)
 		return cli_usage("export", "expected GUEST DEST");
-	p = cli_open_pool(c, POOL_LOCK_SHARED);
-	if (!p)
-		return 1;
-	r = pool_guest_load(p, argv[optind], &g);
-	if (r < 0) {
-		cli_error("export", argv[optind], r, r == -ENOENT ? "no such guest" : NULL);
+	/* the home must be attached (opened and checked, then closed) */
+	if (cli_open_guest(c, "export", POOL_LOCK_SHARED, argv[optind], &p, &g, &hfd))
 		goto out;
-	}
-	{
-		int hfd = guest_open_home(p, g);
-		if (hfd < 0) {
-			cli_error("export: home", g->home, hfd, cli_hint(hfd));
-			goto out;
-		}
-		close(hfd);
-	}
+	close(hfd);
 	r = guest_export(p, g, argv[optind + 1], &path);
 	if (r < 0) {
 		cli_error("export", path ? path : argv[optind + 1], r,

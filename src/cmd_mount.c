@@ -48,26 +48,15 @@ static int mount_guest(const struct cli *c, const char *name, const char *target
                        const struct mount_request *req)
 {
 	struct pool *p;
-	struct guest *g = NULL;
+	struct guest *g;
 	_cleanup_free_ char *upper = NULL, *work = NULL, *lower = NULL, *data = NULL, *opts = NULL,
 	                    *target = NULL, *existing = NULL;
 	_cleanup_close_ int home_fd = -1, lower_fd = -1;
 	struct stat st;
 	int r, ret = 1;
 
-	p = cli_open_pool(c, POOL_LOCK_SHARED);
-	if (!p)
-		return 1;
-	r = pool_guest_load(p, name, &g);
-	if (r < 0) {
-		cli_error("mount", name, r, r == -ENOENT || r == -EINVAL ? "no such guest" : NULL);
+	if (cli_open_guest(c, "mount", POOL_LOCK_SHARED, name, &p, &g, &home_fd))
 		goto out;
-	}
-	home_fd = guest_open_home(p, g);
-	if (home_fd < 0) {
-		cli_error("mount: home", g->home, home_fd, cli_hint(home_fd));
-		goto out;
-	}
 	target = realpath(target_arg, NULL);
 	if (!target) {
 		cli_error("mount: target", target_arg, neg_errno(), NULL);
@@ -307,7 +296,7 @@ int mount_helper_main(int argc, char **argv)
 int cmd_umount(const struct cli *c, int argc, char **argv)
 {
 	struct pool *p;
-	struct guest *g = NULL;
+	struct guest *g;
 	_cleanup_free_ char *upper = NULL;
 	int r, ret = 1, n = 0;
 
@@ -318,14 +307,8 @@ int cmd_umount(const struct cli *c, int argc, char **argv)
 		return r;
 	if (argc - optind != 1)
 		return cli_usage("umount", "expected GUEST");
-	p = cli_open_pool(c, POOL_LOCK_SHARED);
-	if (!p)
-		return 1;
-	r = pool_guest_load(p, argv[optind], &g);
-	if (r < 0) {
-		cli_error("umount", argv[optind], r, r == -ENOENT ? "no such guest" : NULL);
+	if (cli_open_guest(c, "umount", POOL_LOCK_SHARED, argv[optind], &p, &g, NULL))
 		goto out;
-	}
 	upper = path_join(g->home, HOME_UPPER);
 	if (!upper) {
 		cli_error("umount", g->name, -ENOMEM, NULL);

@@ -34,7 +34,7 @@ int cmd_remove(const struct cli *c, int argc, char **argv)
 	};
 	bool purge = false;
 	struct pool *p;
-	struct guest *g = NULL;
+	struct guest *g;
 	_cleanup_free_ char *upper = NULL;
 	_cleanup_close_ int hfd = -1;
 	uint64_t files = 0;
@@ -52,14 +52,8 @@ int cmd_remove(const struct cli *c, int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return cli_usage("remove", "expected GUEST");
-	p = cli_open_pool(c, POOL_LOCK_EXCLUSIVE);
-	if (!p)
-		return 1;
-	r = pool_guest_load(p, argv[optind], &g);
-	if (r < 0) {
-		cli_error("remove", argv[optind], r, r == -ENOENT ? "no such guest" : NULL);
+	if (cli_open_guest(c, "remove", POOL_LOCK_EXCLUSIVE, argv[optind], &p, &g, NULL))
 		goto out;
-	}
 	upper = path_join(g->home, HOME_UPPER);
 	if (!upper) {
 		cli_error("remove", g->name, -ENOMEM, NULL);
@@ -82,24 +76,14 @@ int cmd_remove(const struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	if (purge) {
-		/* a lower layer in the home goes with the home's parts */
-		if (!layout_ops_for(p)->lower_in_home) {
-			r = layout_remove_lower(p, g, hfd);
-			if (r < 0) {
+		bool in_home = false;
+		r = guest_purge(p, g, hfd, &in_home);
+		if (r < 0) {
+			if (in_home)
+				cli_error("remove: purge", g->home, r, NULL);
+			else
 				cli_error("remove: lower layer of", g->name, r, NULL);
-				goto out;
-			}
-		}
-		if (hfd >= 0) {
-			static const char *const parts[] = {HOME_UPPER, HOME_WORK, HOME_META, HOME_STAGING,
-			                                    HOME_UPPER ".new"};
-			for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
-				r = remove_tree_at(hfd, parts[i]);
-				if (r < 0) {
-					cli_error("remove: purge", g->home, r, NULL);
-					goto out;
-				}
-			}
+			goto out;
 		}
 	} else {
 		r = guest_materialize(p, g, hfd, &files);
