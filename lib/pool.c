@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "layout.h"
+#include "overlay.h"
 #include "remove.h"
 #include "util.h"
 #include "banned.h"
@@ -199,12 +200,11 @@ static void note_fixed(const char *what, const char *problem, bool fixed, void *
 		snprintf(p->dirs_fixed_first, sizeof(p->dirs_fixed_first), "%s: %s", what, problem);
 }
 
-int pool_init(const char *path, enum layout_kind layout)
+/* Everything of a new pool but vunify.conf; returns the pool dir's fd. */
+static int init_dirs(const char *path)
 {
 	_cleanup_close_ int fd = -1, ofd = -1;
 	_cleanup_free_ char *policy = NULL;
-	unsigned char rnd[16];
-	char id[40], conf[256];
 	struct stat st;
 	int r;
 
@@ -279,6 +279,15 @@ int pool_init(const char *path, enum layout_kind layout)
 		if (r < 0)
 			return r;
 	}
+	return steal_fd(&fd);
+}
+
+/* vunify.conf, written last: it makes the directory a pool. */
+static int write_conf(int fd, enum layout_kind layout)
+{
+	unsigned char rnd[16];
+	char id[40], conf[256];
+
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
 		return neg_errno();
 	for (size_t i = 0; i < sizeof(rnd); i++)
@@ -286,6 +295,31 @@ int pool_init(const char *path, enum layout_kind layout)
 	snprintf(conf, sizeof(conf), "# vunify pool; see docs/FORMAT.md\nformat %d\nlayout %s\nid %s\n",
 	         POOL_FORMAT, layout_name(layout), id);
 	return write_file_atomic_at(fd, CONF_NAME, conf, strlen(conf), 0644);
+}
+
+int pool_init(const char *path, enum layout_kind layout)
+{
+	_cleanup_close_ int fd = init_dirs(path);
+
+	return fd < 0 ? fd : write_conf(fd, layout);
+}
+
+int pool_create(const char *path, bool auto_layout, enum layout_kind *kind, int *ret_probe)
+{
+	_cleanup_close_ int fd = init_dirs(path);
+
+	if (fd < 0)
+		return fd;
+	/* on the pool's own filesystem: where the data-only layer will live */
+	*ret_probe = overlay_probe_data_only(fd);
+	if (auto_layout)
+		*kind = *ret_probe == 1 ? LAYOUT_REDIRECT : LAYOUT_LINK;
+	else {
+		const struct pool new_pool = {.layout = *kind, .format = POOL_FORMAT};
+		if (layout_ops_for(&new_pool)->data_layer && *ret_probe != 1)
+			return -EOPNOTSUPP;
+	}
+	return write_conf(fd, *kind);
 }
 
 static char *conf_value(char *text, const char *key)

@@ -62,6 +62,14 @@ int layout_from_name(const char *s, enum layout_kind *ret);
  * already there). */
 int pool_init(const char *path, enum layout_kind layout);
 
+/* init: pool_init choosing the layout.  With AUTO_LAYOUT *kind becomes
+ * redirect when this kernel mounts overlayfs data-only lower layers on the
+ * pool's filesystem, else link; otherwise *kind is kept, and a layout that
+ * needs a data-only layer the kernel cannot mount is refused (-EOPNOTSUPP,
+ * no vunify.conf written).  *ret_probe: overlay_probe_data_only's answer.
+ * Returns 0 or -errno as pool_init. */
+int pool_create(const char *path, bool auto_layout, enum layout_kind *kind, int *ret_probe);
+
 /* Open an existing pool and take its lock (waits for a conflicting holder
  * when WAIT, else fails with -EWOULDBLOCK).  Returns 0 or -errno
  * (-ENOENT: no pool; -EPROTO: unknown format; -EBADMSG + *ret_line:

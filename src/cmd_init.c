@@ -27,8 +27,7 @@ int cmd_init(const struct cli *c, int argc, char **argv)
 	        {0},
 	};
 	const char *layout = "auto";
-	enum layout_kind kind = LAYOUT_LINK;
-	_cleanup_close_ int fd = -1;
+	enum layout_kind kind = LAYOUT_LINK; /* (set by pool_create when auto) */
 	int ch, r, probe;
 
 	while ((ch = getopt_long(argc, argv, "l:h", opts, NULL)) != -1) {
@@ -47,31 +46,15 @@ int cmd_init(const struct cli *c, int argc, char **argv)
 		return cli_usage("init", "unknown layout '%s' (auto, redirect or link)", layout);
 	if (geteuid() != 0)
 		return cli_fail("init: must run as root (trusted.* xattrs, overlayfs mounts)");
-	/* Create the directory first: the probe runs on the pool's own
-	 * filesystem, since that is where the data-only layer will live. */
-	r = pool_init(c->pool_path, LAYOUT_LINK);
+	r = pool_create(c->pool_path, !strcmp(layout, "auto"), &kind, &probe);
 	if (r == -EEXIST)
 		return cli_error("init", c->pool_path, r, "a pool is already there");
 	if (r == -ENOTEMPTY)
 		return cli_error("init", c->pool_path, r, "directory holds other files");
-	if (r < 0)
-		return cli_error("init", c->pool_path, r, NULL);
-	fd = open(c->pool_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return cli_error("init", c->pool_path, neg_errno(), NULL);
-	probe = overlay_probe_data_only(fd);
-	if (!strcmp(layout, "auto"))
-		kind = probe == 1 ? LAYOUT_REDIRECT : LAYOUT_LINK;
-	else if (kind == LAYOUT_REDIRECT && probe != 1) {
-		unlinkat(fd, "vunify.conf", 0);
+	if (r == -EOPNOTSUPP)
 		return cli_fail("init '%s': this kernel cannot mount overlayfs data-only lower layers "
 		                "(Linux 6.5+ needed for the redirect layout); use --layout link",
 		                c->pool_path);
-	}
-	/* Rewrite vunify.conf with the chosen layout. */
-	if (unlinkat(fd, "vunify.conf", 0) < 0)
-		return cli_error("init", c->pool_path, neg_errno(), NULL);
-	r = pool_init(c->pool_path, kind);
 	if (r < 0)
 		return cli_error("init", c->pool_path, r, NULL);
 	printf("vunify: pool '%s' created, layout %s%s\n", c->pool_path, layout_name(kind),
