@@ -37,14 +37,9 @@ static int refset_add(struct refset *s, const char *name)
 	return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static bool refset_has(const struct refset *s, const char *name)
 {
-	return s->n && bsearch(&name, s->v, s->n, sizeof(*s->v), cmp_str);
+	return s->n && bsearch(&name, s->v, s->n, sizeof(*s->v), cmp_strp);
 }
 
 static void refset_free(struct refset *s)
@@ -58,28 +53,13 @@ static void refset_free(struct refset *s)
  * or -errno. */
 static int add_recorded(struct pool *p, const char *name, struct refset *s)
 {
-	_cleanup_close_ int gfd = openat(p->guests_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	_cleanup_free_ char *buf = NULL;
-	int r;
+	struct guest_refs gr;
+	int r = pool_guest_read_refs(p, name, &gr), found = r;
 
-	if (gfd < 0)
-		return neg_errno();
-	r = read_file_at(gfd, "refs", SIZE_MAX / 2, &buf, NULL);
-	if (r == -ENOENT)
-		return 0;
-	if (r < 0)
-		return r;
-	for (char *line = buf; *line;) {
-		char *nl = strchr(line, '\n');
-		if (nl)
-			*nl = '\0';
-		if (*line && (r = refset_add(s, line)) < 0)
-			return r;
-		if (!nl)
-			break;
-		line = nl + 1;
-	}
-	return 1;
+	for (size_t i = 0; r >= 0 && i < gr.n; i++)
+		r = refset_add(s, gr.v[i]);
+	guest_refs_free(&gr);
+	return r < 0 ? r : found;
 }
 
 struct sweep {
@@ -157,7 +137,7 @@ int gc_run(struct pool *p, bool dry_run, struct gc_result *ret, char **ret_what)
 	if (r < 0)
 		goto out;
 	if (refs.n > 1)
-		qsort(refs.v, refs.n, sizeof(*refs.v), cmp_str);
+		qsort(refs.v, refs.n, sizeof(*refs.v), cmp_strp);
 	{
 		struct sweep sw = {&refs, dry_run, layout_ops_for(p)->refs_by_inode, &res};
 		r = objects_scan(p, NULL, NULL, sweep_cb, &sw);

@@ -73,11 +73,6 @@ static int save_hashcache(struct guest_scan *gs)
 	return r;
 }
 
-static int cmp_strp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* A guest whose lower layer was empty when the run began: its lower layer
  * now holds exactly what this run placed, so figures and references come
  * from memory instead of a walk of the lower layer. */

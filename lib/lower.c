@@ -254,11 +254,6 @@ static int lower_walk_cb(const struct walk_entry *e, enum walk_event ev, void *u
 	return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void lower_stats_free(struct lower_stats *s)
 {
 	for (size_t i = 0; i < s->n_refs; i++)
@@ -286,7 +281,7 @@ int lower_scan(struct pool *p, int lower_fd, const struct object_map *map, bool 
 	}
 	if (s.st.n_refs > 1) {
 		size_t k = 0;
-		qsort(s.st.refs, s.st.n_refs, sizeof(*s.st.refs), cmp_str);
+		qsort(s.st.refs, s.st.n_refs, sizeof(*s.st.refs), cmp_strp);
 		for (size_t i = 0; i < s.st.n_refs; i++) {
 			if (k > 0 && !strcmp(s.st.refs[k - 1], s.st.refs[i]))
 				free(s.st.refs[i]);

@@ -32,11 +32,6 @@ struct refcount {
 	size_t n, cap;
 };
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int load_refs(struct pool *p, struct refcount *rc)
 {
 	char **guests = NULL;
@@ -45,15 +40,10 @@ static int load_refs(struct pool *p, struct refcount *rc)
 	if (n < 0)
 		return n;
 	for (int i = 0; i < n && r == 0; i++) {
-		_cleanup_close_ int gfd =
-		        openat(p->guests_fd, guests[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		_cleanup_free_ char *buf = NULL;
-		if (gfd < 0 || read_file_at(gfd, "refs", SIZE_MAX / 2, &buf, NULL) < 0)
+		struct guest_refs gr;
+		if (pool_guest_read_refs(p, guests[i], &gr) < 0)
 			continue;
-		for (char *s = buf; *s && r == 0;) {
-			char *nl = strchr(s, '\n');
-			if (nl)
-				*nl = '\0';
+		for (size_t k = 0; k < gr.n && r == 0; k++) {
 			if (rc->n == rc->cap) {
 				size_t nc = rc->cap ? rc->cap * 2 : 4096;
 				char **nv = realloc(rc->names, nc * sizeof(*nv));
@@ -64,19 +54,17 @@ static int load_refs(struct pool *p, struct refcount *rc)
 				rc->names = nv;
 				rc->cap = nc;
 			}
-			rc->names[rc->n] = strdup(s);
+			rc->names[rc->n] = strdup(gr.v[k]);
 			if (!rc->names[rc->n])
 				r = -ENOMEM;
 			else
 				rc->n++;
-			if (!nl)
-				break;
-			s = nl + 1;
 		}
+		guest_refs_free(&gr);
 	}
 	names_free(guests);
 	if (r == 0 && rc->n > 1)
-		qsort(rc->names, rc->n, sizeof(*rc->names), cmp_str);
+		qsort(rc->names, rc->n, sizeof(*rc->names), cmp_strp);
 	return r;
 }
 

@@ -610,11 +610,6 @@ int pool_guest_load(struct pool *p, const char *name, struct guest **ret)
 	return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int pool_guest_names(struct pool *p, char ***ret_names)
 {
 	_cleanup_closedir_ DIR *d = NULL;
@@ -655,7 +650,7 @@ int pool_guest_names(struct pool *p, char ***ret_names)
 		}
 		names[++n] = NULL;
 	}
-	qsort(names, n, sizeof(*names), cmp_str);
+	qsort(names, n, sizeof(*names), cmp_strp);
 	*ret_names = names;
 	return (int)n;
 }
@@ -721,36 +716,73 @@ int pool_guest_save_refs(struct pool *p, const char *name, char *const *refs, si
 	return write_refs(gfd, refs, n);
 }
 
+int pool_guest_read_refs(struct pool *p, const char *name, struct guest_refs *ret)
+{
+	_cleanup_close_ int gfd = open_subdir(p->guests_fd, name);
+	struct guest_refs gr = {0};
+	size_t len = 0, cap = 1;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	if (gfd < 0)
+		return gfd;
+	r = read_file_at(gfd, "refs", SIZE_MAX / 2, &gr.buf, &len);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < len; i++)
+		cap += gr.buf[i] == '\n';
+	gr.v = malloc(cap * sizeof(*gr.v));
+	if (!gr.v) {
+		free(gr.buf);
+		return -ENOMEM;
+	}
+	/* one name a line; an empty line names nothing */
+	for (char *s = gr.buf; *s;) {
+		char *nl = strchr(s, '\n');
+		if (nl)
+			*nl = '\0';
+		if (*s)
+			gr.v[gr.n++] = s;
+		if (!nl)
+			break;
+		s = nl + 1;
+	}
+	*ret = gr;
+	return 1;
+}
+
+void guest_refs_free(struct guest_refs *r)
+{
+	free(r->buf);
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
 int pool_guest_add_refs(struct pool *p, const char *name, char *const *refs, size_t n)
 {
 	_cleanup_close_ int gfd = open_subdir(p->guests_fd, name);
-	_cleanup_free_ char *old = NULL;
+	struct guest_refs old;
 	_cleanup_free_ char **all = NULL;
-	size_t len = 0, m = 0;
+	size_t m = 0;
 	int r;
 
 	if (gfd < 0)
 		return gfd;
-	r = read_file_at(gfd, "refs", SIZE_MAX / 2, &old, &len);
-	if (r < 0 && r != -ENOENT)
+	r = pool_guest_read_refs(p, name, &old);
+	if (r < 0)
 		return r;
-	for (size_t i = 0; old && i < len; i++)
-		m += old[i] == '\n';
-	all = malloc((m + n + 1) * sizeof(*all));
-	if (!all)
+	all = malloc((old.n + n + 1) * sizeof(*all));
+	if (!all) {
+		guest_refs_free(&old);
 		return -ENOMEM;
-	m = 0;
-	for (char *s = old; s && *s;) {
-		char *nl = strchr(s, '\n');
-		if (!nl)
-			break;
-		*nl = '\0';
-		all[m++] = s;
-		s = nl + 1;
 	}
+	for (size_t i = 0; i < old.n; i++)
+		all[m++] = old.v[i];
 	for (size_t i = 0; i < n; i++)
 		all[m++] = refs[i];
-	qsort(all, m, sizeof(*all), cmp_str);
+	qsort(all, m, sizeof(*all), cmp_strp);
 	{
 		size_t k = 0;
 		for (size_t i = 0; i < m; i++)
@@ -758,7 +790,9 @@ int pool_guest_add_refs(struct pool *p, const char *name, char *const *refs, siz
 				all[k++] = all[i];
 		m = k;
 	}
-	return write_refs(gfd, all, m);
+	r = write_refs(gfd, all, m);
+	guest_refs_free(&old);
+	return r;
 }
 
 int pool_guest_unregister(struct pool *p, const char *name)

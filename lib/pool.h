@@ -146,6 +146,18 @@ int pool_guest_save_stats(struct pool *p, const struct guest *g);
  * NAME (its stats' unified_at).  Returns 0 or -errno. */
 int pool_guest_mark_unified(struct pool *p, const char *name, uint64_t when);
 int pool_guest_save_refs(struct pool *p, const char *name, char *const *refs, size_t n);
+/* A guest's recorded references (guests/NAME/refs), one object name a
+ * line: V[N] point into BUF.  Free with guest_refs_free. */
+struct guest_refs {
+	char *buf;
+	char **v;
+	size_t n;
+};
+/* The one reader of that file.  Returns 1 when the guest has a record, 0
+ * when it has none (empty *ret), or -errno. */
+int pool_guest_read_refs(struct pool *p, const char *name, struct guest_refs *ret);
+void guest_refs_free(struct guest_refs *r);
+
 /* Add REFS to the guest's recorded references (before a unify creates
  * links to them).  Returns 0 or -errno. */
 int pool_guest_add_refs(struct pool *p, const char *name, char *const *refs, size_t n);

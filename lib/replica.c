@@ -597,11 +597,6 @@ int replica_commit(struct pool *p, const char *stage, uint64_t *ret_n)
 
 /* ---- what guests need ---- */
 
-static int cmp_strp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int guests_objects(struct pool *p, char *const *guests, size_t n, char ***ret, size_t *ret_n)
 {
 	char **all = NULL, **v = NULL;

@@ -226,3 +226,8 @@ int ino_set_add(struct ino_set *s, ino_t ino)
 	}
 	return 1;
 }
+
+int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}

@@ -105,6 +105,9 @@ int parse_u64(const char *s, uint64_t *ret);
 /* Format a byte count like "1.2 GiB" into buf. */
 const char *format_bytes(uint64_t n, char *buf, size_t size);
 
+/* qsort/bsearch order of an array of C strings (char *). */
+int cmp_strp(const void *a, const void *b);
+
 /* A set of inode numbers (hard-linked inodes counted once). */
 struct ino_set {
 	ino_t *v;

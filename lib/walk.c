@@ -40,11 +40,6 @@ static int pathbuf_push(struct pathbuf *pb, const char *name, size_t *ret_old)
 	return 0;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void free_names(char **names, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -98,7 +93,7 @@ static int read_names(int dirfd, char ***ret_names, size_t *ret_n)
 		}
 	}
 	if (n > 1)
-		qsort(names, n, sizeof(*names), cmp_names);
+		qsort(names, n, sizeof(*names), cmp_strp);
 	*ret_names = names;
 	*ret_n = n;
 	return 0;

@@ -222,36 +222,21 @@ static int on_problem(const struct walk_entry *e, enum lower_problem kind, const
 /* Is every object the lower references in the pool's record? */
 static int check_record(struct fsck *f, const struct guest *g, const struct lower_stats *ls)
 {
-	_cleanup_close_ int gfd =
-	        openat(f->p->guests_fd, g->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	_cleanup_free_ char *buf = NULL;
+	struct guest_refs gr;
 	uint64_t missing = 0;
-	size_t len = 0;
-	int r;
+	size_t k = 0;
+	int r = pool_guest_read_refs(f->p, g->name, &gr);
 
-	if (gfd < 0)
-		return neg_errno();
-	r = read_file_at(gfd, "refs", SIZE_MAX / 2, &buf, &len);
-	if (r < 0 && r != -ENOENT)
+	if (r < 0)
 		return r;
-	{
-		/* both lists are sorted: one merge pass */
-		const char *s = buf && len ? buf : "";
-		for (size_t i = 0; i < ls->n_refs; i++) {
-			int cmp = 1;
-			while (*s) {
-				const char *e = strchr(s, '\n');
-				size_t l = e ? (size_t)(e - s) : strlen(s), nl = strlen(ls->refs[i]);
-				cmp = strncmp(s, ls->refs[i], MIN(l, nl));
-				if (cmp == 0)
-					cmp = (l > nl) - (l < nl);
-				if (cmp >= 0)
-					break;
-				s = e ? e + 1 : s + l;
-			}
-			missing += cmp != 0;
-		}
+	/* both lists are sorted: one merge pass */
+	for (size_t i = 0; i < ls->n_refs; i++) {
+		int cmp = 1;
+		while (k < gr.n && (cmp = strcmp(gr.v[k], ls->refs[i])) < 0)
+			k++;
+		missing += k == gr.n || cmp != 0;
 	}
+	guest_refs_free(&gr);
 	if (!missing)
 		return 0;
 	if (f->repair) {
