@@ -22,6 +22,7 @@ static int copy_range_rw(int src, int dst, uint64_t off, uint64_t end)
 		return -ENOMEM;
 	while (off < end) {
 		ssize_t n = pread(src, buf, (size_t)MIN(end - off, (uint64_t)CHUNK), (off_t)off);
+		int r;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -29,16 +30,9 @@ static int copy_range_rw(int src, int dst, uint64_t off, uint64_t end)
 		}
 		if (n == 0)
 			return -EIO;
-		for (ssize_t done = 0; done < n;) {
-			ssize_t w =
-			        pwrite(dst, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				return neg_errno();
-			}
-			done += w;
-		}
+		r = pwrite_all(dst, buf, (size_t)n, off);
+		if (r < 0)
+			return r;
 		off += (uint64_t)n;
 	}
 	return 0;

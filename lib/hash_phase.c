@@ -97,7 +97,9 @@ static int keep_guest_xattrs(struct xattr_list *l)
 	return 0;
 }
 
-static int hash_one(struct dircache *dc, struct hasher *h, struct scanned_file *f)
+/* Open the upper copy of f (checked) and read the xattrs unify keeps.
+ * Returns the fd or -errno. */
+static int open_with_xattrs(struct dircache *dc, struct scanned_file *f)
 {
 	_cleanup_close_ int fd = open_checked(dc, f);
 	int r;
@@ -107,8 +109,15 @@ static int hash_one(struct dircache *dc, struct hasher *h, struct scanned_file *
 	r = xattr_list_read(fd, false, 0, &f->m.xattrs);
 	if (r == 0)
 		r = keep_guest_xattrs(&f->m.xattrs);
-	if (r < 0)
-		return r;
+	return r < 0 ? r : steal_fd(&fd);
+}
+
+static int hash_one(struct dircache *dc, struct hasher *h, struct scanned_file *f)
+{
+	_cleanup_close_ int fd = open_with_xattrs(dc, f);
+
+	if (fd < 0)
+		return fd;
 	return hasher_fd(h, fd, (uint64_t)f->m.st.st_size, f->m.hash);
 }
 
@@ -219,15 +228,11 @@ int hash_all(struct guest_scan *scans, size_t ng, const struct unify_options *o,
  * checks hashing does. */
 int read_pending_xattrs(struct dircache *upper_dc, struct scanned_file *f)
 {
-	_cleanup_close_ int fd = open_checked(upper_dc, f);
-	int r;
+	int fd = open_with_xattrs(upper_dc, f);
 
 	if (fd < 0)
 		return fd;
-	r = xattr_list_read(fd, false, 0, &f->m.xattrs);
-	if (r == 0)
-		r = keep_guest_xattrs(&f->m.xattrs);
-	if (r == 0)
-		f->xattrs_pending = false;
-	return r;
+	close(fd);
+	f->xattrs_pending = false;
+	return 0;
 }

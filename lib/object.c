@@ -38,16 +38,9 @@ static int copy_hash_range(int src, int dst, struct hash_ctx *c, unsigned char *
 		r = hash_update(c, buf, (size_t)n);
 		if (r < 0)
 			return r;
-		for (ssize_t done = 0; done < n;) {
-			ssize_t w =
-			        pwrite(dst, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				return neg_errno();
-			}
-			done += w;
-		}
+		r = pwrite_all(dst, buf, (size_t)n, off);
+		if (r < 0)
+			return r;
 		off += (uint64_t)n;
 	}
 	return 0;

@@ -95,6 +95,8 @@ int write_file_atomic_at(int dirfd, const char *name, const void *buf, size_t le
 
 /* write(2) until done; returns 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);
+/* pwrite(2) at OFF until done; returns 0 or -errno. */
+int pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 
 /* fsync a directory fd, tolerating filesystems that refuse it. */
 int fsync_dir(int dirfd);
