@@ -318,6 +318,7 @@ int replica_names_at(const struct target *t, enum layout_kind layout, struct nam
                      int *ret_status)
 {
 	struct nameset s = {0};
+	_cleanup_free_ char *path = NULL;
 	int r, status = 0;
 
 	if (!t->host) {
@@ -329,7 +330,7 @@ int replica_names_at(const struct target *t, enum layout_kind layout, struct nam
 			r = -EPROTOTYPE;
 		else
 			r = objects_names(rp, add_name_cb, &s);
-		if (r == 0 && ret_path && !(*ret_path = strdup(rp->path)))
+		if (r == 0 && !(path = strdup(rp->path)))
 			r = -ENOMEM;
 		pool_close(rp);
 	} else {
@@ -364,7 +365,8 @@ int replica_names_at(const struct target *t, enum layout_kind layout, struct nam
 					break;
 				*nl = '\0';
 				if (!strncmp(line, "pool ", 5)) {
-					if (ret_path && !(*ret_path = strdup(line + 5)))
+					free(path);
+					if (!(path = strdup(line + 5)))
 						r = -ENOMEM;
 				} else if (*line) {
 					r = add_name_cb(line, &s);
@@ -377,6 +379,8 @@ int replica_names_at(const struct target *t, enum layout_kind layout, struct nam
 		nameset_free(&s);
 		return r;
 	}
+	if (ret_path)
+		*ret_path = steal_pointer(&path);
 	*ret = s;
 	return 0;
 }

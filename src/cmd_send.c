@@ -105,6 +105,10 @@ int cmd_send(const struct cli *c, int argc, char **argv)
 		                            : strerror(-r));
 		goto out_pt;
 	}
+	if (!rpath) {
+		cli_fail("send '%s': the vunify there did not name its pool (give --pool DIR)", name);
+		goto out_pt;
+	}
 	miss = malloc((nn + 1) * sizeof(*miss));
 	if (!miss) {
 		cli_error("send", name, -ENOMEM, NULL);
