@@ -1,7 +1,9 @@
 /* gc: objects no guest needs are deleted.  What a guest needs is known
  * even while its partition is away (failed over to another host): unify
  * records a batch's objects in POOL/guests/NAME/refs before any lower entry
- * points at them, so the record is always a superset of the truth. */
+ * points at them, so the record is always a superset of the truth.  On a
+ * replica, the objects it received for another host's guests are listed in
+ * POOL/held and kept too (SPEC invariant 7 holds on every replica). */
 #define _GNU_SOURCE
 #include "gc.h"
 
@@ -60,6 +62,26 @@ static int add_recorded(struct pool *p, const char *name, struct refset *s)
 		r = refset_add(s, gr.v[i]);
 	guest_refs_free(&gr);
 	return r < 0 ? r : found;
+}
+
+/* Add the objects this pool holds for another host (POOL/held, written by
+ * replica_commit as a replica receives them).  Returns 0 or -errno. */
+static int add_held(struct pool *p, struct refset *s)
+{
+	_cleanup_free_ char *buf = NULL;
+	int r = read_file_at(p->fd, "held", SIZE_MAX / 2, &buf, NULL);
+
+	if (r == -ENOENT)
+		return 0;
+	for (char *line = buf; r >= 0 && line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if (*line)
+			r = refset_add(s, line);
+		line = nl ? nl + 1 : NULL;
+	}
+	return r < 0 ? r : 0;
 }
 
 struct sweep {
@@ -134,6 +156,8 @@ int gc_run(struct pool *p, bool dry_run, struct gc_result *ret, char **ret_what)
 		}
 		guest_free(g);
 	}
+	if (r == 0)
+		r = add_held(p, &refs);
 	if (r < 0)
 		goto out;
 	if (refs.n > 1)

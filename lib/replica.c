@@ -535,10 +535,36 @@ static int commit_one(struct pool *p, struct hasher *h, int fan_fd, const char *
 	return 0;
 }
 
+/* Append NAMES (LEN bytes, one name a line) to POOL/held and fsync it.
+ * One write(2) with O_APPEND, so concurrent receivers (each holds the
+ * pool's shared lock) never interleave inside a line.  Returns 0 or
+ * -errno. */
+static int held_append(struct pool *p, const char *names, size_t len)
+{
+	_cleanup_close_ int fd = -1;
+	ssize_t w;
+
+	if (!len)
+		return 0;
+	fd = openat(p->fd, "held", O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return neg_errno();
+	w = write(fd, names, len);
+	if (w < 0)
+		return neg_errno();
+	if ((size_t)w != len)
+		return -EIO;
+	if (fsync(fd) < 0)
+		return neg_errno();
+	return 0;
+}
+
 int replica_commit(struct pool *p, const char *stage, uint64_t *ret_n)
 {
 	struct hasher h;
 	_cleanup_close_ int sfd = -1;
+	_cleanup_free_ char *held = NULL;
+	size_t held_len = 0, held_cap = 0;
 	uint64_t n = 0;
 	int r = 0, bad = 0;
 
@@ -585,12 +611,37 @@ int replica_commit(struct pool *p, const char *stage, uint64_t *ret_n)
 				r = e;
 			else
 				n += !dropped;
+			if (e == 0) {
+				size_t l = strlen(de->d_name) + 1;
+				if (held_len + l > held_cap) {
+					size_t nc = held_cap ? held_cap * 2 : 65536;
+					char *nb;
+					while (nc < held_len + l)
+						nc *= 2;
+					nb = realloc(held, nc);
+					if (!nb) {
+						r = -ENOMEM;
+						break;
+					}
+					held = nb;
+					held_cap = nc;
+				}
+				memcpy(held + held_len, de->d_name, l - 1);
+				held[held_len + l - 1] = '\n';
+				held_len += l;
+			}
 		}
 	}
 	hasher_release(&h);
 	/* 3. the names durable; the staging directory is garbage now */
 	if (r == 0 && syncfs(p->objects_fd) < 0)
 		r = neg_errno();
+	/* 4. the names recorded as held for another host, durably, before
+	 * the sender hears of success: this pool's gc keeps them although
+	 * none of its own guests references them (a kill before this step
+	 * leaves named objects the sender does not count on yet) */
+	if (r == 0)
+		r = held_append(p, held, held_len);
 	(void)remove_tree_at(p->tmp_fd, stage);
 	if (r == 0 && bad)
 		r = -EBADMSG;

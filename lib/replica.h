@@ -66,6 +66,8 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
  * (syncfs, verify each against its name, rename into objects/, syncfs,
  * remove the staging directory).  Objects whose content does not match
  * their name are not named (-EBADMSG after the others are committed).
+ * Every object verified is then appended to POOL/held (fsync'd), which
+ * gc keeps: a replica holds objects for guests it does not know yet.
  * *ret_n: objects named.  Returns 0 or -errno. */
 int replica_commit(struct pool *p, const char *stage, uint64_t *ret_n);
 

@@ -117,6 +117,12 @@ grep -q "lag 0 objects" "$LAST_STDOUT" && grep -vq "synced never" "$LAST_STDOUT"
 	_fail "replica list after replicate: $(cat "$LAST_STDOUT")"
 assert_ok on_b "${VB[@]}" fsck
 
+echo "== gc on B keeps the objects it holds for A's guests (invariant 7 on the replica)"
+assert_ok on_b "${VB[@]}" gc
+assert_ok "${VA[@]}" replica list
+grep -q "lag 0 objects" "$LAST_STDOUT" && _pass "B's gc deleted nothing A's guests need" ||
+	_fail "after gc on B: $(cat "$LAST_STDOUT")"
+
 echo "== a byte flipped in an object on B"
 obj=$(on_b find "$B_POOL/objects" -type f -size +1k | head -1)
 [ -n "$obj" ] || fatal "no object on B"
