@@ -459,6 +459,11 @@ static int describe_batch(struct apply *a, struct batch *b)
  *  3. adoption (pool and upper on one filesystem): the one upper name of
  *     the file is renamed into objects/; the guest now sees the lower entry
  *     (the same bytes).  No upper name ever shares an inode with an object.
+ *  3a. objects/ synced again if this batch tried an adoption: a file that
+ *     did not adopt may name an object renamed in after 1b (by this batch
+ *     or, its own rename failing with EEXIST, by another thread), and its
+ *     upper copy goes in 4 (power loss must not keep the unlink and lose
+ *     the rename).
  *  3b. link layout: other files of the batch are linked to the objects now
  *     named, and the lower layer synced again.
  *  3c. link layout with replicas: the placed entries appended to the
@@ -475,7 +480,7 @@ static int apply_batch(struct apply *a, struct batch *b)
 	                          .lower_fd = gs->lower_fd,
 	                          /* staging names on the lower layer's filesystem */
 	                          .staging_fd = a->ops->lower_in_home ? gs->staging_fd : p->tmp_fd};
-	bool link = p->layout == LAYOUT_LINK, adopted = false;
+	bool link = p->layout == LAYOUT_LINK, adopted = false, adopted_any = false;
 	int r = 0;
 
 	/* 1. copied objects durable, named, the names durable */
@@ -520,6 +525,7 @@ static int apply_batch(struct apply *a, struct batch *b)
 		struct pending *pe = &b->pend[i];
 		if (!pe->adopt || pe->adopt->state != SF_CHOSEN)
 			continue;
+		adopted_any = true;
 		r = adopt_object(a, pe);
 		if (r == 1) {
 			pe->adopt->adopted = true;
@@ -537,6 +543,15 @@ static int apply_batch(struct apply *a, struct batch *b)
 			return r;
 		}
 		r = 0;
+	}
+	/* 3a. the names adoption made durable before any upper copy goes:
+	 * files of this batch that did not adopt may name an object another
+	 * file (of this batch, or another thread's) renamed in after 1b, and
+	 * their upper copies go in 4 */
+	if (adopted_any) {
+		r = do_syncfs(p->objects_fd);
+		if (r < 0)
+			return r;
 	}
 	/* 3b. link layout: the other files link the objects now named */
 	if (link) {
