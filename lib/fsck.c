@@ -1,0 +1,417 @@
+/* fsck: the checks and repairs behind 'vunify fsck'.
+ *
+ * Order: the pool's directories (owner, mode), POOL/tmp's leftovers, every
+ * object re-hashed against its name (and its owner and mode checked by the
+ * layout), then each guest: its home's leftovers, whether it is mounted
+ * (a mounted guest's layers are never changed: SPEC invariant 6), upper
+ * files that are pool objects, the lower layer's entries, and the pool's
+ * record of the objects the lower layer references.  Every finding goes to
+ * the caller's callback as one line; the counts are in struct fsck_result.
+ * Repairs change one entry each, each of them safe to die after: a relink
+ * or an unsharing copy goes through the home's staging directory and a
+ * rename, a rewritten record is written atomically. */
+#define _GNU_SOURCE
+#include "fsck.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "copy.h"
+#include "hash.h"
+#include "layout.h"
+#include "lower.h"
+#include "overlay.h"
+#include "remove.h"
+#include "unify.h"
+#include "util.h"
+#include "walk.h"
+#include "banned.h"
+
+struct fsck {
+	struct pool *p;
+	const struct fsck_ops *ops;
+	void *ud;
+	struct fsck_result *res;
+	struct fsck_progress pr;
+	bool repair;
+	const char *guest; /* being checked */
+	bool readonly; /* the guest is mounted (or may be): change nothing of it */
+	int upper_fd; /* of the guest being checked, or -1 */
+	int staging_fd; /* HOME/staging of the guest being checked, or -1 */
+	dev_t objects_dev;
+	const struct object_map *map;
+};
+
+static void say(struct fsck *f, enum fsck_scope scope, const char *name, enum fsck_verdict verdict,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* One finding to the caller; a line too long for the buffer is cut. */
+static void say(struct fsck *f, enum fsck_scope scope, const char *name, enum fsck_verdict verdict,
+                const char *fmt, ...)
+{
+	char text[PATH_MAX + 512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	f->ops->finding(
+	        &(struct fsck_finding){.scope = scope, .name = name, .verdict = verdict, .text = text},
+	        f->ud);
+}
+
+static int check_object(int fan_fd, const char *name, const struct stat *st, void *ud)
+{
+	struct fsck *f = ud;
+	unsigned char h[HASH_LEN];
+	char hex[HASH_HEX_LEN + 1];
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	if (!S_ISREG(st->st_mode) || strlen(name) < HASH_HEX_LEN || !hash_is_hex(name)) {
+		say(f, FSCK_OBJECT, name, FSCK_PROBLEM, "not an object (unexpected entry in objects/)");
+		f->res->problems++;
+		return 0;
+	}
+	fd = openat(fan_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		say(f, FSCK_OBJECT, name, FSCK_PROBLEM, "cannot open: %s", strerror(errno));
+		f->res->problems++;
+		return 0;
+	}
+	r = hash_fd(fd, (uint64_t)st->st_size, h);
+	if (r < 0) {
+		say(f, FSCK_OBJECT, name, FSCK_PROBLEM, "cannot read: %s", strerror(-r));
+		f->res->problems++;
+		return 0;
+	}
+	f->pr.bytes_done += (uint64_t)st->st_size;
+	if (f->ops->progress)
+		f->ops->progress(&f->pr, false, f->ud);
+	hash_to_hex(h, hex);
+	if (memcmp(hex, name, HASH_HEX_LEN)) {
+		say(f, FSCK_OBJECT, name, FSCK_PROBLEM,
+		    "content does not match its name (content hashes to %s)", hex);
+		f->res->problems++;
+	} else {
+		const char *what = NULL;
+		bool fixed = false;
+		r = layout_check_object(f->p, fd, name, f->repair, &what, &fixed);
+		if (r < 0) {
+			say(f, FSCK_OBJECT, name, FSCK_PROBLEM, "cannot check its owner and mode: %s",
+			    strerror(-r));
+			f->res->problems++;
+		} else if (r == 1) {
+			say(f, FSCK_OBJECT, name, fixed ? FSCK_REPAIRED : FSCK_PROBLEM, "%s%s", what,
+			    fixed ? ": repaired" : "");
+			if (fixed)
+				f->res->repaired++;
+			else
+				f->res->problems++;
+		}
+	}
+	f->res->checked++;
+	f->pr.checked = f->res->checked;
+	return 0;
+}
+
+static void on_pool_dir(const char *what, const char *problem, bool fixed, void *ud)
+{
+	struct fsck *f = ud;
+
+	say(f, FSCK_POOL, NULL, fixed ? FSCK_REPAIRED : FSCK_PROBLEM, "%s: %s%s", what, problem,
+	    fixed ? ": repaired" : "");
+	if (fixed)
+		f->res->repaired++;
+	else
+		f->res->problems++;
+}
+
+/* An upper file that is also a pool object (same device and inode: a
+ * same-filesystem adoption stopped between linking the object and removing
+ * the upper name) would be written in place by the guest, changing every
+ * guest that shares the object.  Repair gives it an inode of its own. */
+static int upper_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
+{
+	struct fsck *f = ud;
+	const char *obj;
+	int r;
+
+	if (ev != WALK_ENTRY || !S_ISREG(e->st.st_mode) || e->st.st_nlink < 2 ||
+	    e->st.st_dev != f->objects_dev || !(obj = object_map_find(f->map, e->st.st_ino)))
+		return 0;
+	if (!f->repair || f->readonly) {
+		say(f, FSCK_GUEST, f->guest, FSCK_PROBLEM,
+		    "upper file /%s is the pool object %s (a write through the guest would change it for "
+		    "every guest sharing it)%s",
+		    e->path, obj, f->readonly ? "; not repaired: guest is mounted" : "");
+		f->res->problems++;
+		return 0;
+	}
+	r = copy_file_unshare(e->parent_fd, e->name, f->staging_fd);
+	if (r < 0) {
+		say(f, FSCK_GUEST, f->guest, FSCK_PROBLEM,
+		    "upper file /%s is the pool object %s; repair failed: %s", e->path, obj, strerror(-r));
+		f->res->problems++;
+		return 0;
+	}
+	say(f, FSCK_GUEST, f->guest, FSCK_REPAIRED,
+	    "upper file /%s was the pool object %s: repaired (a copy of its own)", e->path, obj);
+	f->res->repaired++;
+	return 0;
+}
+
+/* Is PATH hidden by an entry of the guest's upper layer? */
+static bool hidden_by_upper(struct fsck *f, const char *path)
+{
+	const char *name;
+	struct stat st;
+	_cleanup_close_ int dfd =
+	        f->upper_fd >= 0 ? open_parent_beneath(f->upper_fd, path, false, &name) : -1;
+
+	return dfd >= 0 && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* lower_scan's reporter: returns 1 if repaired (lower_scan does not count
+ * it), 0 if not (lower_scan counts it as a problem). */
+static int on_lower_problem(const struct walk_entry *e, enum lower_problem kind, const char *problem,
+                            void *ud)
+{
+	struct fsck *f = ud;
+
+	/* A stub torn by a killed unify is written in place under the upper
+	 * copy that hides it: a leftover, removed, not a problem. */
+	if (kind == LOWER_MALFORMED && !f->readonly && hidden_by_upper(f, e->path)) {
+		if (unlinkat(e->parent_fd, e->name, 0) == 0) {
+			f->res->leftovers++;
+			return 1;
+		}
+	}
+
+	if (f->repair && f->readonly) {
+		say(f, FSCK_GUEST, f->guest, FSCK_PROBLEM, "/%s: %s; not repaired: guest is mounted", e->path,
+		    problem);
+		return 0;
+	}
+	if (f->repair && kind == LOWER_UNLINKED) {
+		int r = link_relink(f->p, e->parent_fd, e->name);
+		if (r == 0) {
+			say(f, FSCK_GUEST, f->guest, FSCK_REPAIRED,
+			    "/%s: %s: repaired (made an object again)", e->path, problem);
+			f->res->repaired++;
+			return 1;
+		}
+		say(f, FSCK_GUEST, f->guest, FSCK_PROBLEM, "/%s: %s; repair failed: %s", e->path, problem,
+		    strerror(-r));
+		return 0;
+	}
+	say(f, FSCK_GUEST, f->guest, FSCK_PROBLEM, "/%s: %s", e->path, problem);
+	return 0;
+}
+
+/* Is every object the lower references in the pool's record?  Returns 1
+ * when the record must be rewritten (repair), 0, or -errno. */
+static int check_record(struct fsck *f, const struct guest *g, const struct lower_stats *ls)
+{
+	struct guest_refs gr;
+	uint64_t missing = 0;
+	size_t k = 0;
+	int r = pool_guest_read_refs(f->p, g->name, &gr);
+
+	if (r < 0)
+		return r;
+	/* both lists are sorted: one merge pass */
+	for (size_t i = 0; i < ls->n_refs; i++) {
+		int cmp = 1;
+		while (k < gr.n && (cmp = strcmp(gr.v[k], ls->refs[i])) < 0)
+			k++;
+		missing += k == gr.n || cmp != 0;
+	}
+	guest_refs_free(&gr);
+	if (!missing)
+		return 0;
+	if (f->repair) {
+		say(f, FSCK_GUEST, g->name, FSCK_REPAIRED,
+		    "%" PRIu64 " referenced objects missing from the pool's record: repaired", missing);
+		f->res->repaired++;
+		return 1;
+	}
+	say(f, FSCK_GUEST, g->name, FSCK_PROBLEM,
+	    "%" PRIu64 " referenced objects missing from the pool's record (gc could delete them; "
+	    "run fsck --repair)",
+	    missing);
+	f->res->problems++;
+	return 0;
+}
+
+/* Close the fds of the guest being checked. */
+static void guest_done(struct fsck *f)
+{
+	if (f->upper_fd >= 0)
+		close(f->upper_fd);
+	if (f->staging_fd >= 0)
+		close(f->staging_fd);
+	f->upper_fd = f->staging_fd = -1;
+	f->guest = NULL;
+}
+
+/* Set f->readonly: a mounted guest's layers are not changed (SPEC
+ * invariant 6); not knowing counts as mounted. */
+static void check_mounted(struct fsck *f, const struct guest *g)
+{
+	_cleanup_free_ char *upper = path_join(g->home, HOME_UPPER), *at = NULL;
+	int m = upper ? overlay_find_mounts(upper, &at) : -ENOMEM;
+
+	f->readonly = m != 0;
+	if (m > 0)
+		say(f, FSCK_GUEST, g->name, FSCK_NOTE, "mounted at '%s': checked only, nothing changed", at);
+	else if (m < 0)
+		say(f, FSCK_GUEST, g->name, FSCK_NOTE,
+		    "cannot tell whether it is mounted (%s): checked only, nothing changed", strerror(-m));
+}
+
+static void check_guest(struct fsck *f, const char *name)
+{
+	struct guest *g = NULL;
+	struct lower_stats ls = {0};
+	uint64_t probs = 0;
+	_cleanup_close_ int hfd = -1, lfd = -1;
+	int r = pool_guest_load(f->p, name, &g);
+
+	if (r < 0) {
+		say(f, FSCK_GUEST, name, FSCK_PROBLEM, "not registered");
+		f->res->problems++;
+		return;
+	}
+	hfd = guest_open_home(f->p, g);
+	if (hfd < 0) {
+		say(f, FSCK_GUEST, g->name, FSCK_NOTE, "home '%s' not attached (%s): skipped", g->home,
+		    strerror(-hfd));
+		guest_free(g);
+		return;
+	}
+	r = remove_contents_at(hfd, HOME_STAGING, &f->res->leftovers);
+	if (r == 0)
+		r = remove_tree_at(hfd, HOME_UPPER ".new");
+	if (r < 0)
+		say(f, FSCK_GUEST, g->name, FSCK_NOTE, "cannot clean leftovers: %s", strerror(-r));
+	f->guest = g->name;
+	check_mounted(f, g);
+	f->upper_fd = openat(hfd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	f->staging_fd = openat(hfd, HOME_STAGING, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (f->upper_fd >= 0 && f->staging_fd >= 0) {
+		r = walk_tree(f->upper_fd, upper_cb, f);
+		if (r < 0) {
+			say(f, FSCK_GUEST, g->name, FSCK_PROBLEM, "cannot walk its upper layer: %s",
+			    strerror(-r));
+			f->res->problems++;
+		}
+	}
+	if (f->staging_fd >= 0)
+		close(f->staging_fd);
+	f->staging_fd = -1;
+	lfd = guest_open_lower(f->p, g, hfd, false);
+	if (lfd == -ENOENT)
+		goto out; /* never unified */
+	if (lfd < 0) {
+		say(f, FSCK_GUEST, g->name, FSCK_PROBLEM, "cannot open lower layer: %s", strerror(-lfd));
+		f->res->problems++;
+		goto out;
+	}
+	r = lower_scan(f->p, lfd, layout_ops_for(f->p)->refs_by_inode ? f->map : NULL, true, on_lower_problem,
+	               f, &ls, &probs);
+	if (f->upper_fd >= 0)
+		close(f->upper_fd);
+	f->upper_fd = -1;
+	if (r < 0) {
+		say(f, FSCK_GUEST, g->name, FSCK_PROBLEM, "cannot scan lower layer: %s", strerror(-r));
+		f->res->problems++;
+	} else if (check_record(f, g, &ls) == 1 || f->res->repaired) {
+		r = guest_refresh_stats(f->p, g, hfd, NULL);
+		if (r < 0)
+			say(f, FSCK_GUEST, g->name, FSCK_NOTE, "cannot rewrite its record: %s", strerror(-r));
+	}
+	f->res->problems += probs;
+	lower_stats_free(&ls);
+out:
+	guest_done(f);
+	guest_free(g);
+}
+
+/* Contract in fsck.h. */
+int fsck_run(struct pool *p, char *const *names, size_t n, unsigned flags, const struct fsck_ops *ops,
+             void *ud, struct fsck_result *ret)
+{
+	struct fsck f = {.p = p,
+	                 .ops = ops,
+	                 .ud = ud,
+	                 .res = ret,
+	                 .repair = flags & FSCK_REPAIR,
+	                 .upper_fd = -1,
+	                 .staging_fd = -1};
+	struct object_map *map = NULL;
+	char **all = NULL;
+	struct stat ost;
+	int r;
+
+	*ret = (struct fsck_result){0};
+	/* opening for writing already put the directories' owner and modes
+	 * right (pool_open): count what it found, then check what is left */
+	if (p->dirs_fixed) {
+		say(&f, FSCK_POOL, NULL, FSCK_REPAIRED,
+		    "%u directories had a wrong owner or mode, or were missing: repaired (%s)", p->dirs_fixed,
+		    p->dirs_fixed_first);
+		ret->repaired += p->dirs_fixed;
+		if (!f.repair)
+			ret->problems += p->dirs_fixed;
+	}
+	ret->stage = FSCK_STAGE_DIRS;
+	r = pool_check_dirs(p, f.repair, on_pool_dir, &f);
+	if (r < 0)
+		return r;
+	ret->stage = FSCK_STAGE_OBJECTS;
+	if (fstat(p->objects_fd, &ost) < 0)
+		return neg_errno();
+	f.objects_dev = ost.st_dev;
+	ret->stage = FSCK_STAGE_TMP;
+	r = remove_contents_at(p->fd, "tmp", &ret->leftovers);
+	if (r < 0)
+		return r;
+	ret->stage = FSCK_STAGE_OBJECTS;
+	if (ops->progress) {
+		struct object_info oi = {0};
+		if (objects_scan(p, &oi, NULL, NULL, NULL) == 0) {
+			f.pr.objects_total = oi.objects;
+			f.pr.bytes_total = oi.bytes;
+		}
+	}
+	r = objects_scan(p, NULL, &map, check_object, &f);
+	f.map = map;
+	if (ops->progress)
+		ops->progress(&f.pr, true, ud);
+	if (r < 0)
+		goto out;
+	if (n == 0) {
+		int k = pool_guest_names(p, &all);
+		if (k < 0 || !all) {
+			ret->stage = FSCK_STAGE_GUESTS;
+			r = k < 0 ? k : -ENOMEM;
+			goto out;
+		}
+		names = all;
+		n = (size_t)k;
+	}
+	for (size_t i = 0; i < n; i++)
+		check_guest(&f, names[i]);
+	r = 0;
+out:
+	object_map_free(map);
+	names_free(all);
+	return r;
+}
