@@ -22,7 +22,7 @@ CMD_OBJ := $(CMD_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all check unit integration lint format format-check cppcheck asan install deb demo bench deps clean
+.PHONY: all check unit integration lint format format-check cppcheck asan install deb demo bench bench-scale deps clean
 all: $(BUILD)/vunify $(TOOL_BIN)
 
 $(BUILD)/%.o: %.c $(wildcard lib/*.h src/*.h)
@@ -90,6 +90,11 @@ demo: deps
 bench: deps
 	$(MAKE) BUILD=build-release OPT="-O3 -march=native -DNDEBUG" all
 	scripts/bench.sh
+
+# Many synthetic guests (SCALE_N, default 50): growth against the pool's size.
+bench-scale: deps
+	$(MAKE) BUILD=build-release OPT="-O3 -march=native -DNDEBUG" all
+	scripts/bench-scale.sh
 
 # mount(8) looks for mount.vunify in /sbin only; the units name
 # /usr/sbin/vunify, rewritten to $(PREFIX)/sbin/vunify.
