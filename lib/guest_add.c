@@ -15,7 +15,7 @@
  * upper that a re-run registers as it is (ret->resumed); after 4 the guest
  * exists. */
 #define _GNU_SOURCE
-#include "guest_add.h"
+#include "guest.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -132,7 +132,7 @@ static int copy_in(int src_fd, int home_fd, struct guest_add_result *ret)
 	return 0;
 }
 
-/* Contract in guest_add.h. */
+/* Contract in guest.h. */
 int guest_add(struct pool *p, const char *name, const char *home, const char *from, unsigned flags,
               struct guest_add_result *ret)
 {

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "guest_add.h"
+#include "guest.h"
 #include "util.h"
 #include "banned.h"
 

@@ -38,7 +38,7 @@ int cmd_send(const struct cli *c, int argc, char **argv)
 	_cleanup_free_ char *upper = NULL, *rpath = NULL;
 	char **need = NULL, **miss = NULL, why[160];
 	size_t nn = 0, nm = 0;
-	struct pool *p;
+	struct pool *p = NULL;
 	int ch, r, status = 0, ret = 1;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -60,16 +60,8 @@ int cmd_send(const struct cli *c, int argc, char **argv)
 		return cli_usage("send", "expected [user@]HOST:HOME with an absolute HOME, or a local HOME");
 	}
 	/* exclusive: no unify may change the guest while it travels */
-	p = cli_open_pool(c, POOL_LOCK_EXCLUSIVE);
-	if (!p) {
-		target_free(&dest);
-		return 1;
-	}
-	r = pool_guest_load(p, name, &g);
-	if (r < 0) {
-		cli_error("send", name, r, r == -ENOENT ? "no such guest" : NULL);
+	if (cli_open_guest(c, "send", POOL_LOCK_EXCLUSIVE, name, &p, &g, NULL))
 		goto out;
-	}
 	upper = path_join(g->home, HOME_UPPER);
 	if (!upper) {
 		cli_error("send", name, -ENOMEM, NULL);

@@ -1,8 +1,11 @@
-/* Registering a guest with its home, and bringing its tree in. */
-#ifndef VUNIFY_GUEST_ADD_H
-#define VUNIFY_GUEST_ADD_H
+/* A guest's life in the pool: added with its home and its tree
+ * (guest_add.c), removed leaving its home a plain tree or with its layers
+ * deleted (guest_remove.c). */
+#ifndef VUNIFY_GUEST_H
+#define VUNIFY_GUEST_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "pool.h"
 
@@ -43,5 +46,32 @@ void guest_add_result_free(struct guest_add_result *r);
  * ret->step telling where. */
 int guest_add(struct pool *p, const char *name, const char *home, const char *from, unsigned flags,
               struct guest_add_result *ret);
+
+enum guest_remove_flags {
+	GUEST_REMOVE_PURGE = 1 << 0, /* delete its layers instead of materializing them */
+};
+
+enum guest_remove_step {
+	GUEST_REMOVE_MOUNTS, /* telling whether it is mounted (-EBUSY: it is) */
+	GUEST_REMOVE_HOME, /* opening its home (-ENOENT: not attached) */
+	GUEST_REMOVE_LAYERS, /* materialize, or purge's part in the pool */
+	GUEST_REMOVE_PURGE_HOME, /* purge's part in the home */
+	GUEST_REMOVE_UNREGISTER, /* the pool's registry */
+};
+
+struct guest_remove_result {
+	uint64_t files; /* files copied back into the upper (not purge) */
+	enum guest_remove_step step; /* set when guest_remove fails */
+};
+
+/* Remove guest G of pool P (held with POOL_LOCK_EXCLUSIVE), which must not
+ * be mounted.  Without GUEST_REMOVE_PURGE its home is made a plain tree
+ * that shows what the guest showed (guest_materialize), which needs the
+ * home attached; with it, its layers are deleted (guest_purge), the home's
+ * part only when attached.  Then it is unregistered, and last its home's
+ * id removed.  A crash anywhere leaves it registered with its view intact
+ * (materialize) or partly deleted (purge), and a re-run finishes.
+ * Returns 0 or -errno, with ret->step telling where. */
+int guest_remove(struct pool *p, const struct guest *g, unsigned flags, struct guest_remove_result *ret);
 
 #endif
