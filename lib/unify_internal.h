@@ -133,21 +133,21 @@ struct path_arena {
 struct scanned_file {
 	char **paths; /* n_paths names (in the guest's arena); &path0 when one */
 	char *path0;
+	char *half; /* link layout: the object its upper inode already is (a
+	             * half-adopted file, settle_half_adopted) */
+	char *placed; /* object its lower entries point at, once placed, when
+	               * not placed_hex */
 	uint32_t n_paths;
+	uint32_t guest;
 	uint8_t cls;
 	uint8_t state;
 	bool adopted; /* its first upper name was renamed into the pool */
 	bool adopting; /* its upper file is to become the object (prepare_object) */
 	bool lost_adoption; /* link layout: the object existed; relinked in 3b */
-	char *half; /* link layout: the object its upper inode already is (a
-	             * half-adopted file, settle_half_adopted) */
 	bool xattrs_pending; /* hash came from the cache; xattrs not read yet */
 	bool placed_hex; /* placed: the object named by hash_to_hex(m.hash) */
-	char *placed; /* object its lower entries point at, once placed, when
-	               * not placed_hex */
-	uint32_t guest;
 	struct scan_meta m;
-};
+}; /* (184 bytes: one per file of every guest of a run, scan to store) */
 
 /* What the scan folded (fold.c): paths of whiteouts and opaque dirs. */
 struct fold_list {
