@@ -58,7 +58,9 @@ static int save_hashcache(struct guest_scan *gs)
 	for (size_t i = 0; i < gs->n && r == 0; i++) {
 		struct scanned_file *f = &gs->files[i];
 		if (f->state == SF_HASHED) {
-			r = hashcache_add(&c, &f->m.st, f->m.hash);
+			struct stat st;
+			scan_stat_get(&f->m.st, &st);
+			r = hashcache_add(&c, &st, f->m.hash);
 			all_cached &= f->xattrs_pending; /* its hash came from the cache */
 		}
 	}
@@ -79,19 +81,32 @@ static int save_hashcache(struct guest_scan *gs)
 static int stats_from_run(struct pool *p, struct guest_scan *gs, uint64_t upper)
 {
 	_cleanup_free_ char **refs = malloc((gs->n + 1) * sizeof(*refs));
+	_cleanup_free_ char *hex = NULL; /* the names kept as placed_hex */
 	struct guest_stats st = {.upper_bytes = upper};
-	size_t n = 0, k = 0;
+	size_t n = 0, k = 0, n_hex = 0;
 	int r;
 
 	if (!refs)
 		return -ENOMEM;
+	for (size_t i = 0; i < gs->n; i++)
+		n_hex += gs->files[i].placed_hex;
+	hex = malloc((n_hex ? n_hex : 1) * (HASH_HEX_LEN + 1));
+	if (!hex)
+		return -ENOMEM;
+	n_hex = 0;
 	for (size_t i = 0; i < gs->n; i++) {
 		struct scanned_file *f = &gs->files[i];
-		if (!f->placed)
+		if (!scanned_placed(f))
 			continue;
 		st.files_unified += f->n_paths;
 		st.bytes_unified += (uint64_t)f->m.st.st_size;
-		refs[n++] = f->placed;
+		if (f->placed_hex) {
+			refs[n] = hex + (n_hex++) * (HASH_HEX_LEN + 1);
+			hash_to_hex(f->m.hash, refs[n]);
+			n++;
+		} else {
+			refs[n++] = f->placed;
+		}
 	}
 	if (n > 1)
 		qsort(refs, n, sizeof(*refs), cmp_strp);

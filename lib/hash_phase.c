@@ -31,11 +31,11 @@ struct hash_job {
 	pthread_t reporter; /* the thread that may call o->progress */
 };
 
-bool same_file(const struct stat *a, const struct stat *b)
+bool same_file(const struct stat *a, const struct scan_stat *b)
 {
 	return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == (long)b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == (long)b->st_ctim.tv_nsec &&
 	       (a->st_mode & S_IFMT) == (b->st_mode & S_IFMT);
 }
 
@@ -201,7 +201,10 @@ int hash_all(struct guest_scan *scans, size_t ng, const struct unify_options *o,
 		for (size_t i = 0; i < scans[g].n; i++)
 			if (scans[g].files[i].state == SF_CANDIDATE) {
 				struct scanned_file *f = &scans[g].files[i];
-				const unsigned char *h = hashcache_find(&scans[g].cache, &f->m.st);
+				struct stat st;
+				const unsigned char *h;
+				scan_stat_get(&f->m.st, &st);
+				h = hashcache_find(&scans[g].cache, &st);
 				if (h) {
 					memcpy(f->m.hash, h, HASH_LEN);
 					f->state = SF_HASHED;

@@ -17,10 +17,46 @@ void scanned_file_free(struct scanned_file *f)
 {
 	free(f->placed);
 	free(f->half);
-	for (uint32_t i = 0; i < f->n_paths; i++)
-		free(f->paths[i]);
-	free(f->paths);
+	if (f->paths != &f->path0)
+		free(f->paths); /* the names themselves are in the arena */
 	xattr_list_free(&f->m.xattrs);
+}
+
+#define ARENA_CHUNK (64 * 1024)
+
+void path_arena_free(struct path_arena *a)
+{
+	for (size_t i = 0; i < a->n_chunks; i++)
+		free(a->chunks[i]);
+	free(a->chunks);
+	*a = (struct path_arena){0};
+}
+
+/* A copy of s in the arena, or NULL. */
+static char *arena_strdup(struct path_arena *a, const char *s)
+{
+	size_t l = strlen(s) + 1;
+	char *r;
+
+	if (l > a->left) {
+		size_t sz = l > ARENA_CHUNK ? l : ARENA_CHUNK;
+		char **nv = realloc(a->chunks, (a->n_chunks + 1) * sizeof(*nv));
+		if (!nv)
+			return NULL;
+		a->chunks = nv;
+		a->cur = malloc(sz);
+		if (!a->cur) {
+			a->left = 0;
+			return NULL;
+		}
+		a->chunks[a->n_chunks++] = a->cur;
+		a->left = sz;
+	}
+	r = a->cur;
+	memcpy(r, s, l);
+	a->cur += l;
+	a->left -= l;
+	return r;
 }
 
 static size_t ino_hash(ino_t ino, size_t cap)
@@ -52,17 +88,28 @@ static int imap_grow(struct guest_scan *gs)
 	return 0;
 }
 
-static int add_path(struct scanned_file *f, const char *path)
+/* During the scan a file's one name is path0 (paths NULL: the record may
+ * still move); a hard-link group's names are in paths, path0 the first.
+ * scan_guest points paths at path0 once the records stay put. */
+static int add_path(struct path_arena *a, struct scanned_file *f, const char *path)
 {
-	char **np = realloc(f->paths, (f->n_paths + 1) * sizeof(*np));
+	char *copy = arena_strdup(a, path);
+	char **np;
 
+	if (!copy)
+		return -ENOMEM;
+	if (f->n_paths == 0) {
+		f->path0 = copy;
+		f->n_paths = 1;
+		return 0;
+	}
+	np = realloc(f->paths, (f->n_paths + 1) * sizeof(*np));
 	if (!np)
 		return -ENOMEM;
+	if (!f->paths)
+		np[0] = f->path0;
 	f->paths = np;
-	np[f->n_paths] = strdup(path);
-	if (!np[f->n_paths])
-		return -ENOMEM;
-	f->n_paths++;
+	np[f->n_paths++] = copy;
 	return 0;
 }
 
@@ -163,7 +210,7 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 					f->cls = POLICY_NEVER;
 				else if (c == POLICY_SYSTEM)
 					f->cls = POLICY_SYSTEM;
-				return add_path(f, e->path);
+				return add_path(&gs->arena, f, e->path);
 			}
 			h = (h + 1) & (gs->imap_cap - 1);
 		}
@@ -182,9 +229,9 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	}
 	f = &gs->files[gs->n++];
 	memset(f, 0, sizeof(*f));
-	f->m.st = e->st;
+	scan_stat_set(&f->m.st, &e->st);
 	f->cls = (uint8_t)c;
-	return add_path(f, e->path);
+	return add_path(&gs->arena, f, e->path);
 }
 
 struct scan_job {
@@ -209,6 +256,8 @@ static int scan_guest(size_t i, void *ud)
 	for (size_t k = 0; k < gs->n; k++) {
 		struct scanned_file *f = &gs->files[k];
 		f->guest = (uint32_t)i;
+		if (!f->paths)
+			f->paths = &f->path0;
 		/* A hard-link group is unified whole or not at all.  In the
 		 * redirect layout not at all: its names would leave the upper
 		 * one unlink at a time, and in between the guest would see

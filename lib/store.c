@@ -72,7 +72,7 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 				if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 				    st.st_ino != f->m.st.st_ino || st.st_dev != f->m.st.st_dev)
 					continue; /* changed: left alone */
-				f->m.st = st;
+				scan_stat_set(&f->m.st, &st);
 			}
 			if (f->m.st.st_nlink == f->n_paths) {
 				if (f->cls != POLICY_NEVER)
@@ -230,7 +230,11 @@ static int record_refs(size_t g, void *ud)
 			if (r < 0)
 				break;
 		}
-		r = ops->object_name(&f->m, names[n]);
+		{
+			struct file_meta fm;
+			scan_meta_get(&f->m, &fm);
+			r = ops->object_name(&fm, names[n]);
+		}
 		refs[n] = names[n];
 		n++;
 	}

@@ -111,8 +111,8 @@ static int restat_upper(struct dircache *dc, struct scanned_file *f)
 	    st.st_mtim.tv_sec != f->m.st.st_mtim.tv_sec || st.st_mtim.tv_nsec != f->m.st.st_mtim.tv_nsec ||
 	    (st.st_mode & S_IFMT) != (f->m.st.st_mode & S_IFMT))
 		return -ESTALE;
-	f->m.st.st_ctim = st.st_ctim;
-	f->m.st.st_nlink = st.st_nlink;
+	f->m.st.st_ctim = scan_time_of(st.st_ctim);
+	f->m.st.st_nlink = st.st_nlink > UINT32_MAX ? UINT32_MAX : (uint32_t)st.st_nlink;
 	return 0;
 }
 
@@ -150,10 +150,12 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 	struct pool *p = a->p;
 	_cleanup_close_ int fd = -1;
 	struct pending *pe = &b->pend[b->n_pend];
+	struct file_meta fm; /* (the layouts take a struct stat) */
 	bool adopt;
 	int tfd, r;
 
-	r = a->ops->object_name(&f->m, name);
+	scan_meta_get(&f->m, &fm);
+	r = a->ops->object_name(&fm, name);
 	if (r < 0)
 		return r;
 	if (f->half) {
@@ -189,7 +191,7 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 		                          &tfd);
 		if (r < 0)
 			return r;
-		r = a->ops->object_finish(tfd, &f->m);
+		r = a->ops->object_finish(tfd, &fm);
 		close(tfd);
 		if (r < 0) {
 			unlinkat(p->tmp_fd, pe->tmp, 0);
@@ -354,15 +356,25 @@ static int place_files(struct apply *a, struct batch *b, const struct layout_tar
 			continue;
 		if (adopters)
 			r = place_adopter(a, f);
-		else
-			r = a->ops->place(t, &f->m, b->names[i], f->paths, f->n_paths);
+		else {
+			struct file_meta fm;
+			scan_meta_get(&f->m, &fm);
+			r = a->ops->place(t, &fm, b->names[i], f->paths, f->n_paths);
+		}
 		/* our own links changed the upper inode's ctime: linking the
 		 * object that it is (a half-adopted file finished), or
 		 * replacing its lower entry after a lost adoption */
 		if (r == 0 && (f->half || f->lost_adoption))
 			r = restat_upper(&a->upper_dc, f);
-		if (r == 0 && !f->placed && !(f->placed = strdup(b->names[i])))
-			r = -ENOMEM;
+		if (r == 0 && !scanned_placed(f)) {
+			/* most names are the content's hash: kept as a flag */
+			char hex[HASH_HEX_LEN + 1];
+			hash_to_hex(f->m.hash, hex);
+			if (!strcmp(hex, b->names[i]))
+				f->placed_hex = true;
+			else if (!(f->placed = strdup(b->names[i])))
+				r = -ENOMEM;
+		}
 		if (r == -EISDIR || r == -ENOTDIR || r == -EMLINK || r == -EEXIST || r == -ENAMETOOLONG ||
 		    r == -ESTALE || r == -ENOENT) {
 			f->state = SF_SKIPPED;

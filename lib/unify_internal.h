@@ -16,6 +16,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,21 +47,107 @@ enum scanned_state {
 	SF_SKIPPED,
 };
 
+/* What the pipeline keeps of a scanned file's stat: the fields it reads,
+ * 88 bytes instead of struct stat's 144 (a record per file of every guest
+ * of a run is held from the scan to the end of the store). */
+struct scan_time {
+	int64_t tv_sec;
+	uint32_t tv_nsec;
+} __attribute__((packed));
+
+struct scan_stat {
+	uint64_t st_dev, st_ino;
+	int64_t st_size, st_blocks;
+	uint32_t st_mode, st_uid, st_gid;
+	uint32_t st_nlink; /* (UINT32_MAX for more) */
+	struct scan_time st_atim, st_mtim, st_ctim;
+};
+
+/* struct file_meta with a scan_stat */
+struct scan_meta {
+	struct scan_stat st;
+	struct xattr_list xattrs; /* without trusted.overlay.* */
+	unsigned char hash[HASH_LEN];
+};
+
+static inline struct scan_time scan_time_of(struct timespec t)
+{
+	return (struct scan_time){.tv_sec = t.tv_sec, .tv_nsec = (uint32_t)t.tv_nsec};
+}
+
+static inline struct timespec timespec_of(struct scan_time t)
+{
+	return (struct timespec){.tv_sec = t.tv_sec, .tv_nsec = t.tv_nsec};
+}
+
+static inline void scan_stat_set(struct scan_stat *d, const struct stat *s)
+{
+	*d = (struct scan_stat){.st_dev = s->st_dev,
+	                        .st_ino = s->st_ino,
+	                        .st_size = s->st_size,
+	                        .st_blocks = s->st_blocks,
+	                        .st_mode = s->st_mode,
+	                        .st_uid = s->st_uid,
+	                        .st_gid = s->st_gid,
+	                        .st_nlink = s->st_nlink > UINT32_MAX ? UINT32_MAX : (uint32_t)s->st_nlink,
+	                        .st_atim = scan_time_of(s->st_atim),
+	                        .st_mtim = scan_time_of(s->st_mtim),
+	                        .st_ctim = scan_time_of(s->st_ctim)};
+}
+
+/* A struct stat holding what s holds (the rest zero). */
+static inline void scan_stat_get(const struct scan_stat *s, struct stat *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->st_dev = s->st_dev;
+	d->st_ino = s->st_ino;
+	d->st_size = s->st_size;
+	d->st_blocks = s->st_blocks;
+	d->st_mode = s->st_mode;
+	d->st_uid = s->st_uid;
+	d->st_gid = s->st_gid;
+	d->st_nlink = s->st_nlink;
+	d->st_atim = timespec_of(s->st_atim);
+	d->st_mtim = timespec_of(s->st_mtim);
+	d->st_ctim = timespec_of(s->st_ctim);
+}
+
+/* The file_meta the layouts take; its xattrs are s's (not a copy: not to
+ * be freed). */
+static inline void scan_meta_get(const struct scan_meta *s, struct file_meta *d)
+{
+	scan_stat_get(&s->st, &d->st);
+	d->xattrs = s->xattrs;
+	memcpy(d->hash, s->hash, HASH_LEN);
+}
+
+/* The names of a guest's scanned files, stored one after the other in
+ * chunks that never move (one allocation per chunk, not per name). */
+struct path_arena {
+	char **chunks;
+	size_t n_chunks;
+	char *cur; /* free space of the last chunk */
+	size_t left;
+};
+
 struct scanned_file {
-	char **paths;
+	char **paths; /* n_paths names (in the guest's arena); &path0 when one */
+	char *path0;
+	char *half; /* link layout: the object its upper inode already is (a
+	             * half-adopted file, settle_half_adopted) */
+	char *placed; /* object its lower entries point at, once placed, when
+	               * not placed_hex */
 	uint32_t n_paths;
+	uint32_t guest;
 	uint8_t cls;
 	uint8_t state;
 	bool adopted; /* its first upper name was renamed into the pool */
 	bool adopting; /* its upper file is to become the object (prepare_object) */
 	bool lost_adoption; /* link layout: the object existed; relinked in 3b */
-	char *half; /* link layout: the object its upper inode already is (a
-	             * half-adopted file, settle_half_adopted) */
 	bool xattrs_pending; /* hash came from the cache; xattrs not read yet */
-	char *placed; /* object its lower entries point at, once placed */
-	uint32_t guest;
-	struct file_meta m;
-};
+	bool placed_hex; /* placed: the object named by hash_to_hex(m.hash) */
+	struct scan_meta m;
+}; /* (184 bytes: one per file of every guest of a run, scan to store) */
 
 /* What the scan folded (fold.c): paths of whiteouts and opaque dirs. */
 struct fold_list {
@@ -78,6 +166,7 @@ struct guest_scan {
 	int home_fd, upper_fd, lower_fd, staging_fd;
 	struct scanned_file *files;
 	size_t n, cap;
+	struct path_arena arena; /* the files' paths */
 	size_t *imap; /* open addressing over files[] for st_nlink > 1 */
 	size_t imap_cap, imap_n;
 	enum policy_class *cls; /* by depth */
@@ -119,6 +208,11 @@ static inline double since(const struct timespec *t)
 
 /* scan.c */
 void scanned_file_free(struct scanned_file *f);
+void path_arena_free(struct path_arena *a);
+static inline bool scanned_placed(const struct scanned_file *f)
+{
+	return f->placed_hex || f->placed;
+}
 int scan_all(struct pool *p, struct guest_scan *scans, size_t ng, bool normalize, unsigned nth,
              size_t *ret_failed);
 
@@ -129,7 +223,7 @@ int fold_finish(struct guest_scan *gs);
 void fold_list_free(struct fold_list *fl);
 
 /* hash_phase.c */
-bool same_file(const struct stat *a, const struct stat *b);
+bool same_file(const struct stat *a, const struct scan_stat *b);
 int open_checked(struct dircache *dc, struct scanned_file *f);
 int read_pending_xattrs(struct dircache *upper_dc, struct scanned_file *f);
 int hash_all(struct guest_scan *scans, size_t ng, const struct unify_options *o, uint64_t *ret_bytes,
