@@ -9,8 +9,8 @@
 /* Copy SIZE bytes of data from src_fd to dst_fd (both at offset 0; dst
  * empty).  Holes stay holes: only data extents are copied (with
  * copy_file_range, which reflinks where the filesystem can), and dst is
- * extended to SIZE with ftruncate.  Returns 0 or -errno (-EIO if the
- * source shrank). */
+ * extended to SIZE with ftruncate.  Returns 0 or -errno (-E_CHANGED if
+ * the source shrank). */
 int copy_data(int src_fd, int dst_fd, uint64_t size);
 
 enum copy_tree_flags {

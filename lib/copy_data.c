@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <unistd.h>
 
+#include "sparse.h"
 #include "util.h"
 #include "banned.h"
 
@@ -29,7 +30,7 @@ static int copy_range_rw(int src, int dst, uint64_t off, uint64_t end)
 			return neg_errno();
 		}
 		if (n == 0)
-			return -EIO;
+			return -E_CHANGED; /* shrank */
 		r = pwrite_all(dst, buf, (size_t)n, off);
 		if (r < 0)
 			return r;
@@ -54,47 +55,34 @@ static int copy_range(int src, int dst, uint64_t off, uint64_t end, bool *use_cf
 			return neg_errno();
 		}
 		if (n == 0)
-			return -EIO;
+			return -E_CHANGED; /* shrank */
 		off += (uint64_t)n;
 	}
 	return off < end ? copy_range_rw(src, dst, off, end) : 0;
 }
 
+struct copy_walk {
+	int src, dst;
+	bool use_cfr; /* copy_file_range still worth trying */
+};
+
+/* sparse_walk's step: data is copied, holes are left to the ftruncate */
+static int copy_extent(uint64_t start, uint64_t end, bool data, void *ud)
+{
+	struct copy_walk *w = ud;
+
+	return data ? copy_range(w->src, w->dst, start, end, &w->use_cfr) : 0;
+}
+
 int copy_data(int src_fd, int dst_fd, uint64_t size)
 {
-	bool use_cfr = true;
-	uint64_t off = 0;
-	int r = 0;
+	struct copy_walk w = {.src = src_fd, .dst = dst_fd, .use_cfr = true};
+	/* the source must still reach SIZE (a file that grew is copied up
+	 * to SIZE, as the stat the caller copies the metadata from says) */
+	int r = sparse_walk(src_fd, size, 0, copy_extent, &w);
 
-	while (off < size) {
-		off_t data = lseek(src_fd, (off_t)off, SEEK_DATA), hole;
-
-		if (data < 0) {
-			if (errno == ENXIO)
-				break; /* the rest is a hole */
-			r = copy_range(src_fd, dst_fd, off, size, &use_cfr);
-			if (r < 0)
-				return r;
-			off = size;
-			break;
-		}
-		if ((uint64_t)data >= size)
-			break;
-		hole = lseek(src_fd, data, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > size)
-			hole = (off_t)size;
-		r = copy_range(src_fd, dst_fd, (uint64_t)data, (uint64_t)hole, &use_cfr);
-		if (r < 0)
-			return r;
-		off = (uint64_t)hole;
-	}
-	if (size > 0) {
-		/* SEEK_DATA gives ENXIO past the end as for a trailing hole:
-		 * make sure the source still reaches SIZE */
-		char probe;
-		if (pread(src_fd, &probe, 1, (off_t)(size - 1)) != 1)
-			return -EIO;
-	}
+	if (r < 0)
+		return r;
 	if (ftruncate(dst_fd, (off_t)size) < 0)
 		return neg_errno();
 	return 0;

@@ -23,7 +23,7 @@
  * Every non-directory is opened O_NOFOLLOW (symlinks, devices, fifos and
  * sockets only with O_PATH, never for reading) and checked with fstat
  * against what the walk saw; a mismatch means the tree changed under us and
- * gives -EAGAIN. */
+ * gives -E_CHANGED. */
 #define _GNU_SOURCE
 #include "copy.h"
 
@@ -180,7 +180,7 @@ static bool same_inode(const struct stat *a, const struct stat *b)
 
 /* Open a non-directory of the source with FLAGS (O_NOFOLLOW|O_CLOEXEC
  * added) and check it is still the inode the walk saw.  Returns an fd or
- * -errno (-EAGAIN if it changed). */
+ * -errno (-E_CHANGED if it changed). */
 static int open_source(const struct walk_entry *e, int flags, struct stat *ret_st)
 {
 	_cleanup_close_ int fd = -1;
@@ -195,13 +195,13 @@ static int open_source(const struct walk_entry *e, int flags, struct stat *ret_s
 		/* for reading: never opens what is no longer a regular file
 		 * (a device node swapped in since the walk's stat) */
 		fd = open_regular_at(e->parent_fd, e->name, flags, ret_st);
-		if (fd == -ELOOP || fd == -ESTALE)
-			return -EAGAIN; /* became a symlink or another type */
+		if (fd == -ELOOP)
+			return -E_CHANGED; /* became a symlink */
 		if (fd < 0)
 			return fd;
 	}
 	if (!same_inode(ret_st, &e->st))
-		return -EAGAIN;
+		return -E_CHANGED;
 	return steal_fd(&fd);
 }
 
@@ -520,7 +520,7 @@ static int copy_cb(const struct walk_entry *e, enum walk_event ev, void *userdat
 }
 
 /* Contract in copy.h.  Also: src_fd and dst_fd may be O_PATH fds (both are
- * reopened); -ELOOP if the destination lies inside the source, -EAGAIN if an
+ * reopened); -ELOOP if the destination lies inside the source, -E_CHANGED if an
  * entry changed between the walk's lstat and its open, -EEXIST if the
  * destination already holds a name.  *ret_path is left alone on success;
  * for errors the walk itself meets (reading a directory) it names the
@@ -596,7 +596,7 @@ static int strip_overlay_xattrs(const struct walk_entry *e)
 	if (fstat(fd, &st) < 0)
 		return neg_errno();
 	if (st.st_dev != e->st.st_dev || st.st_ino != e->st.st_ino)
-		return -EAGAIN;
+		return -E_CHANGED;
 	r = xattr_list_read(fd, o_path, 0, &all);
 	for (size_t i = 0; r == 0 && i < all.n; i++)
 		if (!strncmp(all.v[i].name, "trusted.overlay.", 16))

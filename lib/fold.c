@@ -71,7 +71,7 @@ static int is_xwhiteout(const struct walk_entry *e)
 	if (!S_ISREG(e->st.st_mode) || e->st.st_size != 0 || !dir_has_xwhiteouts(e->parent_fd))
 		return 0;
 	fd = open_regular_at(e->parent_fd, e->name, O_RDONLY | O_NONBLOCK, NULL);
-	if (fd == -ESTALE || fd == -ELOOP)
+	if (changed_under_us(fd))
 		return 0; /* no longer the empty file the walk saw */
 	if (fd < 0)
 		return fd;

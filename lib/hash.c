@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sparse.h"
 #include "util.h"
 #include "banned.h"
 
@@ -113,7 +114,7 @@ static int hash_range(struct hash_ctx *c, int fd, unsigned char *buf, uint64_t o
 			return neg_errno();
 		}
 		if (n == 0)
-			return -ESTALE; /* shrank under us */
+			return -E_CHANGED; /* shrank under us */
 		r = hash_update(c, buf, (size_t)n);
 		if (r < 0)
 			return r;
@@ -153,7 +154,7 @@ int hasher_read_small(struct hasher *h, int fd, uint64_t size)
 		if ((size_t)n < want - (got - (size_t)n))
 			break; /* a short read of a regular file: end of file */
 	}
-	return got == size ? 0 : -ESTALE; /* shrank or grew */
+	return got == size ? 0 : -E_CHANGED; /* shrank or grew */
 }
 
 int hasher_init(struct hasher *h)
@@ -187,69 +188,40 @@ int hash_fd(int fd, uint64_t size, unsigned char ret[HASH_LEN])
 	return r;
 }
 
+struct hash_walk {
+	struct hasher *h;
+	int fd;
+	unsigned char *zeros; /* READ_CHUNK zero bytes, allocated at the first hole */
+};
+
+/* sparse_walk's step: holes hash as zeros without being read */
+static int hash_extent(uint64_t start, uint64_t end, bool data, void *ud)
+{
+	struct hash_walk *w = ud;
+
+	if (data)
+		return hash_range(w->h->c, w->fd, w->h->buf, start, end);
+	if (!w->zeros && !(w->zeros = calloc(1, READ_CHUNK)))
+		return -ENOMEM;
+	return hash_zeros(w->h->c, w->zeros, end - start);
+}
+
 int hasher_fd(struct hasher *h, int fd, uint64_t size, unsigned char ret[HASH_LEN])
 {
-	unsigned char *buf = h->buf;
-	_cleanup_free_ unsigned char *zeros = NULL;
-	struct hash_ctx *c = h->c;
-	uint64_t off = 0;
-	int r = 0;
+	struct hash_walk w = {.h = h, .fd = fd};
+	int r;
 
 	if (size < READ_CHUNK)
 		return hash_small(h, fd, size, ret);
-	while (off < size && r == 0) {
-		off_t data = lseek(fd, (off_t)off, SEEK_DATA);
-		uint64_t hole;
-
-		if (data < 0) {
-			if (errno == ENXIO) {
-				data = (off_t)size; /* only a hole remains */
-			} else {
-				/* SEEK_DATA unsupported: read it all */
-				r = hash_range(c, fd, buf, off, size);
-				off = size;
-				break;
-			}
-		}
-		if ((uint64_t)data > size)
-			data = (off_t)size;
-		if ((uint64_t)data > off) {
-			if (!zeros) {
-				zeros = calloc(1, READ_CHUNK);
-				if (!zeros) {
-					r = -ENOMEM;
-					break;
-				}
-			}
-			r = hash_zeros(c, zeros, (uint64_t)data - off);
-			off = (uint64_t)data;
-			if (r < 0 || off >= size)
-				break;
-		}
-		{
-			off_t hl = lseek(fd, (off_t)off, SEEK_HOLE);
-			hole = hl < 0 ? size : MIN((uint64_t)hl, size);
-		}
-		r = hash_range(c, fd, buf, off, hole);
-		off = hole;
-	}
-	if (r == 0) {
-		/* The file must end exactly at SIZE: SEEK_DATA reports ENXIO
-		 * past the end as for a trailing hole, so a short file would
-		 * otherwise hash as zero-padded.  Nor may it have grown. */
-		char probe;
-		ssize_t n = size > 0 ? pread(fd, &probe, 1, (off_t)(size - 1)) : 1;
-		if (n < 0)
-			r = neg_errno(); /* a read error, not a change */
-		else if (n == 0)
-			r = -ESTALE;
-		else if ((n = pread(fd, &probe, 1, (off_t)size)) != 0)
-			r = n < 0 ? neg_errno() : -ESTALE;
-	}
+	/* The file must end exactly at SIZE: SEEK_DATA reports ENXIO past
+	 * the end as for a trailing hole, so a short file would otherwise hash
+	 * as zero-padded.  Nor may it have grown. */
+	r = sparse_walk(fd, size, SPARSE_EXACT, hash_extent, &w);
+	free(w.zeros);
 	if (r == 0)
-		r = hash_final(c, ret);
+		r = hash_final(h->c, ret);
 	else
-		(void)hash_final(c, ret); /* reset the context for the next file */
+		(void)hash_final(h->c, ret); /* reset the context for the next file */
 	return r;
 }
 

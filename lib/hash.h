@@ -21,7 +21,7 @@ int hash_final(struct hash_ctx *c, unsigned char ret[HASH_LEN]);
 
 /* Hash SIZE bytes of an open regular file from offset 0.  Holes (found with
  * SEEK_DATA/SEEK_HOLE) are hashed as zeros without being read, so a sparse
- * multi-GiB file costs only its data.  Fails with -ESTALE when the file
+ * multi-GiB file costs only its data.  Fails with -E_CHANGED when the file
  * is not SIZE bytes long (it changed under us); a read error is returned
  * as itself (-EIO from the disk is not a change).  Returns 0 or -errno. */
 int hash_fd(int fd, uint64_t size, unsigned char ret[HASH_LEN]);
@@ -35,7 +35,7 @@ struct hasher {
 int hasher_init(struct hasher *h);
 void hasher_release(struct hasher *h);
 /* Read a file of SIZE bytes (below 1 MiB) whole into h->buf with one
- * read of size+1 bytes, which also proves its length.  Returns 0, -ESTALE
+ * read of size+1 bytes, which also proves its length.  Returns 0, -E_CHANGED
  * if the file is not exactly SIZE bytes long, -EFBIG if SIZE is too large for
  * the buffer, or -errno. */
 int hasher_read_small(struct hasher *h, int fd, uint64_t size);

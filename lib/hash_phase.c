@@ -66,7 +66,7 @@ int open_checked(struct dircache *dc, struct scanned_file *f)
 		return fd;
 	if (!same_file(&st, &f->m.st)) {
 		close(fd);
-		return -ESTALE;
+		return -E_CHANGED;
 	}
 	return fd;
 }
@@ -166,7 +166,7 @@ static int hash_loop(size_t thread, void *ud)
 		if (r == 0) {
 			f->state = SF_HASHED;
 			__atomic_fetch_add(&j->bytes, (uint64_t)f->m.st.st_size, __ATOMIC_RELAXED);
-		} else if (r == -ESTALE || r == -EUCLEAN || r == -ENOENT || r == -ELOOP || r == -ENOTDIR) {
+		} else if (changed_under_us(r) || r == -EUCLEAN) {
 			f->state = SF_IGNORED; /* changed or not ours: leave it in the upper */
 		} else {
 			/* a read error (-EIO) is the disk's, not a change: the

@@ -7,10 +7,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sparse.h"
 #include "util.h"
 #include "banned.h"
 
@@ -34,7 +36,7 @@ static int copy_hash_range(int src, int dst, struct hash_ctx *c, unsigned char *
 			return neg_errno();
 		}
 		if (n == 0)
-			return -EBADMSG; /* shrank: not what was hashed */
+			return -E_CHANGED; /* shrank: not what was hashed */
 		r = hash_update(c, buf, (size_t)n);
 		if (r < 0)
 			return r;
@@ -49,10 +51,8 @@ static int copy_hash_range(int src, int dst, struct hash_ctx *c, unsigned char *
 /* Small files: one read of size+1 bytes proves the length, one write. */
 static int copy_hash_small(int src, int dst, struct hasher *h, uint64_t size, unsigned char ret[HASH_LEN])
 {
-	int r = hasher_read_small(h, src, size);
+	int r = hasher_read_small(h, src, size); /* -E_CHANGED: shrank or grew */
 
-	if (r == -ESTALE)
-		return -EBADMSG; /* shrank or grew: not what was hashed */
 	if (r == 0)
 		r = write_all(dst, h->buf, (size_t)size);
 	if (r == 0)
@@ -60,61 +60,48 @@ static int copy_hash_small(int src, int dst, struct hasher *h, uint64_t size, un
 	return r < 0 ? r : hash_final(h->c, ret);
 }
 
+struct copy_hash_walk {
+	struct hasher *h;
+	int src, dst;
+	unsigned char *zeros; /* CHUNK zero bytes, allocated at the first hole */
+};
+
+/* sparse_walk's step: data is copied and hashed; holes hash as zeros and
+ * are not written (the final ftruncate leaves them holes) */
+static int copy_hash_extent(uint64_t start, uint64_t end, bool data, void *ud)
+{
+	struct copy_hash_walk *w = ud;
+
+	if (data)
+		return copy_hash_range(w->src, w->dst, w->h->c, w->h->buf, start, end);
+	if (!w->zeros && !(w->zeros = calloc(1, CHUNK)))
+		return -ENOMEM;
+	while (start < end) {
+		size_t k = (size_t)MIN(end - start, (uint64_t)CHUNK);
+		int r = hash_update(w->h->c, w->zeros, k);
+		if (r < 0)
+			return r;
+		start += k;
+	}
+	return 0;
+}
+
 static int copy_hash(int src, int dst, struct hasher *h, uint64_t size, unsigned char ret[HASH_LEN])
 {
-	unsigned char *buf = h->buf;
-	_cleanup_free_ unsigned char *zeros = NULL;
-	struct hash_ctx *c = h->c;
-	uint64_t off = 0;
-	int r = 0;
+	struct copy_hash_walk w = {.h = h, .src = src, .dst = dst};
+	int r;
 
 	if (size < CHUNK)
 		return copy_hash_small(src, dst, h, size, ret);
-	while (off < size && r == 0) {
-		off_t data = lseek(src, (off_t)off, SEEK_DATA), hole;
-		if (data < 0) {
-			if (errno != ENXIO) {
-				r = copy_hash_range(src, dst, c, buf, off, size);
-				off = size;
-				break;
-			}
-			data = (off_t)size;
-		}
-		if ((uint64_t)data > size)
-			data = (off_t)size;
-		while (off < (uint64_t)data && r == 0) {
-			/* holes hash as zeros and are not written */
-			size_t k = (size_t)MIN((uint64_t)data - off, (uint64_t)CHUNK);
-			if (!zeros && !(zeros = calloc(1, CHUNK))) {
-				r = -ENOMEM;
-				break;
-			}
-			r = hash_update(c, zeros, k);
-			off += k;
-		}
-		if (r < 0 || off >= size)
-			break;
-		hole = lseek(src, (off_t)off, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > size)
-			hole = (off_t)size;
-		r = copy_hash_range(src, dst, c, buf, off, (uint64_t)hole);
-		off = (uint64_t)hole;
-	}
-	if (r == 0) {
-		char probe;
-		/* SEEK_DATA gives ENXIO past the end as for a trailing hole,
-		 * so check the source still reaches SIZE */
-		if (size > 0 && pread(src, &probe, 1, (off_t)(size - 1)) != 1)
-			r = -EBADMSG; /* shrank: not what was hashed */
-		else if (pread(src, &probe, 1, (off_t)size) > 0)
-			r = -EBADMSG; /* grew: not what was hashed */
-	}
+	/* the source must be exactly SIZE bytes: what was hashed */
+	r = sparse_walk(src, size, SPARSE_EXACT, copy_hash_extent, &w);
+	free(w.zeros);
 	if (r == 0 && ftruncate(dst, (off_t)size) < 0)
 		r = neg_errno();
 	if (r == 0)
-		r = hash_final(c, ret);
+		r = hash_final(h->c, ret);
 	else
-		(void)hash_final(c, ret); /* reset for the next file */
+		(void)hash_final(h->c, ret); /* reset for the next file */
 	return r;
 }
 
@@ -133,7 +120,7 @@ int object_write_tmp_with(struct pool *p, struct hasher *h, int src_fd, uint64_t
 		return neg_errno();
 	r = copy_hash(src_fd, fd, h, size, got);
 	if (r == 0 && want && memcmp(got, want, HASH_LEN))
-		r = -EBADMSG;
+		r = -E_CHANGED; /* not what was hashed before */
 	if (r < 0) {
 		close(fd);
 		unlinkat(p->tmp_fd, name, 0);

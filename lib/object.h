@@ -15,8 +15,9 @@
 
 /* Copy SIZE bytes of src_fd into a new temp file in POOL/tmp (holes stay
  * holes), hashing on the way.  If WANT is non-NULL and the content hashes
- * differently, the temp file is removed and -EBADMSG returned (the source
- * changed since it was hashed).  On success *ret_fd is the open temp file
+ * differently, or the source is not SIZE bytes long, the temp file is
+ * removed and -E_CHANGED returned (the source changed since it was
+ * hashed).  On success *ret_fd is the open temp file
  * (mode 0444, for layouts to add metadata), ret_tmp its name in POOL/tmp.
  * Returns 0 or -errno. */
 int object_write_tmp(struct pool *p, int src_fd, uint64_t size, const unsigned char *want,

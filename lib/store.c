@@ -220,7 +220,7 @@ static int record_refs(size_t g, void *ud)
 			continue;
 		if (f->xattrs_pending) {
 			r = read_pending_xattrs(&dc, f);
-			if (r == -ESTALE || r == -ENOENT || r == -EUCLEAN) {
+			if (changed_under_us(r) || r == -EUCLEAN) {
 				f->state = SF_SKIPPED;
 				gs->res->files_skipped += f->n_paths;
 				gs->chosen--;

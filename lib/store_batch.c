@@ -375,8 +375,8 @@ static int place_files(struct apply *a, struct batch *b, const struct layout_tar
 			else if (!(f->placed = strdup(b->names[i])))
 				r = -ENOMEM;
 		}
-		if (r == -EISDIR || r == -ENOTDIR || r == -EMLINK || r == -EEXIST || r == -ENAMETOOLONG ||
-		    r == -ESTALE || r == -ENOENT) {
+		if (changed_under_us(r) || r == -EISDIR || r == -EMLINK || r == -EEXIST ||
+		    r == -ENAMETOOLONG) {
 			f->state = SF_SKIPPED;
 			if (adopters)
 				skip_name(b, b->names[i]);
@@ -547,7 +547,7 @@ static int apply_batch(struct apply *a, struct batch *b)
 			 * it instead, in 3b (the upper name still hides it) */
 			pe->adopt->adopting = false;
 			pe->adopt->lost_adoption = true;
-		} else if (r == -ESTALE || r == -ENOENT) {
+		} else if (changed_under_us(r)) {
 			/* no object: every entry pointing at it stays hidden
 			 * under its upper copy */
 			skip_name(b, pe->name);
@@ -635,7 +635,7 @@ static int apply_range(struct apply *a, struct batch *b, struct store_progress *
 		struct scanned_file *f = i < end ? &gs->files[i] : NULL;
 		if (f && f->state == SF_CHOSEN) {
 			r = prepare_object(a, f, b, b->names[b->n]);
-			if (r == -ESTALE || r == -EBADMSG || r == -ENOENT) {
+			if (changed_under_us(r)) {
 				f->state = SF_SKIPPED; /* changed since hashing */
 				count_add(&gs->res->files_skipped, f->n_paths);
 				r = 0;

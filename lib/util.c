@@ -85,7 +85,7 @@ int open_regular_at(int dir_fd, const char *name, int flags, struct stat *ret_st
 	if (S_ISLNK(st.st_mode))
 		return -ELOOP;
 	if (!S_ISREG(st.st_mode))
-		return -ESTALE;
+		return -E_CHANGED;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", pfd);
 	/* (no O_NOFOLLOW here: /proc/self/fd/N is a magic link to PFD's inode) */
 	fd = open(path, (flags & ~O_NOFOLLOW) | O_NOCTTY | O_CLOEXEC);

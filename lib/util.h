@@ -69,6 +69,22 @@ static inline int neg_errno(void)
 	return errno > 0 ? -errno : -EIO;
 }
 
+/* "Changed under us": a file or directory is no longer what an earlier
+ * look saw (shrank, grew, hashes differently, was replaced by another
+ * inode or type, or the tree was moved).  The one errno every module
+ * returns for it. */
+#define E_CHANGED ESTALE
+
+/* May an operation on a tree a user can change leave an entry alone on
+ * error R (-errno) and go on?  True when the entry changed under us or is
+ * gone: -E_CHANGED, -ENOENT (removed), -ENOTDIR and -ELOOP (a directory
+ * on its path replaced by a file or a symlink).  The one list of such
+ * errors; a caller adds only what is particular to its step. */
+static inline bool changed_under_us(int r)
+{
+	return r == -E_CHANGED || r == -ENOENT || r == -ENOTDIR || r == -ELOOP;
+}
+
 /* Join "a" and "b" with one '/', malloc'd; "" as a means just b.
  * Returns NULL on allocation failure. */
 char *path_join(const char *a, const char *b);
@@ -85,7 +101,7 @@ int read_file_at(int dirfd, const char *name, size_t max, char **ret_buf, size_t
  * (O_RDONLY plus e.g. O_NONBLOCK, O_NOATIME; O_NOATIME is dropped where the
  * kernel refuses it with EPERM).  A path swapped for a device node between
  * a walk's stat and this open is never opened.  When ret_st is non-NULL it
- * gets the fstat of the opened fd.  Returns the fd, -ESTALE when NAME is
+ * gets the fstat of the opened fd.  Returns the fd, -E_CHANGED when NAME is
  * not a regular file, -ELOOP for a symlink, or -errno. */
 int open_regular_at(int dir_fd, const char *name, int flags, struct stat *ret_st);
 

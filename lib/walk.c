@@ -116,7 +116,7 @@ struct frame {
  * entered, the fd of the shallowest open one is closed; when the walk
  * climbs back to a directory whose fd was closed, it reopens it as ".." of
  * its child and checks that it is the same directory (device and inode),
- * or stops with -EAGAIN (the tree was moved under it).  So frames
+ * or stops with -E_CHANGED (the tree was moved under it).  So frames
  * [open_lo, top] hold open fds and frames 1..open_lo-1 do not. */
 #define WALK_MAX_FDS 64
 
@@ -145,7 +145,7 @@ static int frame_reopen(struct frame *f, size_t k)
 	}
 	if (st.st_dev != f[k].st.st_dev || st.st_ino != f[k].st.st_ino) {
 		close(fd);
-		return -EAGAIN;
+		return -E_CHANGED;
 	}
 	f[k].fd = fd;
 	return 0;
@@ -228,7 +228,7 @@ static int walk_iter(int root_fd, struct pathbuf *pb, const struct stat *root_st
 			} else if (fstat(e.fd, &st2) < 0) {
 				r = neg_errno();
 			} else if (st2.st_ino != e.st.st_ino || st2.st_dev != e.st.st_dev) {
-				r = -EAGAIN; /* swapped between stat and open */
+				r = -E_CHANGED; /* swapped between stat and open */
 			} else {
 				e.st = st2;
 				r = fn(&e, WALK_DIR_PRE, ud);
@@ -355,7 +355,7 @@ int fdlevels_drop(struct fdlevels *l)
 			r = neg_errno();
 			close(fd);
 		} else if (st.st_dev != up->dev || st.st_ino != up->ino) {
-			r = -EAGAIN;
+			r = -E_CHANGED;
 			close(fd);
 		} else {
 			up->fd = fd;

@@ -43,7 +43,7 @@ int walk_tree(int root_fd, walk_fn fn, void *userdata);
  * copy's destination, the upper that remove writes into), with at most
  * WALK_MAX_FDS of them open however deep: setting a deeper level closes the
  * shallowest open one (never level 0); dropping a level first reopens its
- * parent, if closed, as ".." of it, checked by device and inode (-EAGAIN
+ * parent, if closed, as ".." of it, checked by device and inode (-E_CHANGED
  * if the tree was moved meanwhile).  Use: fdlevels_set(depth) on
  * WALK_DIR_PRE, fdlevels_top() for the parent of entries, fdlevels_drop()
  * on WALK_DIR_POST. */

@@ -1,6 +1,6 @@
 /* lib/object.c: objects written through POOL/tmp, hashed while copied:
  * the right WANT succeeds, a wrong one (or a source that changed size)
- * fails with -EBADMSG and leaves nothing in POOL/tmp; sparse sources stay
+ * fails with -E_CHANGED and leaves nothing in POOL/tmp; sparse sources stay
  * sparse; committing the same name twice keeps one object and drops the
  * second temp file.  Nothing here needs root. */
 #define _GNU_SOURCE
@@ -163,23 +163,23 @@ static void test_write_tmp_refusals(void **state)
 	wrong[HASH_LEN - 1] ^= 1;
 
 	/* the content hashes differently: the source changed */
-	assert_int_equal(object_write_tmp(f->pool, src, len, wrong, tmp, &fd), -EBADMSG);
+	assert_int_equal(object_write_tmp(f->pool, src, len, wrong, tmp, &fd), -E_CHANGED);
 	assert_int_equal(count_entries(f->pool->tmp_fd), 0);
 	assert_string_equal(tmp, "untouched");
 	assert_int_equal(fd, -7);
 
 	/* the source is shorter or longer than SIZE: refused with or without WANT */
-	assert_int_equal(object_write_tmp(f->pool, src, len + 1, NULL, tmp, &fd), -EBADMSG);
-	assert_int_equal(object_write_tmp(f->pool, src, len + (8 << 20), NULL, tmp, &fd), -EBADMSG);
-	assert_int_equal(object_write_tmp(f->pool, src, len - 1, NULL, tmp, &fd), -EBADMSG);
-	assert_int_equal(object_write_tmp(f->pool, src, 0, NULL, tmp, &fd), -EBADMSG);
+	assert_int_equal(object_write_tmp(f->pool, src, len + 1, NULL, tmp, &fd), -E_CHANGED);
+	assert_int_equal(object_write_tmp(f->pool, src, len + (8 << 20), NULL, tmp, &fd), -E_CHANGED);
+	assert_int_equal(object_write_tmp(f->pool, src, len - 1, NULL, tmp, &fd), -E_CHANGED);
+	assert_int_equal(object_write_tmp(f->pool, src, 0, NULL, tmp, &fd), -E_CHANGED);
 	assert_int_equal(count_entries(f->pool->tmp_fd), 0);
 	close(src);
 
 	/* ... also when the missing part would be a trailing hole */
 	src = make_src(f, "holey", "x", 1);
 	assert_int_equal(ftruncate(src, 1 << 20), 0);
-	assert_int_equal(object_write_tmp(f->pool, src, (1 << 20) + 4096, NULL, tmp, &fd), -EBADMSG);
+	assert_int_equal(object_write_tmp(f->pool, src, (1 << 20) + 4096, NULL, tmp, &fd), -E_CHANGED);
 	assert_int_equal(object_write_tmp(f->pool, src, 1 << 20, NULL, tmp, &fd), 0);
 	close(fd);
 	assert_int_equal(pool_clean_tmp(f->pool), 0);
