@@ -247,13 +247,18 @@ int online_discard(struct pool *p, const struct guest *g, int home_fd)
 {
 	char next[128];
 	const char *lower;
-	_cleanup_close_ int dir = open_next_parent(p, g, home_fd, next, sizeof(next), &lower);
+	_cleanup_close_ int dir = -1;
 	int r;
 
+	if (home_fd < 0 && layout_ops_for(p)->lower_in_home)
+		return 0; /* home not attached: nothing of it here */
+	dir = open_next_parent(p, g, home_fd, next, sizeof(next), &lower);
 	if (dir < 0)
 		return dir == -ENOENT ? 0 : dir;
 	/* the manifest first: without it the prepared lower is garbage */
-	if (unlinkat(home_fd, HOME_ONLINE_MANIFEST, 0) == 0) {
+	if (home_fd < 0) {
+		/* (link layout, home not attached: only the pool's part) */
+	} else if (unlinkat(home_fd, HOME_ONLINE_MANIFEST, 0) == 0) {
 		r = fsync_dir(home_fd);
 		if (r < 0)
 			return r;

@@ -45,8 +45,8 @@ int online_pending(int home_fd);
 /* Forget a preparation: the manifest goes first (made durable), then the
  * prepared lower.  Also removes a prepared lower left without manifest (a
  * killed preparation, or the old lower a switch left).  Never touches the
- * guest's layers, so it is safe while the guest is mounted.  Returns 0 or
- * -errno. */
+ * guest's layers, so it is safe while the guest is mounted.  HOME_FD may
+ * be -1 (home not attached: the pool's part only).  Returns 0 or -errno. */
 int online_discard(struct pool *p, const struct guest *g, int home_fd);
 
 /* Begin a preparation: discard any earlier one, then copy the current
