@@ -23,6 +23,7 @@
 #include "dircache.h"
 #include "layout.h"
 #include "lowerlist.h"
+#include "parallel.h"
 #include "remove.h"
 #include "unify.h"
 #include "util.h"
@@ -550,6 +551,51 @@ static int drop_entry(int old_fd, int next_fd, const char *path, size_t missing,
 	}
 }
 
+/* Step 3 of the switch over entries [i * PURGE_CHUNK, ...) of the
+ * manifest: each upper copy still exactly as hashed is unlinked. */
+#define PURGE_CHUNK 512
+
+struct purge_job {
+	const struct manifest *m;
+	const unsigned char *state;
+	int upper_fd;
+	uint64_t purged, kept;
+};
+
+static int purge_chunk(size_t c, void *ud)
+{
+	struct purge_job *j = ud;
+	struct dircache dc;
+	size_t end = MIN((c + 1) * PURGE_CHUNK, j->m->n);
+	int r = 0;
+
+	dircache_init(&dc, j->upper_fd, false);
+	for (size_t i = c * PURGE_CHUNK; i < end && r == 0; i++) {
+		const struct online_entry *e = &j->m->v[i];
+		const char *name;
+		struct stat st;
+		int dfd;
+		if (j->state[i] != UPPER_UNCHANGED) {
+			if (j->state[i] == UPPER_PRESENT)
+				count_add(&j->kept, 1);
+			continue;
+		}
+		dfd = dircache_parent(&dc, e->path, &name);
+		if (dfd < 0) {
+			r = dfd;
+			break;
+		}
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !unchanged(&st, &e->st))
+			continue;
+		if (unlinkat(dfd, name, 0) < 0)
+			r = neg_errno();
+		else
+			count_add(&j->purged, 1);
+	}
+	dircache_release(&dc);
+	return r;
+}
+
 static double now_s(void)
 {
 	struct timespec t;
@@ -692,30 +738,16 @@ int online_switch(struct pool *p, const struct guest *g, int home_fd, struct onl
 		if (r < 0)
 			goto out;
 	}
-	/* 3. the upper copies still as hashed */
-	dircache_init(&dc, upper_fd, false);
-	for (size_t i = 0; i < m.n; i++) {
-		const char *name;
-		struct stat st;
-		int dfd;
-		if (state[i] != UPPER_UNCHANGED) {
-			res.files_kept += state[i] == UPPER_PRESENT;
-			continue;
-		}
-		dfd = dircache_parent(&dc, m.v[i].path, &name);
-		if (dfd < 0) {
-			r = dfd;
-			break;
-		}
-		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !unchanged(&st, &m.v[i].st))
-			continue;
-		if (unlinkat(dfd, name, 0) < 0) {
-			r = neg_errno();
-			break;
-		}
-		res.files_purged++;
+	/* 3. the upper copies still as hashed (unlinks in parallel: freeing
+	 *    their blocks is most of the switch's time) */
+	{
+		struct purge_job pj = {.m = &m, .state = state, .upper_fd = upper_fd};
+		size_t failed;
+		r = parallel_for((m.n + PURGE_CHUNK - 1) / PURGE_CHUNK, parallel_jobs(0), purge_chunk, &pj,
+		                 &failed);
+		res.files_purged = pj.purged;
+		res.files_kept = pj.kept;
 	}
-	dircache_release(&dc);
 	if (r == 0 && syncfs(upper_fd) < 0)
 		r = neg_errno();
 	if (r < 0)
