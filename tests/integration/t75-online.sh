@@ -23,6 +23,14 @@
 # 4. bad inputs: a guest that is not mounted is unified now ("not
 #    mounted: unified now"); a second --online replaces the first
 #    preparation; --online with --skip-mounted is a usage error.
+#
+# The test runs in a mount namespace of its own (private propagation): its
+# guest stays mounted for a while, and a namespace another test makes
+# meanwhile would otherwise keep a copy of that mount, which vunify rightly
+# counts as "mounted" (docs/OPERATIONS.md).
+if [ "$(id -u)" = 0 ] && [ -z "${VUNIFY_T75_NS:-}" ]; then
+	VUNIFY_T75_NS=1 exec unshare -m --propagation private bash "$0" "$@"
+fi
 . "$(dirname "$0")/lib.sh"
 export LC_ALL=C
 need_root
