@@ -596,6 +596,16 @@ static int purge_chunk(size_t c, void *ud)
 	return r;
 }
 
+/* HOME/meta.img, the redirect layout's stubs packed into one image, where
+ * a pool has it (issue 9): derived from HOME/meta and only ever equal to
+ * it, so it must not outlive the old lower.  Returns 0 or -errno. */
+static int drop_stale_image(int home_fd)
+{
+	if (unlinkat(home_fd, "meta.img", 0) < 0)
+		return errno == ENOENT ? 0 : neg_errno();
+	return fsync_dir(home_fd);
+}
+
 static double now_s(void)
 {
 	struct timespec t;
@@ -716,6 +726,14 @@ int online_switch(struct pool *p, const struct guest *g, int home_fd, struct onl
 			r = neg_errno();
 			goto out;
 		}
+		/* an image of the old stubs (HOME/meta.img, issue 9) would
+		 * show the old lower: it goes first, durably, and mount falls
+		 * back to the stubs (the next unify writes a new one) */
+		if (ops->lower_in_home) {
+			r = drop_stale_image(home_fd);
+			if (r < 0)
+				goto out;
+		}
 		/* 2. the exchange, durable */
 		if (renameat2(dir, lower, dir, next, RENAME_EXCHANGE) < 0) {
 			r = neg_errno();
@@ -786,11 +804,35 @@ int online_cleanup(struct pool *p, struct guest *g, int home_fd, bool refresh)
 	return r;
 }
 
+/* The prepared lower's inode number from the manifest's first line.
+ * Returns 0 or -errno (-EBADMSG: not a manifest). */
+static int manifest_prep_ino(int home_fd, uint64_t *ret)
+{
+	char buf[128];
+	_cleanup_close_ int fd = openat(home_fd, HOME_ONLINE_MANIFEST, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	ssize_t len;
+	char *nl;
+
+	if (fd < 0)
+		return neg_errno();
+	len = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (len < 0)
+		return neg_errno();
+	buf[len] = '\0';
+	nl = strchr(buf, '\n');
+	if (!nl || strncmp(buf, MANIFEST_MAGIC " ", strlen(MANIFEST_MAGIC " ")))
+		return -EBADMSG;
+	*nl = '\0';
+	return parse_u64(buf + strlen(MANIFEST_MAGIC " "), ret) < 0 ? -EBADMSG : 0;
+}
+
 int online_open_next(struct pool *p, const struct guest *g, int home_fd)
 {
 	char next[128];
 	const char *lower;
 	_cleanup_close_ int dir = -1;
+	struct stat st;
+	uint64_t ino;
 	int r, fd;
 
 	if (home_fd < 0)
@@ -798,9 +840,21 @@ int online_open_next(struct pool *p, const struct guest *g, int home_fd)
 	r = online_pending(home_fd);
 	if (r <= 0)
 		return r < 0 ? r : -ENOENT;
+	r = manifest_prep_ino(home_fd, &ino);
+	if (r < 0)
+		return r;
 	dir = open_next_parent(p, g, home_fd, next, sizeof(next), &lower);
 	if (dir < 0)
 		return dir;
 	fd = openat(dir, next, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	return fd < 0 ? neg_errno() : fd;
+	if (fd < 0)
+		return neg_errno();
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_ino != ino) {
+		/* not this manifest's (the home came from elsewhere, or the
+		 * exchange happened): no prepared lower to speak of; the
+		 * next mount sorts it out */
+		close(fd);
+		return -ENOENT;
+	}
+	return fd;
 }

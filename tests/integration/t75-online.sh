@@ -23,6 +23,10 @@
 # 4. bad inputs: a guest that is not mounted is unified now ("not
 #    mounted: unified now"); a second --online replaces the first
 #    preparation; --online with --skip-mounted is a usage error.
+# 5. the link layout (prepared lower POOL/roots/.next.GUEST, hard links):
+#    a unified guest whose files were copied up, edited and deleted, plus
+#    new ones, re-unified online; the same view after the switch, also
+#    after a kill -9 right after the exchange.
 #
 # The test runs in a mount namespace of its own (private propagation): its
 # guest stays mounted for a while, and a namespace another test makes
@@ -195,3 +199,42 @@ view "$TEST_TMP/b.after"
 assert_same_manifest "$TEST_TMP/b.before" "$TEST_TMP/b.after" "unify of the unmounted guest: the same view"
 assert_fail_msg "exclude each other" "${V[@]}" unify --online --skip-mounted g
 assert_ok "${V[@]}" umount g
+
+# ---- 5. the link layout ----
+lpool=$TEST_TMP/poolfs/lpool
+LH=$TEST_TMP/gfs/lhome
+L=("$VUNIFY" -p "$lpool")
+mkdir -p "$TEST_TMP/lsrc/usr/lib" "$TEST_TMP/lsrc/etc" "$TEST_TMP/lsrc/opt/app"
+for i in 1 2 3 4 5 6; do head -c 30000 /dev/urandom >"$TEST_TMP/lsrc/usr/lib/lib$i.so"; done
+echo conf >"$TEST_TMP/lsrc/etc/app.conf"
+assert_ok "${L[@]}" init --layout link
+assert_ok "${L[@]}" add lg "$LH" --from "$TEST_TMP/lsrc"
+assert_ok "${L[@]}" unify lg
+assert_ok "${L[@]}" mount lg "$M"
+echo edit >>"$M/usr/lib/lib1.so"       # a copy-up of a unified file
+chmod 0600 "$M/usr/lib/lib2.so"         # another, by chmod
+rm "$M/usr/lib/lib3.so"                 # a whiteout
+mkdir -p "$M/opt/app/new"
+for i in 1 2 3; do head -c 20000 /dev/urandom >"$M/opt/app/new/n$i"; done
+assert_ok "${L[@]}" unify --online lg
+[ -d "$lpool/roots/.next.lg" ] && _pass "link: prepared lower in POOL/roots/.next.lg" || _fail "link: no prepared lower"
+rm "$M/opt/app/new/n2"                  # upper-only, prepared: no whiteout
+echo again >>"$M/usr/lib/lib1.so"       # changed since hashed
+view_l() { manifest "$M" "$1" --no-ino; }
+view_l "$TEST_TMP/l.before"
+assert_ok "${L[@]}" umount lg
+rc=0
+strace -f -qq -o /dev/null -e trace=fsync -e inject="fsync:signal=SIGKILL:when=1" \
+	env ASAN_OPTIONS="$NOLEAK" "${L[@]}" mount lg "$M" >/dev/null 2>&1 || rc=$?
+[ "$rc" != 0 ] && [ -e "$LH/online-switch" ] && _pass "link: killed right after the exchange" || _fail "link: the kill did not land mid-switch (rc $rc)"
+mountpoint -q "$M" && umount "$M"
+assert_ok "${L[@]}" mount lg "$M"
+grep -q '^lg: switch: ' "$LAST_STDOUT" && _pass "link: $(cat "$LAST_STDOUT")" || _fail "link: no switch line"
+view_l "$TEST_TMP/l.after"
+assert_same_manifest "$TEST_TMP/l.before" "$TEST_TMP/l.after" "link: the same view after the killed and finished switch"
+[ -e "$LH/upper/opt/app/new/n1" ] && _fail "link: unchanged copy still in the upper" || _pass "link: unchanged copies left the upper"
+[ -e "$LH/upper/usr/lib/lib1.so" ] && _pass "link: the changed copy stays" || _fail "link: changed copy gone"
+[ -e "$lpool/roots/.next.lg" ] && _fail "link: old lower left behind" || _pass "link: old lower removed"
+assert_ok "${L[@]}" umount lg
+assert_ok "${L[@]}" fsck
+assert_ok "${L[@]}" gc
