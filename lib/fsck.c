@@ -27,6 +27,7 @@
 #include "layout.h"
 #include "lower.h"
 #include "overlay.h"
+#include "online.h"
 #include "remove.h"
 #include "unify.h"
 #include "util.h"
@@ -276,6 +277,55 @@ static void check_mounted(struct fsck *f, const struct guest *g)
 		    "cannot tell whether it is mounted (%s): checked only, nothing changed", strerror(-m));
 }
 
+/* A lower prepared by unify --online (switch pending): every entry must
+ * point at a live, intact object, as in the lower itself.  It is no layer
+ * of any mount and the guest's view never depends on it, so a repair
+ * discards it whole (the next --online prepares it again). */
+static void check_prepared(struct fsck *f, const struct guest *g, int hfd)
+{
+	struct lower_stats ls = {0};
+	uint64_t probs = 0;
+	bool readonly = f->readonly, repair = f->repair;
+	_cleanup_close_ int nfd = online_open_next(f->p, g, hfd);
+	int r;
+
+	if (nfd == -ENOENT)
+		return;
+	if (nfd < 0) {
+		say(f, FSCK_GUEST, g->name, FSCK_PROBLEM,
+		    "switch pending, but its prepared lower layer cannot be opened: %s", strerror(-nfd));
+		f->res->problems++;
+		return;
+	}
+	say(f, FSCK_GUEST, g->name, FSCK_NOTE,
+	    "switch pending (unify --online): prepared lower layer checked too");
+	f->readonly = true; /* nothing of it is removed as a leftover */
+	f->repair = false; /* (repaired below, as a whole) */
+	f->upper_fd = -1;
+	r = lower_scan(f->p, nfd, layout_ops_for(f->p)->refs_by_inode ? f->map : NULL, true, on_lower_problem,
+	               f, &ls, &probs);
+	f->readonly = readonly;
+	f->repair = repair;
+	lower_stats_free(&ls);
+	if (r < 0) {
+		say(f, FSCK_GUEST, g->name, FSCK_PROBLEM, "cannot scan its prepared lower layer: %s",
+		    strerror(-r));
+		probs++;
+	}
+	if (probs && f->repair) {
+		r = online_discard(f->p, g, hfd);
+		if (r == 0) {
+			say(f, FSCK_GUEST, g->name, FSCK_REPAIRED,
+			    "prepared lower layer discarded (unify --online prepares it again)");
+			f->res->repaired++;
+			return;
+		}
+		say(f, FSCK_GUEST, g->name, FSCK_NOTE, "cannot discard its prepared lower layer: %s",
+		    strerror(-r));
+	}
+	f->res->problems += probs;
+}
+
 static void check_guest(struct fsck *f, const char *name)
 {
 	struct guest *g = NULL;
@@ -339,6 +389,7 @@ static void check_guest(struct fsck *f, const char *name)
 	}
 	f->res->problems += probs;
 	lower_stats_free(&ls);
+	check_prepared(f, g, hfd);
 out:
 	guest_done(f);
 	guest_free(g);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lower.h"
+#include "online.h"
 #include "util.h"
 #include "banned.h"
 
@@ -153,6 +154,20 @@ int gc_run(struct pool *p, bool dry_run, struct gc_result *ret, char **ret_what)
 			r = -ENODATA;
 		} else {
 			res.guests_detached++;
+		}
+		if (r == 0 && hfd >= 0) {
+			/* a lower prepared by unify --online, waiting for the
+			 * switch at the next mount: its objects are kept too */
+			_cleanup_close_ int nfd = online_open_next(p, g, hfd);
+			if (nfd >= 0) {
+				struct lower_stats ls = {0};
+				r = lower_scan(p, nfd, map, false, NULL, NULL, &ls, NULL);
+				for (size_t k = 0; r == 0 && k < ls.n_refs; k++)
+					r = refset_add(&refs, ls.refs[k]);
+				lower_stats_free(&ls);
+			} else if (nfd != -ENOENT) {
+				r = nfd;
+			}
 		}
 		guest_free(g);
 	}

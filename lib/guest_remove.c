@@ -1,7 +1,8 @@
 /* Removing a guest.
  *
- * Order: refuse a mounted guest (its layers are about to change), make its
- * home a plain tree (materialize: every step keeps the guest's view) or
+ * Order: refuse a mounted guest (its layers are about to change), discard
+ * a switch prepared by unify --online (manifest first; the guest's view
+ * never depended on it), make its home a plain tree (materialize: every step keeps the guest's view) or
  * delete its layers (purge), unregister it, and last remove the home's id
  * file.  Dying before the unregistration leaves the guest registered and a
  * re-run finishes the same way; dying after it leaves a home that is a
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "materialize.h"
+#include "online.h"
 #include "overlay.h"
 #include "util.h"
 #include "banned.h"
@@ -38,6 +40,9 @@ int guest_remove(struct pool *p, const struct guest *g, unsigned flags, struct g
 	if (hfd < 0 && !(purge && hfd == -ENOENT))
 		return hfd;
 	ret->step = GUEST_REMOVE_LAYERS;
+	r = online_discard(p, g, hfd);
+	if (r < 0)
+		return r;
 	if (purge) {
 		bool in_home = false;
 		r = guest_purge(p, g, hfd, &in_home);

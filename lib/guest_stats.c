@@ -128,6 +128,13 @@ int finish_guest_stats(struct pool *p, struct guest_scan *gs, bool failed)
 	uint64_t upper = (gs->upper_blocks - MIN(gs->removed_blocks, gs->upper_blocks)) * 512;
 	int r = 0;
 
+	if (gs->online) {
+		/* figures and references of the lower the guest still runs
+		 * on; the switch records the new ones (record_refs added the
+		 * prepared lower's objects to its references already) */
+		gr->stats = gs->g->stats;
+		return 0;
+	}
 	if (failed) {
 		if (gs->touched)
 			(void)guest_refresh_stats(p, gs->g, gs->home_fd, NULL);

@@ -175,6 +175,11 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 		 * not a state vunify's mount options produce; left alone. */
 		if (fgetxattr(e->fd, OVL_XATTR_REDIRECT, NULL, 0) >= 0)
 			return WALK_SKIP;
+		/* Online (the guest is mounted, nothing of its layers is
+		 * changed): an opaque directory's files would be hidden by
+		 * the mark in the prepared lower too; left in the upper. */
+		if (ov == 1 && v[0] == 'y' && gs->online)
+			return WALK_SKIP;
 		/* An opaque directory hides the lower one: fold it (the lower
 		 * entries go now, the mark after that is durable). */
 		if (ov == 1 && v[0] == 'y' && gs->normalize) {
@@ -247,9 +252,9 @@ static int scan_guest(size_t i, void *ud)
 	struct scan_ctx s = {.p = j->p, .gs = gs};
 	int r;
 
-	gs->normalize = j->normalize;
+	gs->normalize = j->normalize && !gs->online;
 	r = walk_tree(gs->upper_fd, scan_cb, &s);
-	if (r == 0 && j->normalize)
+	if (r == 0 && gs->normalize)
 		r = fold_finish(gs);
 	if (r < 0)
 		return r;

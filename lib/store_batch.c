@@ -482,7 +482,9 @@ static int describe_batch(struct apply *a, struct batch *b)
  *     home's description (HOME/vunify-lower, fdatasync'd), so that a host
  *     that replays it after a failover shows them once the upper copies
  *     are gone; dying here, the upper copies still hide them everywhere.
- *  4. only now may the upper copies go, each checked unchanged. */
+ *  4. only now may the upper copies go, each checked unchanged.  Online
+ *     (the guest is mounted; lower_fd is its prepared lower): they stay,
+ *     and go at the switch (online.c). */
 static int apply_batch(struct apply *a, struct batch *b)
 {
 	struct pool *p = a->p;
@@ -586,7 +588,8 @@ static int apply_batch(struct apply *a, struct batch *b)
 			count_add(&gs->res->files_skipped, f->n_paths);
 			continue;
 		}
-		r = remove_upper(a, f, f->adopted);
+		/* online: the upper copy stays until the switch (online.c) */
+		r = gs->online ? 0 : remove_upper(a, f, f->adopted);
 		if (r == -ESTALE) {
 			r = 0;
 			continue;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "object.h"
+#include "online.h"
 #include "overlay.h"
 #include "parallel.h"
 #include "remove.h"
@@ -77,7 +78,8 @@ static int dir_is_empty(int dir_fd)
 	return len < 0 ? neg_errno() : 1;
 }
 
-static int open_guest(struct pool *p, const char *name, struct guest_scan *gs, bool create, char **ret_what)
+static int open_guest(struct pool *p, const char *name, struct guest_scan *gs, bool create, bool online,
+                      char **ret_what)
 {
 	_cleanup_free_ char *upper = NULL;
 	int r;
@@ -92,7 +94,11 @@ static int open_guest(struct pool *p, const char *name, struct guest_scan *gs, b
 	{
 		_cleanup_free_ char *where = NULL;
 		r = overlay_find_mounts(upper, &where);
-		if (r > 0) {
+		if (r > 0 && online) {
+			/* read its upper, prepare its next lower beside */
+			gs->online = true;
+			r = 0;
+		} else if (r > 0) {
 			/* say where: it may be a copy in a container's namespace */
 			if (!where || asprintf(ret_what, "%s (mounted: %s)", name, where) < 0)
 				*ret_what = strdup(name);
@@ -114,7 +120,28 @@ static int open_guest(struct pool *p, const char *name, struct guest_scan *gs, b
 		r = neg_errno();
 		goto fail;
 	}
-	if (create) {
+	if (create && gs->online) {
+		/* the store places into a copy of the lower layer, which the
+		 * mounted guest does not use; objects are copied, never
+		 * renamed or linked out of the live upper */
+		gs->lower_fd = online_prepare_begin(p, gs->g, gs->home_fd);
+		if (gs->lower_fd < 0) {
+			r = gs->lower_fd;
+			goto fail;
+		}
+	} else if (create) {
+		/* a switch prepared while it ran goes in first (it is not
+		 * mounted: the exclusive pool lock keeps mount out) */
+		struct online_switch_result sw;
+		r = online_switch(p, gs->g, gs->home_fd, &sw);
+		if (r == 0 && sw.switched) {
+			gs->res->switched = true;
+			gs->res->switch_purged = sw.files_purged;
+		}
+		if (r == 0)
+			r = online_cleanup(p, gs->g, gs->home_fd, false);
+		if (r < 0)
+			goto fail;
 		gs->lower_fd = guest_open_lower(p, gs->g, gs->home_fd, true);
 		if (gs->lower_fd < 0) {
 			r = gs->lower_fd;
@@ -124,6 +151,8 @@ static int open_guest(struct pool *p, const char *name, struct guest_scan *gs, b
 		if (r < 0)
 			goto fail;
 		gs->lower_was_empty = r;
+	}
+	if (create) {
 		if (mkdirat(gs->home_fd, HOME_STAGING, 0700) < 0 && errno != EEXIST) {
 			r = neg_errno();
 			goto fail;
@@ -139,6 +168,25 @@ static int open_guest(struct pool *p, const char *name, struct guest_scan *gs, b
 fail:
 	*ret_what = strdup(name);
 	return r;
+}
+
+/* An online guest's preparation committed: the manifest of every file its
+ * prepared lower now holds, each with the stat its hash was taken from. */
+static int commit_online(struct guest_scan *gs)
+{
+	_cleanup_free_ struct online_entry *v = malloc((gs->n + 1) * sizeof(*v));
+	size_t n = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < gs->n; i++) {
+		const struct scanned_file *f = &gs->files[i];
+		if (f->state != SF_DONE || f->n_paths != 1)
+			continue; /* hard-link groups stay in the upper */
+		v[n].path = f->paths[0];
+		scan_stat_get(&f->m.st, &v[n++].st);
+	}
+	return online_prepare_commit(gs->home_fd, gs->lower_fd, v, n);
 }
 
 void unify_result_free(struct unify_result *r)
@@ -198,12 +246,15 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		}
 		snprintf(res.guests[i].name, sizeof(res.guests[i].name), "%s", names[i]);
 		scans[i].res = &res.guests[i];
-		r = open_guest(p, names[i], &scans[i], !o->dry_run, ret_what);
+		r = open_guest(p, names[i], &scans[i], !o->dry_run, o->online, ret_what);
+		res.guests[i].prepared = scans[i].online;
 		ng = i + 1;
 		if (r < 0)
 			goto out;
 	}
 	for (size_t i = 0; i < ng && !o->dry_run && o->describe_lower && p->layout == LAYOUT_LINK; i++) {
+		if (scans[i].online)
+			continue; /* its description follows the switch */
 		/* a description of what is there already, before anything is
 		 * appended to it */
 		scans[i].describe = true;
@@ -237,6 +288,9 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 	r = hash_set_load(p, &pool_set);
 	if (r == 0)
 		r = set_same_fs(p, scans, ng);
+	for (size_t i = 0; i < ng; i++)
+		if (scans[i].online)
+			scans[i].same_fs = false; /* never adopt a live upper file */
 	if (r == 0 && !o->dry_run)
 		r = settle_half_adopted(p, scans, ng);
 	if (r < 0)
@@ -268,6 +322,14 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		if (r < 0)
 			goto out;
 		store_report(&sp, true);
+		for (size_t i = 0; i < ng && r == 0; i++)
+			if (scans[i].online) {
+				r = commit_online(&scans[i]);
+				if (r < 0)
+					*ret_what = strdup(names[i]);
+			}
+		if (r < 0)
+			goto out;
 		for (size_t i = 0; i < ng; i++) {
 			res.new_objects += scans[i].res->new_objects;
 			res.new_object_bytes += scans[i].res->new_object_bytes;

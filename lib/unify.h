@@ -37,6 +37,11 @@ struct unify_options {
 	 * lower layer, so that the guest can fail over with its partition.
 	 * Set when the pool has replicas, even with --no-replicas. */
 	bool describe_lower;
+	/* unify --online: a guest that is mounted is not refused; its next
+	 * lower layer is prepared beside the current one (online.h) and the
+	 * switch happens at its next mount.  Guests not mounted are unified
+	 * as usual. */
+	bool online;
 	unsigned jobs; /* hashing threads; 0 = number of CPUs */
 	/* Called from the calling thread a few times a second, and once at
 	 * the end of each phase; may be NULL. */
@@ -54,6 +59,11 @@ struct unify_guest_result {
 	uint64_t new_object_bytes;
 	uint64_t whiteouts_folded; /* whiteouts whose lower entries were removed */
 	uint64_t opaque_folded; /* opaque directories made plain again */
+	bool prepared; /* --online, mounted: files_unified are in its prepared
+	                * lower (dry run: would be), their upper copies go at the
+	                * switch */
+	bool switched; /* a pending switch was carried out first */
+	uint64_t switch_purged; /* by that switch: upper copies removed */
 	struct guest_stats stats; /* figures after the run */
 };
 

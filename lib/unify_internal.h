@@ -184,6 +184,8 @@ struct guest_scan {
 	bool touched; /* the store changes its layers */
 	bool same_fs; /* upper and objects/ on one filesystem */
 	bool describe; /* link layout: keep HOME/vunify-lower (lowerlist.h) */
+	bool online; /* mounted, --online: lower_fd is the prepared lower, the
+	              * upper is only read (online.h) */
 };
 
 struct store_progress {

@@ -7,12 +7,14 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "layout.h"
+#include "online.h"
 #include "overlay.h"
 #include "util.h"
 #include "banned.h"
@@ -41,6 +43,49 @@ struct mount_request {
 	bool fake, verbose;
 };
 
+/* A switch prepared by `unify --online` while the guest ran (online.h),
+ * carried out now that it is not mounted, under the pool's exclusive lock
+ * (no unify, gc or other mount of it meanwhile); prints what it did and
+ * how long the guest waited for it.  Returns 0 when the guest may be
+ * mounted (*ret_switched: a prepared lower went in), or 1 after printing
+ * an error. */
+static int switch_pending(struct pool *p, const struct guest *g, int home_fd, const char *upper,
+                          bool *ret_switched)
+{
+	struct online_switch_result res;
+	int r = online_pending(home_fd);
+
+	if (r == 0)
+		return 0;
+	if (r < 0)
+		return cli_error("mount: pending switch of", g->name, r, NULL);
+	/* shared -> exclusive (flock converts; not atomic, so look again) */
+	if (flock(p->lock_fd, LOCK_EX) < 0)
+		return cli_error("mount: lock", p->path, neg_errno(), NULL);
+	r = overlay_find_mounts(upper, NULL);
+	if (r != 0) {
+		if (r > 0)
+			cli_fail("mount '%s': mounted meanwhile", g->name);
+		else
+			cli_fail("mount '%s': cannot tell whether it is mounted: %s", g->name, strerror(-r));
+		return 1;
+	}
+	r = online_switch(p, g, home_fd, &res);
+	if (r < 0)
+		return cli_error("mount: switch of", g->name, r,
+		                 "the guest's view is intact; 'vunify mount' again finishes it");
+	*ret_switched = res.switched;
+	if (res.discarded)
+		printf("%s: a prepared switch from another home or host was discarded\n", g->name);
+	else if (res.switched)
+		printf("%s: switch: %llu files in %.2f s (%llu changed since, kept in the upper; %llu "
+		       "deleted since, left out)\n",
+		       g->name, (unsigned long long)res.files_purged, res.seconds,
+		       (unsigned long long)res.files_kept, (unsigned long long)res.entries_dropped);
+	fflush(stdout);
+	return 0;
+}
+
 /* Mount GUEST's merged root at TARGET_ARG; prints its own one-line error.
  * Nothing is changed on any failure before the mount itself (HOME/work is
  * created only once the guest, its home and the target checked out). */
@@ -53,6 +98,7 @@ static int mount_guest(const struct cli *c, const char *name, const char *target
 	                    *target = NULL, *existing = NULL;
 	_cleanup_close_ int home_fd = -1, lower_fd = -1;
 	struct stat st;
+	bool switched = false;
 	int r, ret = 1;
 
 	if (cli_open_guest(c, "mount", POOL_LOCK_SHARED, name, &p, &g, &home_fd))
@@ -84,6 +130,10 @@ static int mount_guest(const struct cli *c, const char *name, const char *target
 	if (r > 0) {
 		cli_fail("mount '%s': already mounted at '%s'", g->name, existing);
 		goto out;
+	}
+	if (!req->fake) {
+		if (switch_pending(p, g, home_fd, upper, &switched))
+			goto out;
 	}
 	if (!req->fake && mkdirat(home_fd, HOME_WORK, 0700) < 0 && errno != EEXIST) {
 		cli_error("mount: work", work, neg_errno(), NULL);
@@ -121,6 +171,15 @@ static int mount_guest(const struct cli *c, const char *name, const char *target
 		goto out;
 	}
 	ret = 0;
+	if (switched) {
+		/* the old lower a switch left (no layer of this mount) goes,
+		 * and the figures follow the new lower; a failure here costs
+		 * only space until the next preparation removes it */
+		r = online_cleanup(p, g, home_fd, true);
+		if (r < 0)
+			fprintf(stderr, "vunify: mount '%s': after the switch: %s (the guest is mounted)\n",
+			        g->name, strerror(-r));
+	}
 out:
 	guest_free(g);
 	pool_close(p);

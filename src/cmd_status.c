@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "lower.h"
 #include "page_cache.h"
+#include "online.h"
 #include "overlay.h"
 #include "util.h"
 #include "banned.h"
@@ -35,6 +36,7 @@ struct guest_row {
 	struct guest *g;
 	char *target; /* where it is mounted, or NULL */
 	bool mounted, attached;
+	bool switch_pending; /* unify --online prepared its next lower */
 	uint64_t over_max; /* upper files over policy max-size (never unified) */
 };
 
@@ -170,6 +172,7 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 		rows[i].mounted = r > 0;
 		hfd = guest_open_home(p, rows[i].g);
 		rows[i].attached = hfd >= 0;
+		rows[i].switch_pending = hfd >= 0 && online_pending(hfd) > 0;
 		if (hfd >= 0) {
 			_cleanup_close_ int ufd =
 			        openat(hfd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -227,6 +230,7 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 				json_string(stdout, rows[i].target);
 			else
 				printf("null");
+			printf(", \"switch_pending\": %s", rows[i].switch_pending ? "true" : "false");
 			if (g->stats.unified_at)
 				printf(", \"unified_at\": %" PRIu64 "}", g->stats.unified_at);
 			else
@@ -252,6 +256,14 @@ int cmd_status(const struct cli *c, int argc, char **argv)
 			printf("no guests yet: add one with 'vunify add GUEST HOME --from TREE'\n");
 		else
 			print_table(rows, n, optind < argc ? argv[optind] : NULL);
+		for (int i = 0; i < n; i++) {
+			if (!rows[i].switch_pending ||
+			    (optind < argc && strcmp(rows[i].g->name, argv[optind])))
+				continue;
+			printf("%s: switch pending: 'unify --online' prepared its next lower layer; it goes "
+			       "in at the next 'vunify mount'\n",
+			       rows[i].g->name);
+		}
 		for (int i = 0; i < n; i++) {
 			if (!rows[i].over_max || (optind < argc && strcmp(rows[i].g->name, argv[optind])))
 				continue;

@@ -151,13 +151,19 @@ static int report_replicas(const struct replica_session *s)
 
 static void help(void)
 {
-	printf("usage: vunify [-p POOL] unify [GUEST...] [--dry-run] [--skip-mounted] [--jobs N]\n\n"
+	printf("usage: vunify [-p POOL] unify [GUEST...] [--dry-run] [--online | --skip-mounted]\n"
+	       "                    [--jobs N]\n\n"
 	       "Move every eligible file of the guests' upper layers (all guests when none\n"
 	       "is named) into the pool and their lower layers.  What each guest sees does\n"
-	       "not change.  Guests must not be mounted.\n\n"
+	       "not change.  Guests must not be mounted, unless --online.\n\n"
 	       "  -n, --dry-run   report what would be unified, change nothing\n"
+	       "      --online    for a mounted guest: hash and store while it runs and\n"
+	       "                  prepare its next lower layer, without touching its layers;\n"
+	       "                  the switch happens at its next 'vunify mount' (a second\n"
+	       "                  --online replaces the preparation).  Guests not mounted\n"
+	       "                  are unified now\n"
 	       "      --skip-mounted  leave out the guests that are mounted (naming each)\n"
-	       "                  instead of refusing the run: for a nightly timer\n"
+	       "                  instead of refusing the run\n"
 	       "      --progress  show a progress line on stderr (default on a terminal)\n"
 	       "  -q, --quiet     no progress line\n"
 	       "  -j, --jobs N    hashing threads (default: number of CPUs)\n"
@@ -168,10 +174,15 @@ static void help(void)
 int cmd_unify(const struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	        {"dry-run", no_argument, NULL, 'n'},     {"jobs", required_argument, NULL, 'j'},
-	        {"progress", no_argument, NULL, 'P'},    {"quiet", no_argument, NULL, 'q'},
-	        {"help", no_argument, NULL, 'h'},        {"skip-mounted", no_argument, NULL, 'S'},
-	        {"no-replicas", no_argument, NULL, 'R'}, {0},
+	        {"dry-run", no_argument, NULL, 'n'},
+	        {"jobs", required_argument, NULL, 'j'},
+	        {"progress", no_argument, NULL, 'P'},
+	        {"quiet", no_argument, NULL, 'q'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"skip-mounted", no_argument, NULL, 'S'},
+	        {"no-replicas", no_argument, NULL, 'R'},
+	        {"online", no_argument, NULL, 'O'},
+	        {0},
 	};
 	struct unify_options o = {0};
 	struct unify_result res = {0};
@@ -198,6 +209,9 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 		case 'S':
 			skip_mounted = true;
 			break;
+		case 'O':
+			o.online = true;
+			break;
 		case 'n':
 			o.dry_run = true;
 			break;
@@ -217,6 +231,8 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 			                 argv[optind - 1]);
 		}
 	}
+	if (o.online && skip_mounted)
+		return cli_usage("unify", "--online and --skip-mounted exclude each other");
 	if (progress < 0)
 		progress = isatty(STDERR_FILENO);
 	if (progress)
@@ -274,6 +290,23 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 	}
 	for (size_t i = 0; i < res.n_guests; i++) {
 		const struct unify_guest_result *g = &res.guests[i];
+		if (g->switched)
+			printf("%s: switch prepared while it ran carried out first: %" PRIu64
+			       " upper copies purged\n",
+			       g->name, g->switch_purged);
+		if (o.online && !g->prepared)
+			printf("%s: not mounted: unified now (no switch needed)\n", g->name);
+		if (g->prepared && !o.dry_run) {
+			printf("%s: mounted: %" PRIu64
+			       " files (%s) prepared in its next lower layer, %" PRIu64
+			       " new objects (%s); the switch happens at its next 'vunify mount'",
+			       g->name, g->files_unified, format_bytes(g->bytes_unified, b1, sizeof(b1)),
+			       g->new_objects, format_bytes(g->new_object_bytes, b2, sizeof(b2)));
+			if (g->files_skipped)
+				printf(", %" PRIu64 " left in the upper", g->files_skipped);
+			putchar('\n');
+			continue;
+		}
 		printf("%s: %s%" PRIu64 " files (%s) unified, %" PRIu64 " new objects (%s)", g->name,
 		       o.dry_run ? "would unify: " : "", g->files_unified,
 		       format_bytes(g->bytes_unified, b1, sizeof(b1)), g->new_objects,

@@ -19,7 +19,8 @@
 # 4. The units pass `systemd-analyze verify` (and a broken copy does not);
 #    vunify-mount@'s ExecStart/ExecStop mount and unmount a guest and fail
 #    with one line for a guest removed since; vunify-unify.service
-#    re-unifies the unmounted guests and leaves the mounted one out.
+#    (unify --online) re-unifies the unmounted guests and prepares the
+#    mounted one's switch, which its next vunify-mount@ start carries out.
 if [ "$(id -u)" = 0 ] && [ -z "${VUNIFY_T70_NS:-}" ]; then
 	VUNIFY_T70_NS=1 exec unshare -m --propagation private bash "$0" "$@"
 fi
@@ -183,14 +184,16 @@ assert_ok run_unit vunify-mount@.service ExecStart g1
 assert_eq "vunify overlay" "$(mounted_type "$TEST_TMP/machines/g1")" "vunify-mount@g1 mounts g1 at VUNIFY_MOUNT_DIR/g1"
 assert_ok run_unit vunify-mount@.service ExecStart g2
 
-# nightly unify: g1 mounted is left out, g2 (unmounted after a change) re-unified.
+# nightly unify --online: g1 mounted is prepared (switch at its next mount),
+# g2 (unmounted after a change) re-unified now.
 assert_ok run_unit vunify-mount@.service ExecStop g2
 assert_eq "" "$(mounted_type "$TEST_TMP/machines/g2")" "vunify-mount@g2 ExecStop unmounts"
 assert_fail "${V[@]}" unify -q # the oracle: a plain unify refuses the run
 printf 'new\n' >"$TEST_TMP/data/g2/upper/etc/motd"
 head -c 50000 /dev/urandom >"$TEST_TMP/data/g2/upper/usr/bin/tool2"
 assert_ok run_unit vunify-unify.service ExecStart x
-grep -q '^g1: mounted, left out' "$LAST_STDOUT" && _pass "nightly unify names g1 as left out" || _fail "g1 not named: $(cat "$LAST_STDOUT")"
+grep -q "^g1: mounted: .* the switch happens at its next 'vunify mount'" "$LAST_STDOUT" && _pass "nightly unify prepares mounted g1" || _fail "g1 not prepared: $(cat "$LAST_STDOUT")"
+grep -q '^g2: not mounted: unified now' "$LAST_STDOUT" && _pass "nightly unify says g2 is unified now" || _fail "g2 not named: $(cat "$LAST_STDOUT")"
 grep -Eq '^g2: [1-9][0-9]* files' "$LAST_STDOUT" && _pass "nightly unify re-unified g2" || _fail "g2 not unified: $(cat "$LAST_STDOUT")"
 [ -e "$TEST_TMP/data/g2/upper/usr/bin/tool2" ] && _fail "g2's new tool still in its upper" || _pass "g2's new tool left its upper"
 
@@ -202,3 +205,7 @@ snapshot "$TEST_TMP/after"
 assert_same_manifest "$TEST_TMP/before" "$TEST_TMP/after" "unit of a removed guest changed nothing"
 assert_ok run_unit vunify-mount@.service ExecStop g1
 assert_eq "" "$(mounted_type "$TEST_TMP/machines/g1")" "vunify-mount@g1 ExecStop unmounts"
+# g1's next start carries out the switch the nightly run prepared
+assert_ok run_unit vunify-mount@.service ExecStart g1
+grep -q '^g1: switch: [0-9]* files in ' "$LAST_STDOUT" && _pass "vunify-mount@g1 switches g1: $(cat "$LAST_STDOUT")" || _fail "no switch at g1's start: $(cat "$LAST_STDOUT")"
+assert_ok run_unit vunify-mount@.service ExecStop g1
