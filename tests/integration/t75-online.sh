@@ -178,7 +178,21 @@ done
 assert_ok chroot "$M" dpkg --verify
 assert_eq "" "$(cat "$LAST_STDOUT")" "dpkg --verify clean after the kills"
 
-# ---- 4. bad inputs ----
+# ---- 4. a killed preparation, bad inputs ----
+# kill -9 of unify --online itself (at each of its renameat calls: the
+# references record, the manifest): the running guest's view never
+# changes, and no manifest is left without its prepared lower
+echo pre >"$M/usr/local/share/t/prekill"
+view "$TEST_TMP/p.before"
+for n in 1 2 3; do
+	rc=0
+	strace -f -qq -o /dev/null -e trace=renameat -e inject="renameat:signal=SIGKILL:when=$n" \
+		env ASAN_OPTIONS="$NOLEAK" "${V[@]}" unify --online g >/dev/null 2>&1 || rc=$?
+	view "$TEST_TMP/p.after"
+	assert_same_manifest "$TEST_TMP/p.before" "$TEST_TMP/p.after" "unify --online killed at renameat #$n (rc $rc): the running guest's view"
+	[ ! -e "$H/online-switch" ] || [ -d "$H/meta.next" ] && _pass "no manifest without its prepared lower" || _fail "a manifest without a prepared lower"
+done
+
 # a second --online replaces the first preparation
 echo one >"$M/usr/local/share/t/second1"
 assert_ok "${V[@]}" unify --online g
