@@ -13,41 +13,33 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "ino_map.h"
 #include "object.h"
 #include "overlay.h"
 #include "util.h"
 #include "walk.h"
 #include "banned.h"
 
-struct object_entry {
-	ino_t ino;
-	char name[OBJECT_NAME_MAX];
-};
-
 struct object_map {
-	struct object_entry *v;
+	char (*names)[OBJECT_NAME_MAX];
 	size_t n, cap;
+	struct ino_map by_ino; /* inode -> index in names */
 };
 
 void object_map_free(struct object_map *m)
 {
 	if (!m)
 		return;
-	free(m->v);
+	free(m->names);
+	ino_map_free(&m->by_ino);
 	free(m);
-}
-
-static int cmp_ino(const void *a, const void *b)
-{
-	ino_t x = ((const struct object_entry *)a)->ino, y = ((const struct object_entry *)b)->ino;
-	return x < y ? -1 : x > y;
 }
 
 const char *object_map_find(const struct object_map *m, ino_t ino)
 {
-	struct object_entry key = {.ino = ino};
-	const struct object_entry *e = m->n ? bsearch(&key, m->v, m->n, sizeof(*m->v), cmp_ino) : NULL;
-	return e ? e->name : NULL;
+	const uint64_t *i = ino_map_find(&m->by_ino, 0, ino);
+
+	return i ? m->names[*i] : NULL;
 }
 
 /* Call fn for every entry of objects/00 .. objects/ff but "." names, with
@@ -113,14 +105,16 @@ static int scan_entry(int fd, const char *fan, const struct dirent *de, void *ud
 		return 0;
 	if (m->n == m->cap) {
 		size_t nc = m->cap ? m->cap * 2 : 1024;
-		struct object_entry *nv = realloc(m->v, nc * sizeof(*nv));
+		char(*nv)[OBJECT_NAME_MAX] = realloc(m->names, nc * sizeof(*nv));
 		if (!nv)
 			return -ENOMEM;
-		m->v = nv;
+		m->names = nv;
 		m->cap = nc;
 	}
-	m->v[m->n].ino = st.st_ino;
-	memcpy(m->v[m->n].name, de->d_name, strlen(de->d_name) + 1);
+	r = ino_map_add(&m->by_ino, 0, st.st_ino, m->n, NULL);
+	if (r < 0)
+		return r;
+	memcpy(m->names[m->n], de->d_name, strlen(de->d_name) + 1);
 	m->n++;
 	return 0;
 }
@@ -141,11 +135,8 @@ int objects_scan(struct pool *p, struct object_info *ret_info, struct object_map
 		object_map_free(s.m);
 		return r;
 	}
-	if (s.m) {
-		if (s.m->n > 1) /* v is NULL when empty: qsort must not see it */
-			qsort(s.m->v, s.m->n, sizeof(*s.m->v), cmp_ino);
+	if (s.m)
 		*ret_map = s.m;
-	}
 	if (ret_info)
 		*ret_info = s.info;
 	return 0;
@@ -181,7 +172,7 @@ struct lower_walk {
 	bool check;
 	lower_problem_fn on_problem;
 	void *ud;
-	struct ino_set inos;
+	struct ino_map inos;
 	struct lower_stats st;
 	size_t refs_cap;
 	uint64_t problems;
@@ -221,7 +212,7 @@ static int lower_walk_cb(const struct walk_entry *e, enum walk_event ev, void *u
 	if (r == 0)
 		return 0;
 	s->st.files++;
-	added = e->st.st_nlink > 1 ? ino_set_add(&s->inos, e->st.st_ino) : 1;
+	added = e->st.st_nlink > 1 ? ino_map_add(&s->inos, 0, e->st.st_ino, 0, NULL) : 1;
 	if (added < 0)
 		return added;
 	if (added)
@@ -274,7 +265,7 @@ int lower_scan(struct pool *p, int lower_fd, const struct object_map *map, bool 
 	                       .ud = ud};
 	int r = walk_tree(lower_fd, lower_walk_cb, &s);
 
-	free(s.inos.v);
+	ino_map_free(&s.inos);
 	if (r < 0) {
 		lower_stats_free(&s.st);
 		return r;
@@ -298,7 +289,7 @@ int lower_scan(struct pool *p, int lower_fd, const struct object_map *map, bool 
 }
 
 struct du {
-	struct ino_set inos;
+	struct ino_map inos;
 	uint64_t bytes;
 	uint64_t limit, over;
 };
@@ -311,7 +302,7 @@ static int du_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	if (ev == WALK_DIR_POST)
 		return 0;
 	if (!S_ISDIR(e->st.st_mode) && e->st.st_nlink > 1)
-		added = ino_set_add(&d->inos, e->st.st_ino);
+		added = ino_map_add(&d->inos, 0, e->st.st_ino, 0, NULL);
 	if (added < 0)
 		return added;
 	if (added)
@@ -326,7 +317,7 @@ int tree_disk_usage_over(int dir_fd, uint64_t limit, uint64_t *ret_bytes, uint64
 	struct du d = {.limit = limit};
 	int r = walk_tree(dir_fd, du_cb, &d);
 
-	free(d.inos.v);
+	ino_map_free(&d.inos);
 	if (r == 0) {
 		*ret_bytes = d.bytes;
 		if (ret_over)

@@ -59,35 +59,6 @@ static char *arena_strdup(struct path_arena *a, const char *s)
 	return r;
 }
 
-static size_t ino_hash(ino_t ino, size_t cap)
-{
-	return (size_t)(ino * 0x9E3779B97F4A7C15ULL) & (cap - 1);
-}
-
-static int imap_grow(struct guest_scan *gs)
-{
-	size_t nc = gs->imap_cap ? gs->imap_cap * 2 : 256;
-	size_t *nv = malloc(nc * sizeof(*nv));
-
-	if (!nv)
-		return -ENOMEM;
-	for (size_t i = 0; i < nc; i++)
-		nv[i] = SIZE_MAX;
-	for (size_t i = 0; i < gs->imap_cap; i++) {
-		size_t idx = gs->imap[i], h;
-		if (idx == SIZE_MAX)
-			continue;
-		h = ino_hash(gs->files[idx].m.st.st_ino, nc);
-		while (nv[h] != SIZE_MAX)
-			h = (h + 1) & (nc - 1);
-		nv[h] = idx;
-	}
-	free(gs->imap);
-	gs->imap = nv;
-	gs->imap_cap = nc;
-	return 0;
-}
-
 /* During the scan a file's one name is path0 (paths NULL: the record may
  * still move); a hard-link group's names are in paths, path0 the first.
  * scan_guest points paths at path0 once the records stay put. */
@@ -148,7 +119,7 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	if (ev == WALK_DIR_PRE || e->st.st_nlink < 2) {
 		gs->upper_blocks += (uint64_t)e->st.st_blocks;
 	} else {
-		r = ino_set_add(&gs->seen_inos, e->st.st_ino);
+		r = ino_map_add(&gs->seen_inos, 0, e->st.st_ino, 0, NULL);
 		if (r < 0)
 			return r;
 		if (r)
@@ -204,23 +175,19 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 		return 0; /* too small to matter, or too big to hash (policy.h) */
 	c = classify(s->p, e->path, parent);
 	if (e->st.st_nlink > 1) {
-		size_t h;
-		if ((gs->imap_n + 1) * 2 > gs->imap_cap && (r = imap_grow(gs)) < 0)
+		uint64_t *idx;
+		r = ino_map_add(&gs->links, 0, e->st.st_ino, gs->n, &idx);
+		if (r < 0)
 			return r;
-		h = ino_hash(e->st.st_ino, gs->imap_cap);
-		while (gs->imap[h] != SIZE_MAX) {
-			f = &gs->files[gs->imap[h]];
-			if (f->m.st.st_ino == e->st.st_ino) {
-				if (c == POLICY_NEVER || f->cls == POLICY_NEVER)
-					f->cls = POLICY_NEVER;
-				else if (c == POLICY_SYSTEM)
-					f->cls = POLICY_SYSTEM;
-				return add_path(&gs->arena, f, e->path);
-			}
-			h = (h + 1) & (gs->imap_cap - 1);
+		if (r == 0) {
+			/* another name of a file seen before */
+			f = &gs->files[*idx];
+			if (c == POLICY_NEVER || f->cls == POLICY_NEVER)
+				f->cls = POLICY_NEVER;
+			else if (c == POLICY_SYSTEM)
+				f->cls = POLICY_SYSTEM;
+			return add_path(&gs->arena, f, e->path);
 		}
-		gs->imap[h] = gs->n;
-		gs->imap_n++;
 	} else if (c == POLICY_NEVER) {
 		return 0;
 	}

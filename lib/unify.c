@@ -29,9 +29,9 @@ static void guest_scan_free(struct guest_scan *gs)
 		scanned_file_free(&gs->files[i]);
 	free(gs->files);
 	path_arena_free(&gs->arena);
-	free(gs->imap);
+	ino_map_free(&gs->links);
 	free(gs->cls);
-	free(gs->seen_inos.v);
+	ino_map_free(&gs->seen_inos);
 	hashcache_free(&gs->cache);
 	fold_list_free(&gs->folds);
 	if (gs->home_fd >= 0)

@@ -23,6 +23,7 @@
 
 #include "dircache.h"
 #include "hashcache.h"
+#include "ino_map.h"
 #include "layout.h"
 #include "lowerlist.h"
 #include "policy.h"
@@ -167,8 +168,7 @@ struct guest_scan {
 	struct scanned_file *files;
 	size_t n, cap;
 	struct path_arena arena; /* the files' paths */
-	size_t *imap; /* open addressing over files[] for st_nlink > 1 */
-	size_t imap_cap, imap_n;
+	struct ino_map links; /* inode -> index in files[], for st_nlink > 1 */
 	enum policy_class *cls; /* by depth */
 	size_t cls_cap;
 	bool normalize; /* fold whiteouts/opaque dirs (not in dry runs) */
@@ -176,7 +176,7 @@ struct guest_scan {
 	bool lower_was_empty; /* before this run: its lower is exactly what we place */
 	uint64_t upper_blocks; /* st_blocks of the upper as scanned */
 	uint64_t removed_blocks; /* of the upper copies unify removed */
-	struct ino_set seen_inos; /* hard-linked inodes counted once */
+	struct ino_map seen_inos; /* hard-linked inodes counted once */
 	struct hashcache cache; /* hashes remembered from the last run */
 	struct unify_guest_result *res;
 	/* the store phase: */

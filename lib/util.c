@@ -212,39 +212,6 @@ const char *format_bytes(uint64_t n, char *buf, size_t size)
 	return buf;
 }
 
-int ino_set_add(struct ino_set *s, ino_t ino)
-{
-	if ((s->n + 1) * 2 > s->cap) {
-		size_t nc = s->cap ? s->cap * 2 : 1024;
-		ino_t *nv = calloc(nc, sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		for (size_t i = 0; i < s->cap; i++) {
-			if (!s->v[i])
-				continue;
-			size_t h = (size_t)(s->v[i] * 0x9E3779B97F4A7C15ULL) & (nc - 1);
-			while (nv[h])
-				h = (h + 1) & (nc - 1);
-			nv[h] = s->v[i];
-		}
-		free(s->v);
-		s->v = nv;
-		s->cap = nc;
-	}
-	{
-		ino_t key = ino ? ino : (ino_t)-1;
-		size_t h = (size_t)(key * 0x9E3779B97F4A7C15ULL) & (s->cap - 1);
-		while (s->v[h]) {
-			if (s->v[h] == key)
-				return 0;
-			h = (h + 1) & (s->cap - 1);
-		}
-		s->v[h] = key;
-		s->n++;
-	}
-	return 1;
-}
-
 int cmp_strp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);

@@ -126,14 +126,4 @@ const char *format_bytes(uint64_t n, char *buf, size_t size);
 /* qsort/bsearch order of an array of C strings (char *). */
 int cmp_strp(const void *a, const void *b);
 
-/* A set of inode numbers (hard-linked inodes counted once). */
-struct ino_set {
-	ino_t *v;
-	size_t n, cap; /* open addressing; cap a power of two */
-};
-
-/* Add ino.  Returns 1 if it was new, 0 if already there, or -ENOMEM.
- * Free with free(s->v). */
-int ino_set_add(struct ino_set *s, ino_t ino);
-
 #endif
