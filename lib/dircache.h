@@ -1,7 +1,12 @@
 /* A cache of the directory fds along the last path looked up.  Walk order
  * groups files by directory, so consecutive operations share most of their
  * path: a lookup opens only the components that differ from the previous
- * one (usually none, or one), instead of one openat per component. */
+ * one (usually none, or one), instead of one openat per component.
+ * It walks component by component with O_NOFOLLOW rather than through
+ * open_beneath's openat2(): that is what lets it keep the fds of the
+ * shared prefix, and, for lower layers (mkdirs), create a missing
+ * directory or replace a hidden non-directory at the component where the
+ * walk meets it. */
 #ifndef VUNIFY_DIRCACHE_H
 #define VUNIFY_DIRCACHE_H
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dircache.h"
 #include "remove.h"
 #include "util.h"
 #include "walk.h"
@@ -50,43 +51,16 @@ int layout_open_dir(int fd, const char *name)
 
 int layout_open_parent(int lower_fd, const char *relpath, const char **ret_name)
 {
-	const char *p = relpath;
-	int fd = openat(lower_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dircache dc;
+	int fd;
 
-	if (fd < 0)
-		return neg_errno();
-	for (;;) {
-		const char *slash = strchr(p, '/');
-		char name[NAME_MAX + 1];
-		size_t len;
-		int nfd;
-
-		if (!slash) {
-			if (!*p || !strcmp(p, ".") || !strcmp(p, "..")) {
-				close(fd);
-				return -EINVAL;
-			}
-			*ret_name = p;
-			return fd;
-		}
-		len = (size_t)(slash - p);
-		if (len == 0 || len > NAME_MAX) {
-			close(fd);
-			return len ? -ENAMETOOLONG : -EINVAL;
-		}
-		memcpy(name, p, len);
-		name[len] = '\0';
-		if (!strcmp(name, ".") || !strcmp(name, "..")) {
-			close(fd);
-			return -EINVAL;
-		}
-		nfd = layout_open_dir(fd, name);
-		close(fd);
-		if (nfd < 0)
-			return nfd;
-		fd = nfd;
-		p = slash + 1;
-	}
+	/* the dircache's walk, once: it creates and replaces (mkdirs) */
+	dircache_init(&dc, lower_fd, true);
+	fd = dircache_parent(&dc, relpath, ret_name);
+	if (fd >= 0 && (fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		fd = neg_errno();
+	dircache_release(&dc);
+	return fd;
 }
 
 int layout_clear_entry(int dir_fd, const char *name)

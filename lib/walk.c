@@ -8,8 +8,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -392,46 +395,74 @@ static size_t next_component(const char **p, const char **ret_start)
 	return (size_t)(e - s);
 }
 
-int open_parent_beneath(int root_fd, const char *relpath, bool mkdirs, const char **ret_name)
+/* Check RELPATH for open_*_beneath: at least one component, none "." or
+ * "..", no trailing '/' (it would make the kernel follow a last symlink
+ * despite O_NOFOLLOW), directories no longer than NAME_MAX.  Points
+ * *ret_last at the last component.  Returns 0 or -errno. */
+static int check_relpath(const char *relpath, const char **ret_last)
 {
 	const char *p = relpath, *comp, *last = NULL;
 	size_t len;
-	int fd;
 
-	fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return neg_errno();
-	for (;;) {
-		char name[NAME_MAX + 1];
-		const char *peek;
-		int nfd;
-
-		len = next_component(&p, &comp);
-		if (len == 0)
-			break;
-		peek = p;
-		while (*peek == '/')
-			peek++;
-		if (*peek == '\0') {
-			if (peek != p) {
-				/* "name/" would make openat() follow a
-				 * symlink NAME despite O_NOFOLLOW */
-				close(fd);
-				return -EINVAL;
-			}
+	while ((len = next_component(&p, &comp)) > 0) {
+		if ((len == 1 && comp[0] == '.') || (len == 2 && comp[0] == '.' && comp[1] == '.'))
+			return -EINVAL;
+		if (*p == '\0') {
 			last = comp;
 			break;
 		}
-		if (len > NAME_MAX) {
-			close(fd);
+		if (len > NAME_MAX)
 			return -ENAMETOOLONG;
-		}
+	}
+	if (!last)
+		return -EINVAL; /* empty, or a trailing '/' */
+	*ret_last = last;
+	return 0;
+}
+
+/* openat2() confined to below dir_fd: no symlink, no magic link, no ".."
+ * out of it anywhere on PATH (relative, shorter than PATH_MAX).  Retries
+ * the kernel's -EAGAIN (a rename elsewhere raced the lookup) a few times.
+ * Returns an fd or -errno (-ENOSYS: a kernel before 5.6). */
+static int openat2_beneath(int dir_fd, const char *path, int flags, mode_t mode)
+{
+	struct open_how how = {
+	        .flags = (uint64_t)(unsigned)(flags | O_CLOEXEC),
+	        .mode = flags & (O_CREAT | O_TMPFILE) ? mode : 0,
+	        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	long fd;
+
+	for (int tries = 0; tries < 8; tries++) {
+		fd = syscall(SYS_openat2, dir_fd, path, &how, sizeof(how));
+		if (fd >= 0)
+			return (int)fd;
+		if (errno != EAGAIN)
+			break;
+	}
+	return neg_errno();
+}
+
+/* The directory holding the last component of RELPATH (checked by
+ * check_relpath, LAST inside it), one component at a time with
+ * O_NOFOLLOW.  Only where openat2_beneath cannot serve: a directory part
+ * of PATH_MAX bytes or more (guest trees can be deeper than that), missing
+ * directories to create (MKDIRS), or a kernel without openat2.  Returns
+ * an fd or -errno. */
+static int open_parent_by_components(int root_fd, const char *relpath, const char *last, bool mkdirs)
+{
+	const char *p = relpath, *comp;
+	size_t len;
+	int fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return neg_errno();
+	while ((len = next_component(&p, &comp)) > 0 && comp != last) {
+		char name[NAME_MAX + 1];
+		int nfd;
+
 		memcpy(name, comp, len);
 		name[len] = '\0';
-		if (!strcmp(name, "..") || !strcmp(name, ".")) {
-			close(fd);
-			return -EINVAL;
-		}
 		nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (nfd < 0 && errno == ENOENT && mkdirs) {
 			if (mkdirat(fd, name, 0755) < 0 && errno != EEXIST) {
@@ -449,30 +480,56 @@ int open_parent_beneath(int root_fd, const char *relpath, bool mkdirs, const cha
 		close(fd);
 		fd = nfd;
 	}
-	if (!last) {
-		close(fd);
-		return -EINVAL;
+	return fd;
+}
+
+int open_parent_beneath(int root_fd, const char *relpath, bool mkdirs, const char **ret_name)
+{
+	const char *last;
+	char dir[PATH_MAX];
+	size_t skip = strspn(relpath, "/"), dlen;
+	int r = check_relpath(relpath, &last), fd;
+
+	if (r < 0)
+		return r;
+	dlen = (size_t)(last - (relpath + skip)); /* the directories, leading '/' left out */
+	if (dlen == 0) {
+		fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = fd < 0 ? neg_errno() : fd;
+	} else if (dlen < sizeof(dir)) {
+		memcpy(dir, relpath + skip, dlen);
+		dir[dlen] = '\0';
+		fd = openat2_beneath(root_fd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+		if (fd == -ENOSYS || fd == -EAGAIN || (fd == -ENOENT && mkdirs))
+			fd = open_parent_by_components(root_fd, relpath, last, mkdirs);
+	} else {
+		fd = open_parent_by_components(root_fd, relpath, last, mkdirs);
 	}
-	*ret_name = last;
+	if (fd >= 0)
+		*ret_name = last;
 	return fd;
 }
 
 int open_beneath(int root_fd, const char *relpath, int flags, mode_t mode)
 {
-	const char *name;
-	int dfd, fd;
+	const char *name, *last, *path = relpath + strspn(relpath, "/");
+	int dfd, fd, r;
 
 	if (relpath[0] == '\0') {
 		fd = openat(root_fd, ".", flags | O_CLOEXEC, mode);
 		return fd < 0 ? neg_errno() : fd;
 	}
+	r = check_relpath(relpath, &last);
+	if (r < 0)
+		return r;
+	if (strlen(path) < PATH_MAX) {
+		fd = openat2_beneath(root_fd, path, flags | O_NOFOLLOW, mode);
+		if (fd != -ENOSYS && fd != -EAGAIN)
+			return fd;
+	}
 	dfd = open_parent_beneath(root_fd, relpath, false, &name);
 	if (dfd < 0)
 		return dfd;
-	if (!strcmp(name, "..") || !strcmp(name, ".")) {
-		close(dfd);
-		return -EINVAL;
-	}
 	fd = openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		fd = neg_errno();

@@ -68,16 +68,21 @@ int fdlevels_top(const struct fdlevels *l);
 int fdlevels_drop(struct fdlevels *l);
 void fdlevels_release(struct fdlevels *l);
 
-/* Open RELPATH below root_fd component by component with O_NOFOLLOW, so a
- * symlink anywhere in the path fails with -ELOOP/-ENOTDIR instead of being
- * followed.  Works for paths longer than PATH_MAX.  FLAGS apply to the last
- * component (O_NOFOLLOW|O_CLOEXEC are added).  '.', '..' and a trailing '/'
- * are refused with -EINVAL.  Returns an fd or -errno. */
+/* The one "open beneath" helper: open RELPATH below root_fd with
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS),
+ * so a symlink anywhere in the path fails with -ELOOP (or -ENOTDIR)
+ * instead of being followed; O_PATH opens a last symlink itself.  Paths of
+ * PATH_MAX bytes or more (and kernels without openat2) go component by
+ * component with O_NOFOLLOW.  FLAGS apply to the last component
+ * (O_NOFOLLOW|O_CLOEXEC are added).  '.', '..' and a trailing '/' are
+ * refused with -EINVAL.  "" opens root_fd's directory again.  Returns an
+ * fd or -errno. */
 int open_beneath(int root_fd, const char *relpath, int flags, mode_t mode);
 
 /* Open the directory holding RELPATH (as open_beneath) and point
  * *ret_name at the last component inside relpath.  With MKDIRS, missing
- * directories are created with mode 0755.  Returns an fd or -errno. */
+ * directories are created with mode 0755 (component by component: openat2
+ * cannot create).  Returns an fd or -errno. */
 int open_parent_beneath(int root_fd, const char *relpath, bool mkdirs, const char **ret_name);
 
 #endif
