@@ -73,9 +73,13 @@ mkdir -p "$TEST_TMP/g.fs/h2/upper/usr/share/lockdemo"
 cp -a "$tree/usr/lib" "$TEST_TMP/g.fs/h2/upper/usr/share/lockdemo/"
 "${V[@]}" unify g2 >/dev/null 2>&1 &
 p=$!
-sleep 0.3 # (this unify may finish before; a handshake here needs a slower one)
+# the handshake: kill it once it is seen holding the lock; its exit status
+# then says whether the kill landed before it was done (a test that can
+# tell it did not test)
+holds_lock "$p" || fatal "the unify to kill never held the pool's lock"
 kill -9 "$p" 2>/dev/null
 wait "$p" 2>/dev/null
+assert_eq 137 $? "unify killed (SIGKILL) while it held the pool's lock"
 assert_ok timeout 30 "${V[@]}" status
 assert_ok timeout 120 "${V[@]}" unify g2
 assert_status 0 "${V[@]}" fsck
