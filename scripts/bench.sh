@@ -330,6 +330,8 @@ say "hardlink -c"
 fresh_fs a "$IMG_SIZE" "$FSA"
 copy_trees "$FSA/t"
 timed hardlink hardlink -c "$FSA/t"
+HARDLINK_WALL=$T_WALL
+HARDLINK_RC=$T_RC
 row hardlink "hardlink -c" "$(disk_after a "$FSA")" "links equal content, metadata of one copy wins"
 
 say "jdupes -r -L"
@@ -459,6 +461,8 @@ fresh_fs a "$IMG_SIZE" "$FSA"
 fresh_fs b "$POOL_SIZE" "$FSB"
 vunify_setup "$FSB/pool" "$FSA/h"
 timed vunify-cross env VUNIFY_TIMING=1 "$VUNIFY" -p "$POOL" unify
+CROSS_WALL=$T_WALL
+CROSS_RC=$T_RC
 da=$(disk_after a "$FSA")
 db=$(disk_after b "$FSB")
 row vunify-cross "vunify unify, cross-fs ($LAYOUT)" $((da + db)) \
@@ -467,6 +471,8 @@ row vunify-cross "vunify unify, cross-fs ($LAYOUT)" $((da + db)) \
 # objects (exactly the unique content) copied to the other filesystem.
 # shellcheck disable=SC2016 # expanded by the inner shell
 timed copy-unique sh -c 'cp -r "$1" "$2" && sync -f "$2"' sh "$FSB/pool/objects" "$FSA/copy-unique"
+COPY_WALL=$T_WALL
+COPY_RC=$T_RC
 row copy-unique "cp -r of the unique content + sync" - "the pool's objects to the other fs: the copy cross-fs unify must make"
 
 umount_guests
@@ -499,6 +505,19 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 				n / w, b / 1e6 / w, n, b / 1e6, w }'
 	else
 		echo "vunify first unify: failed, no rate"
+	fi
+	# issue 9's goals 2 and 3, side by side from this run
+	if [ "$UNIFY_RC" = 0 ] && [ "$HARDLINK_RC" = 0 ]; then
+		awk -v u="$UNIFY_WALL" -v h="$HARDLINK_WALL" -v l="$AUTO_LAYOUT" 'BEGIN {
+			printf "first unify (%s, one fs) vs hardlink -c on the same trees: %s s vs %s s = %.2fx (goal <= 0.5x)\n", l, u, h, u / h }'
+	else
+		echo "first unify vs hardlink -c: a run failed, no ratio"
+	fi
+	if [ "$CROSS_RC" = 0 ] && [ "$COPY_RC" = 0 ]; then
+		awk -v u="$CROSS_WALL" -v c="$COPY_WALL" 'BEGIN {
+			printf "cross-fs first unify vs cp -r + sync of the unique content: %s s vs %s s = %.2fx (goal <= 1.3x)\n", u, c, u / c }'
+	else
+		echo "cross-fs first unify vs cp + sync: a run failed, no ratio"
 	fi
 	for id in vunify-first vunify-cross; do
 		printf '%s phases (VUNIFY_TIMING):' "$id"
@@ -551,6 +570,10 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 		printf 'pagecache id=vunify-status method=%s objects_cached_bytes=%s shared_cached_bytes=%s\n' \
 			"$VU_MEM_METHOD" "$VU_MEM_CACHED" "${VU_MEM_SHARED:-0}"
 	printf 'layout auto=%s\n' "$AUTO_LAYOUT"
+	[ "$UNIFY_RC" != 0 ] || [ "$HARDLINK_RC" != 0 ] ||
+		awk -v u="$UNIFY_WALL" -v h="$HARDLINK_WALL" 'BEGIN { printf "ratio id=first-vs-hardlink value=%.3f goal=0.5\n", u / h }'
+	[ "$CROSS_RC" != 0 ] || [ "$COPY_RC" != 0 ] ||
+		awk -v u="$CROSS_WALL" -v c="$COPY_WALL" 'BEGIN { printf "ratio id=cross-vs-copy value=%.3f goal=1.3\n", u / c }'
 } >"$OUT"
 echo "machine-readable: $OUT"
 
