@@ -331,6 +331,7 @@ fresh_fs a "$IMG_SIZE" "$FSA"
 copy_trees "$FSA/t"
 timed hardlink hardlink -c "$FSA/t"
 HARDLINK_WALL=$T_WALL
+HARDLINK_CPU=$T_CPU
 HARDLINK_RC=$T_RC
 row hardlink "hardlink -c" "$(disk_after a "$FSA")" "links equal content, metadata of one copy wins"
 
@@ -419,6 +420,7 @@ AUTO_LAYOUT=$LAYOUT
 info "layout: $AUTO_LAYOUT"
 timed vunify-first env VUNIFY_TIMING=1 "$VUNIFY" -p "$POOL" unify
 UNIFY_WALL=$T_WALL
+UNIFY_CPU=$T_CPU
 UNIFY_RC=$T_RC
 row vunify-first "vunify unify, first ($AUTO_LAYOUT)" "$(disk_after a "$FSA")" "one fs; $(status_note)"
 timed vunify-again "$VUNIFY" -p "$POOL" unify
@@ -462,6 +464,7 @@ fresh_fs b "$POOL_SIZE" "$FSB"
 vunify_setup "$FSB/pool" "$FSA/h"
 timed vunify-cross env VUNIFY_TIMING=1 "$VUNIFY" -p "$POOL" unify
 CROSS_WALL=$T_WALL
+CROSS_CPU=$T_CPU
 CROSS_RC=$T_RC
 da=$(disk_after a "$FSA")
 db=$(disk_after b "$FSB")
@@ -472,6 +475,7 @@ row vunify-cross "vunify unify, cross-fs ($LAYOUT)" $((da + db)) \
 # shellcheck disable=SC2016 # expanded by the inner shell
 timed copy-unique sh -c 'cp -r "$1" "$2" && sync -f "$2"' sh "$FSB/pool/objects" "$FSA/copy-unique"
 COPY_WALL=$T_WALL
+COPY_CPU=$T_CPU
 COPY_RC=$T_RC
 row copy-unique "cp -r of the unique content + sync" - "the pool's objects to the other fs: the copy cross-fs unify must make"
 
@@ -508,14 +512,16 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 	fi
 	# issue 9's goals 2 and 3, side by side from this run
 	if [ "$UNIFY_RC" = 0 ] && [ "$HARDLINK_RC" = 0 ]; then
-		awk -v u="$UNIFY_WALL" -v h="$HARDLINK_WALL" -v l="$AUTO_LAYOUT" 'BEGIN {
-			printf "first unify (%s, one fs) vs hardlink -c on the same trees: %s s vs %s s = %.2fx (goal <= 0.5x)\n", l, u, h, u / h }'
+		awk -v u="$UNIFY_WALL" -v h="$HARDLINK_WALL" -v uc="$UNIFY_CPU" -v hc="$HARDLINK_CPU" -v l="$AUTO_LAYOUT" 'BEGIN {
+			printf "first unify (%s, one fs) vs hardlink -c on the same trees: %s s vs %s s = %.2fx (goal <= 0.5x); CPU %s s vs %s s = %.2fx\n",
+				l, u, h, u / h, uc, hc, uc / hc }'
 	else
 		echo "first unify vs hardlink -c: a run failed, no ratio"
 	fi
 	if [ "$CROSS_RC" = 0 ] && [ "$COPY_RC" = 0 ]; then
-		awk -v u="$CROSS_WALL" -v c="$COPY_WALL" 'BEGIN {
-			printf "cross-fs first unify vs cp -r + sync of the unique content: %s s vs %s s = %.2fx (goal <= 1.3x)\n", u, c, u / c }'
+		awk -v u="$CROSS_WALL" -v c="$COPY_WALL" -v uc="$CROSS_CPU" -v cc="$COPY_CPU" 'BEGIN {
+			printf "cross-fs first unify vs cp -r + sync of the unique content: %s s vs %s s = %.2fx (goal <= 1.3x); CPU %s s vs %s s\n",
+				u, c, u / c, uc, cc }'
 	else
 		echo "cross-fs first unify vs cp + sync: a run failed, no ratio"
 	fi
