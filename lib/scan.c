@@ -22,7 +22,10 @@ void scanned_file_free(struct scanned_file *f)
 	xattr_list_free(&f->m.xattrs);
 }
 
-#define ARENA_CHUNK (64 * 1024)
+/* Chunks grow from 4 KiB to 64 KiB: a guest with few files wastes little
+ * of its last chunk, one with many makes few allocations. */
+#define ARENA_CHUNK_MIN (4 * 1024)
+#define ARENA_CHUNK_MAX (64 * 1024)
 
 void path_arena_free(struct path_arena *a)
 {
@@ -39,7 +42,9 @@ static char *arena_strdup(struct path_arena *a, const char *s)
 	char *r;
 
 	if (l > a->left) {
-		size_t sz = l > ARENA_CHUNK ? l : ARENA_CHUNK;
+		size_t sz = a->n_chunks >= 4 ? ARENA_CHUNK_MAX : ARENA_CHUNK_MIN << a->n_chunks;
+		if (sz < l)
+			sz = l;
 		char **nv = realloc(a->chunks, (a->n_chunks + 1) * sizeof(*nv));
 		if (!nv)
 			return NULL;

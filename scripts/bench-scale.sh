@@ -140,16 +140,18 @@ mkfs.ext4 -q -F -I 512 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard "$IMG
 dev=$(losetup --direct-io=on -f --show "$IMG/a.img")
 mount -o noinit_itable "$dev" "$FSA"
 
-# timed ID CMD...: run CMD under /usr/bin/time; sets T_WALL, T_RSS (KiB).
+# timed ID CMD...: run CMD under /usr/bin/time; sets T_WALL, T_CPU (user +
+# sys: steadier than wall on a shared machine), T_RSS (KiB).
 timed() {
-	local id=$1 tf=$BENCH_DIR/tmp/time.$1 rc=0
+	local id=$1 tf=$BENCH_DIR/tmp/time.$1 rc=0 u s
 	shift
-	"$TIME" -f '%e %M' -o "$tf" "$@" >"$LOG/$id.log" 2>&1 || rc=$?
+	"$TIME" -f '%e %M %U %S' -o "$tf" "$@" >"$LOG/$id.log" 2>&1 || rc=$?
 	if [ "$rc" != 0 ]; then
 		sed 's/^/     | /' "$LOG/$id.log" | tail -n 20 >&2
 		die "failed (exit $rc): $*"
 	fi
-	read -r T_WALL T_RSS < <(tail -n 1 "$tf")
+	read -r T_WALL T_RSS u s < <(tail -n 1 "$tf")
+	T_CPU=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 phases() { awk '/^(scan|hash|decide|store) [0-9.]+$/ { printf " %s %s", $1, $2 }' "$LOG/$1.log"; }
@@ -217,21 +219,27 @@ OBJECTS=$("$VUNIFY" -p "$POOL" status --json | sed -n 's/.*"objects" *: *\([0-9]
 say "One new guest: into the pool of $N guests vs into an empty pool ($REPS runs each, interleaved)"
 FULL=()
 EMPTY=()
+FULL_CPU=()
+EMPTY_CPU=()
 for i in $(seq 1 "$REPS"); do
 	g=new$i
 	add_guests "$POOL" "$SRC" "$H" "$g"
 	timed "new-full-$i" env VUNIFY_TIMING=1 "$VUNIFY" -p "$POOL" unify "$g"
 	FULL+=("$T_WALL")
-	info "into $N guests: $T_WALL s ($((T_RSS / 1024)) MiB);$(phases "new-full-$i")"
+	FULL_CPU+=("$T_CPU")
+	info "into $N guests: $T_WALL s, CPU $T_CPU s ($((T_RSS / 1024)) MiB);$(phases "new-full-$i")"
 	ep=$FSA/empty$i
 	"$VUNIFY" -p "$ep" init >>"$LOG/init.log" 2>&1 || die "vunify init $ep failed"
 	add_guests "$ep" "$FSA/src-empty" "$FSA/he$i" "$g"
 	timed "new-empty-$i" env VUNIFY_TIMING=1 "$VUNIFY" -p "$ep" unify "$g"
 	EMPTY+=("$T_WALL")
-	info "into an empty pool: $T_WALL s ($((T_RSS / 1024)) MiB);$(phases "new-empty-$i")"
+	EMPTY_CPU+=("$T_CPU")
+	info "into an empty pool: $T_WALL s, CPU $T_CPU s ($((T_RSS / 1024)) MiB);$(phases "new-empty-$i")"
 done
 FULL_MED=$(printf '%s\n' "${FULL[@]}" | median)
 EMPTY_MED=$(printf '%s\n' "${EMPTY[@]}" | median)
+FULL_CPU_MED=$(printf '%s\n' "${FULL_CPU[@]}" | median)
+EMPTY_CPU_MED=$(printf '%s\n' "${EMPTY_CPU[@]}" | median)
 
 say "A guest of $((4 * FILES)) files into the pool of $N guests"
 add_guests "$POOL" "$FSA/src-big" "$H" big
@@ -267,6 +275,8 @@ SLOPE=$(awk -v f1="$f1" -v f3="$f3" -v r1="$r1" -v r3="$r3" 'BEGIN {
 		"$FILES" "$REPS" "$N" "$FULL_MED" "$EMPTY_MED" \
 		"$(awk -v a="$FULL_MED" -v b="$EMPTY_MED" 'BEGIN { printf "%.2f", a / b }')"
 	printf '   runs into the full pool: %s; into an empty pool: %s\n' "${FULL[*]}" "${EMPTY[*]}"
+	printf '   CPU (user + sys), median: into the pool of %d guests %s s, into an empty pool %s s: ratio %s\n' \
+		"$N" "$FULL_CPU_MED" "$EMPTY_CPU_MED" "$(awk -v a="$FULL_CPU_MED" -v b="$EMPTY_CPU_MED" 'BEGIN { printf "%.2f", a / b }')"
 	printf 'a guest of %d files into the pool of %d guests: %s s, %s x the %d-file guest (its size: 4 x)\n' \
 		$((4 * FILES)) "$N" "$BIG_WALL" "$(awk -v a="$BIG_WALL" -v b="$FULL_MED" 'BEGIN { printf "%.2f", a / b }')" "$FILES"
 	echo
@@ -284,7 +294,8 @@ SLOPE=$(awk -v f1="$f1" -v f3="$f3" -v r1="$r1" -v r3="$r3" 'BEGIN {
 	done
 	printf 'rss mib_per_mfiles=%s slope_mib_per_mfiles=%s\n' \
 		"$(awk -v k="$r3" -v f="$f3" 'BEGIN { printf "%.1f", k / 1024 / f * 1e6 }')" "$SLOPE"
-	printf 'newguest files=%s full_s=%s empty_s=%s big_files=%s big_s=%s\n' "$FILES" "$FULL_MED" "$EMPTY_MED" \
+	printf 'newguest files=%s full_s=%s empty_s=%s full_cpu_s=%s empty_cpu_s=%s big_files=%s big_s=%s\n' \
+		"$FILES" "$FULL_MED" "$EMPTY_MED" "$FULL_CPU_MED" "$EMPTY_CPU_MED" \
 		$((4 * FILES)) "$BIG_WALL"
 } >"$OUT"
 echo "machine-readable: $OUT"

@@ -330,6 +330,9 @@ say "hardlink -c"
 fresh_fs a "$IMG_SIZE" "$FSA"
 copy_trees "$FSA/t"
 timed hardlink hardlink -c "$FSA/t"
+HARDLINK_WALL=$T_WALL
+HARDLINK_CPU=$T_CPU
+HARDLINK_RC=$T_RC
 row hardlink "hardlink -c" "$(disk_after a "$FSA")" "links equal content, metadata of one copy wins"
 
 say "jdupes -r -L"
@@ -417,6 +420,7 @@ AUTO_LAYOUT=$LAYOUT
 info "layout: $AUTO_LAYOUT"
 timed vunify-first env VUNIFY_TIMING=1 "$VUNIFY" -p "$POOL" unify
 UNIFY_WALL=$T_WALL
+UNIFY_CPU=$T_CPU
 UNIFY_RC=$T_RC
 row vunify-first "vunify unify, first ($AUTO_LAYOUT)" "$(disk_after a "$FSA")" "one fs; $(status_note)"
 timed vunify-again "$VUNIFY" -p "$POOL" unify
@@ -459,6 +463,9 @@ fresh_fs a "$IMG_SIZE" "$FSA"
 fresh_fs b "$POOL_SIZE" "$FSB"
 vunify_setup "$FSB/pool" "$FSA/h"
 timed vunify-cross env VUNIFY_TIMING=1 "$VUNIFY" -p "$POOL" unify
+CROSS_WALL=$T_WALL
+CROSS_CPU=$T_CPU
+CROSS_RC=$T_RC
 da=$(disk_after a "$FSA")
 db=$(disk_after b "$FSB")
 row vunify-cross "vunify unify, cross-fs ($LAYOUT)" $((da + db)) \
@@ -467,6 +474,9 @@ row vunify-cross "vunify unify, cross-fs ($LAYOUT)" $((da + db)) \
 # objects (exactly the unique content) copied to the other filesystem.
 # shellcheck disable=SC2016 # expanded by the inner shell
 timed copy-unique sh -c 'cp -r "$1" "$2" && sync -f "$2"' sh "$FSB/pool/objects" "$FSA/copy-unique"
+COPY_WALL=$T_WALL
+COPY_CPU=$T_CPU
+COPY_RC=$T_RC
 row copy-unique "cp -r of the unique content + sync" - "the pool's objects to the other fs: the copy cross-fs unify must make"
 
 umount_guests
@@ -499,6 +509,21 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 				n / w, b / 1e6 / w, n, b / 1e6, w }'
 	else
 		echo "vunify first unify: failed, no rate"
+	fi
+	# issue 9's goals 2 and 3, side by side from this run
+	if [ "$UNIFY_RC" = 0 ] && [ "$HARDLINK_RC" = 0 ]; then
+		awk -v u="$UNIFY_WALL" -v h="$HARDLINK_WALL" -v uc="$UNIFY_CPU" -v hc="$HARDLINK_CPU" -v l="$AUTO_LAYOUT" 'BEGIN {
+			printf "first unify (%s, one fs) vs hardlink -c on the same trees: %s s vs %s s = %.2fx (goal <= 0.5x); CPU %s s vs %s s = %.2fx\n",
+				l, u, h, u / h, uc, hc, uc / hc }'
+	else
+		echo "first unify vs hardlink -c: a run failed, no ratio"
+	fi
+	if [ "$CROSS_RC" = 0 ] && [ "$COPY_RC" = 0 ]; then
+		awk -v u="$CROSS_WALL" -v c="$COPY_WALL" -v uc="$CROSS_CPU" -v cc="$COPY_CPU" 'BEGIN {
+			printf "cross-fs first unify vs cp -r + sync of the unique content: %s s vs %s s = %.2fx (goal <= 1.3x); CPU %s s vs %s s\n",
+				u, c, u / c, uc, cc }'
+	else
+		echo "cross-fs first unify vs cp + sync: a run failed, no ratio"
 	fi
 	for id in vunify-first vunify-cross; do
 		printf '%s phases (VUNIFY_TIMING):' "$id"
@@ -551,6 +576,10 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 		printf 'pagecache id=vunify-status method=%s objects_cached_bytes=%s shared_cached_bytes=%s\n' \
 			"$VU_MEM_METHOD" "$VU_MEM_CACHED" "${VU_MEM_SHARED:-0}"
 	printf 'layout auto=%s\n' "$AUTO_LAYOUT"
+	[ "$UNIFY_RC" != 0 ] || [ "$HARDLINK_RC" != 0 ] ||
+		awk -v u="$UNIFY_WALL" -v h="$HARDLINK_WALL" 'BEGIN { printf "ratio id=first-vs-hardlink value=%.3f goal=0.5\n", u / h }'
+	[ "$CROSS_RC" != 0 ] || [ "$COPY_RC" != 0 ] ||
+		awk -v u="$CROSS_WALL" -v c="$COPY_WALL" 'BEGIN { printf "ratio id=cross-vs-copy value=%.3f goal=1.3\n", u / c }'
 } >"$OUT"
 echo "machine-readable: $OUT"
 
