@@ -35,7 +35,7 @@
 #include "lowerlist.h"
 #include "object.h"
 #include "overlay.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "unify.h"
 #include "util.h"
 #include "banned.h"

@@ -16,7 +16,7 @@
 #include "copy.h"
 #include "layout.h"
 #include "overlay.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "util.h"
 #include "banned.h"
 

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "overlay.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "unify_internal.h"
 #include "banned.h"
 

@@ -28,7 +28,7 @@
 #include "lower.h"
 #include "overlay.h"
 #include "online.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "unify.h"
 #include "util.h"
 #include "walk.h"

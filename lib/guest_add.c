@@ -28,7 +28,7 @@
 
 #include "copy.h"
 #include "layout.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "unify.h"
 #include "util.h"
 #include "banned.h"

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "dircache.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "util.h"
 #include "walk.h"
 #include "banned.h"

@@ -288,7 +288,7 @@ int lower_scan(struct pool *p, int lower_fd, const struct object_map *map, bool 
 	return 0;
 }
 
-struct du {
+struct disk_usage {
 	struct ino_map inos;
 	uint64_t bytes;
 	uint64_t limit, over;
@@ -296,7 +296,7 @@ struct du {
 
 static int du_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 {
-	struct du *d = ud;
+	struct disk_usage *d = ud;
 	int added = 1;
 
 	if (ev == WALK_DIR_POST)
@@ -314,7 +314,7 @@ static int du_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 
 int tree_disk_usage_over(int dir_fd, uint64_t limit, uint64_t *ret_bytes, uint64_t *ret_over)
 {
-	struct du d = {.limit = limit};
+	struct disk_usage d = {.limit = limit};
 	int r = walk_tree(dir_fd, du_cb, &d);
 
 	ino_map_free(&d.inos);

@@ -31,12 +31,12 @@ int lowerlist_exists(int home_fd)
 }
 
 /* A growing buffer of records. */
-struct recbuf {
+struct record_buf {
 	char *b;
 	size_t len, cap;
 };
 
-static int rec_add(struct recbuf *rb, const char *name, const char *path)
+static int rec_add(struct record_buf *rb, const char *name, const char *path)
 {
 	size_t nl = name ? strlen(name) : 1, pl = strlen(path), need = nl + pl + 2;
 
@@ -57,7 +57,7 @@ static int rec_add(struct recbuf *rb, const char *name, const char *path)
 
 int lowerlist_append(int home_fd, const char *const *names, const char *const *paths, size_t n)
 {
-	struct recbuf rb = {0};
+	struct record_buf rb = {0};
 	_cleanup_close_ int fd = -1;
 	int r = 0;
 
@@ -80,14 +80,14 @@ int lowerlist_append(int home_fd, const char *const *names, const char *const *p
 	return r;
 }
 
-struct describe {
-	struct recbuf rb;
+struct describe_walk {
+	struct record_buf rb;
 	struct object_map *map;
 };
 
 static int describe_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 {
-	struct describe *d = ud;
+	struct describe_walk *d = ud;
 	const char *name;
 
 	if (ev != WALK_ENTRY || !S_ISREG(e->st.st_mode))
@@ -100,7 +100,7 @@ static int describe_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 
 int lowerlist_write(struct pool *p, int home_fd, int lower_fd)
 {
-	struct describe d = {0};
+	struct describe_walk d = {0};
 	int r;
 
 	r = objects_scan(p, NULL, &d.map, NULL, NULL);
@@ -125,13 +125,13 @@ int lowerlist_write(struct pool *p, int home_fd, int lower_fd)
 
 /* ---- replay ---- */
 
-struct missing {
+struct missing_objects {
 	struct nameset seen;
 	char **v;
 	size_t n;
 };
 
-static int note_missing(struct missing *m, const char *name)
+static int note_missing(struct missing_objects *m, const char *name)
 {
 	char **nv;
 	int r = nameset_add(&m->seen, name);
@@ -149,7 +149,8 @@ static int note_missing(struct missing *m, const char *name)
 	return 0;
 }
 
-static int replay_one(struct pool *p, int dir_fd, const char *name, const char *path, struct missing *m)
+static int replay_one(struct pool *p, int dir_fd, const char *name, const char *path,
+                      struct missing_objects *m)
 {
 	_cleanup_close_ int parent = -1, obj = -1;
 	const char *leaf;
@@ -180,7 +181,7 @@ static int replay_one(struct pool *p, int dir_fd, const char *name, const char *
 int lowerlist_replay(struct pool *p, int home_fd, int dir_fd, char ***ret_missing, size_t *ret_n_missing)
 {
 	_cleanup_free_ char *buf = NULL;
-	struct missing m = {0};
+	struct missing_objects m = {0};
 	size_t len = 0;
 	int r;
 

@@ -21,7 +21,7 @@
 #include "layout.h"
 #include "object.h"
 #include "overlay.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "util.h"
 #include "walk.h"
 #include "xattr.h"

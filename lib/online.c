@@ -24,7 +24,7 @@
 #include "layout.h"
 #include "lowerlist.h"
 #include "parallel.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "unify.h"
 #include "util.h"
 #include "walk.h"

@@ -20,10 +20,10 @@
 #define __NR_cachestat 451
 #endif
 
-struct cs_range {
+struct cachestat_range {
 	uint64_t off, len;
 };
-struct cs {
+struct cachestat {
 	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
 };
 
@@ -93,8 +93,8 @@ static int cached_pages(int fd, uint64_t size, bool *use_cachestat, uint64_t *re
 	void *map;
 
 	if (*use_cachestat) {
-		struct cs_range range = {0, 0};
-		struct cs st = {0};
+		struct cachestat_range range = {0, 0};
+		struct cachestat st = {0};
 		if (syscall(__NR_cachestat, fd, &range, &st, 0) == 0) {
 			*ret = st.nr_cache;
 			return 0;

@@ -34,7 +34,7 @@
 #include "hash.h"
 #include "lower.h"
 #include "object.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "util.h"
 #include "banned.h"
 

@@ -19,7 +19,7 @@
 #include "online.h"
 #include "overlay.h"
 #include "parallel.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "unify_internal.h"
 #include "banned.h"
 

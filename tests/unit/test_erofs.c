@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "erofs.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "util.h"
 #include "banned.h"
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "remove.h"
+#include "remove_tree.h"
 #include "util.h"
 
 /* Remove the scratch directory PATH and everything below it (rm -rf

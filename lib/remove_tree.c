@@ -1,7 +1,7 @@
 /* rm -rf through the safe walk: children are unlinked through their
  * parent's fd, directories removed after their contents. */
 #define _GNU_SOURCE
-#include "remove.h"
+#include "remove_tree.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* Removing trees safely (no symlink followed, any depth). */
-#ifndef VUNIFY_REMOVE_H
-#define VUNIFY_REMOVE_H
+#ifndef VUNIFY_REMOVE_TREE_H
+#define VUNIFY_REMOVE_TREE_H
 
 #include <stdint.h>
 
