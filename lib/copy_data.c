@@ -22,15 +22,10 @@ static int copy_range_rw(int src, int dst, uint64_t off, uint64_t end)
 	if (!buf)
 		return -ENOMEM;
 	while (off < end) {
-		ssize_t n = pread(src, buf, (size_t)MIN(end - off, (uint64_t)CHUNK), (off_t)off);
+		ssize_t n = pread_data(src, buf, (size_t)MIN(end - off, (uint64_t)CHUNK), off);
 		int r;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return neg_errno();
-		}
-		if (n == 0)
-			return -E_CHANGED; /* shrank */
+		if (n < 0)
+			return (int)n; /* -E_CHANGED: shrank */
 		r = pwrite_all(dst, buf, (size_t)n, off);
 		if (r < 0)
 			return r;

@@ -106,15 +106,10 @@ static int hash_range(struct hash_ctx *c, int fd, unsigned char *buf, uint64_t o
 {
 	while (off < end) {
 		size_t want = (size_t)MIN(end - off, (uint64_t)READ_CHUNK);
-		ssize_t n = pread(fd, buf, want, (off_t)off);
+		ssize_t n = pread_data(fd, buf, want, off);
 		int r;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return neg_errno();
-		}
-		if (n == 0)
-			return -E_CHANGED; /* shrank under us */
+		if (n < 0)
+			return (int)n; /* -E_CHANGED: shrank under us */
 		r = hash_update(c, buf, (size_t)n);
 		if (r < 0)
 			return r;

@@ -28,15 +28,10 @@ static int copy_hash_range(int src, int dst, struct hash_ctx *c, unsigned char *
                            uint64_t end)
 {
 	while (off < end) {
-		ssize_t n = pread(src, buf, (size_t)MIN(end - off, (uint64_t)CHUNK), (off_t)off);
+		ssize_t n = pread_data(src, buf, (size_t)MIN(end - off, (uint64_t)CHUNK), off);
 		int r;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return neg_errno();
-		}
-		if (n == 0)
-			return -E_CHANGED; /* shrank: not what was hashed */
+		if (n < 0)
+			return (int)n; /* -E_CHANGED: shrank, not what was hashed */
 		r = hash_update(c, buf, (size_t)n);
 		if (r < 0)
 			return r;

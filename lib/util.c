@@ -29,6 +29,19 @@ char *path_join(const char *a, const char *b)
 	return p;
 }
 
+ssize_t pread_data(int fd, void *buf, size_t len, uint64_t off)
+{
+	for (;;) {
+		ssize_t n = pread(fd, buf, len, (off_t)off);
+		if (n > 0)
+			return n;
+		if (n == 0)
+			return -E_CHANGED;
+		if (errno != EINTR)
+			return neg_errno();
+	}
+}
+
 int write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;

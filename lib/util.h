@@ -109,6 +109,11 @@ int open_regular_at(int dir_fd, const char *name, int flags, struct stat *ret_st
  * rename over NAME, fsync the directory.  Returns 0 or -errno. */
 int write_file_atomic_at(int dirfd, const char *name, const void *buf, size_t len, mode_t mode);
 
+/* pread(2) of up to LEN (> 0) bytes at OFF, retried on EINTR.  Returns
+ * the number read (> 0), -E_CHANGED at the end of the file (the caller
+ * expected more: the file shrank), or -errno. */
+ssize_t pread_data(int fd, void *buf, size_t len, uint64_t off);
+
 /* write(2) until done; returns 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);
 /* pwrite(2) at OFF until done; returns 0 or -errno. */
