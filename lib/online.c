@@ -145,7 +145,7 @@ static int copy_entry(int src_dir, const char *name, const struct stat *st, int 
 	if (fstat(sfd, &st2) < 0)
 		return neg_errno();
 	if (st2.st_ino != st->st_ino || !S_ISREG(st2.st_mode))
-		return -EAGAIN;
+		return -E_CHANGED; /* replaced since the walk saw it */
 	dfd = openat(dst_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (dfd < 0)
 		return neg_errno();
