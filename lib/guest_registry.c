@@ -19,7 +19,7 @@
 #include "layout.h"
 #include "pool_internal.h"
 #include "overlay.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "util.h"
 #include "banned.h"
 
