@@ -20,39 +20,9 @@
 #include "lower.h"
 #include "object.h"
 #include "parallel.h"
+#include "store_internal.h"
 #include "unify_internal.h"
 #include "banned.h"
-
-/* An object this batch creates.  ADOPT: the upper file is on the pool's
- * filesystem and becomes the object itself (no data copied): in the link
- * layout by a hard link before the lower entries are made, in the redirect
- * layout by renaming it into objects/ after its stub is durable. */
-struct pending {
-	char tmp[OBJECT_TMP_MAX];
-	char name[OBJECT_NAME_MAX];
-	struct scanned_file *adopt;
-};
-
-struct batch {
-	uint32_t *slots; /* PEND_SLOTS: index into pend[] or UINT32_MAX */
-	struct scanned_file **files;
-	char (*names)[OBJECT_NAME_MAX];
-	size_t n;
-	struct pending *pend;
-	size_t n_pend;
-	uint64_t bytes;
-};
-
-struct apply {
-	const struct hash_set *pool_set; /* contents the pool held before the run */
-	struct hasher hasher; /* for copies into the pool */
-	struct pool *p;
-	const struct layout_ops *ops;
-	struct guest_scan *gs;
-	struct dircache upper_dc, lower_dc;
-	bool same_fs; /* upper and objects/ on one filesystem */
-	struct replica_session *replicas; /* replicated unify, or NULL */
-};
 
 /* The batch's pending names, open addressing over pend[] (names are hex
  * digests: their first 16 digits are a fine hash). */
@@ -92,49 +62,6 @@ static void batch_reset(struct batch *b)
 	b->n = b->n_pend = 0;
 	b->bytes = 0;
 	memset(b->slots, 0xff, PEND_SLOTS * sizeof(*b->slots));
-}
-
-/* Our own link or unlink changed the upper inode's ctime and link count:
- * take them again, provided the upper name still shows the inode, size,
- * mtime and type the scan saw.  Returns 0 or -errno (-ESTALE). */
-static int restat_upper(struct dircache *dc, struct scanned_file *f)
-{
-	const char *name;
-	struct stat st;
-	int dfd = dircache_parent(dc, f->paths[0], &name);
-
-	if (dfd < 0)
-		return dfd;
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return neg_errno();
-	if (st.st_dev != f->m.st.st_dev || st.st_ino != f->m.st.st_ino || st.st_size != f->m.st.st_size ||
-	    st.st_mtim.tv_sec != f->m.st.st_mtim.tv_sec || st.st_mtim.tv_nsec != f->m.st.st_mtim.tv_nsec ||
-	    (st.st_mode & S_IFMT) != (f->m.st.st_mode & S_IFMT))
-		return -ESTALE;
-	f->m.st.st_ctim = scan_time_of(st.st_ctim);
-	f->m.st.st_nlink = st.st_nlink > UINT32_MAX ? UINT32_MAX : (uint32_t)st.st_nlink;
-	return 0;
-}
-
-/* A half-adopted file (link layout, see settle_half_adopted) whose inode is
- * the object f->half but whose content or metadata no longer give that
- * name: the guest wrote through the shared inode.  The wrong name leaves
- * objects/ (if it still is this inode), so no other file is linked to it
- * again; the lower entries already linked to it keep their view, and fsck
- * reports them as not linked to any object.  The file itself is then
- * copied into the pool like any other. */
-static int drop_misnamed_object(struct apply *a, struct scanned_file *f)
-{
-	char rel[OBJECT_NAME_MAX + 4];
-	struct stat st;
-
-	object_relpath(f->half, rel);
-	if (fstatat(a->p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == f->m.st.st_dev &&
-	    st.st_ino == f->m.st.st_ino && unlinkat(a->p->objects_fd, rel, 0) < 0)
-		return neg_errno();
-	free(f->half);
-	f->half = NULL;
-	return restat_upper(&a->upper_dc, f);
 }
 
 /* Make sure the object for f exists or is pending in this batch.
@@ -203,131 +130,6 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 	b->n_pend++;
 	count_add(&a->gs->res->new_objects, 1);
 	count_add(&a->gs->res->new_object_bytes, (uint64_t)f->m.st.st_size);
-	return 0;
-}
-
-/* Link layout: before its upper file is adopted, its lower entry becomes
- * a second name of that very inode (hidden by the upper name, in the
- * guest's own lower layer: nothing else is linked to it).  Returns 0 or
- * -errno (-ESTALE: the upper file changed). */
-static int place_adopter(struct apply *a, struct scanned_file *f)
-{
-	const char *name, *ename;
-	struct stat st;
-	_cleanup_close_ int fd = -1;
-	int dfd = dircache_parent(&a->upper_dc, f->paths[0], &name), r;
-
-	if (dfd < 0)
-		return dfd;
-	fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return neg_errno();
-	if (fstat(fd, &st) < 0)
-		return neg_errno();
-	if (!same_file(&st, &f->m.st))
-		return -ESTALE;
-	dfd = dircache_parent(&a->lower_dc, f->paths[0], &ename);
-	if (dfd < 0)
-		return dfd;
-	r = layout_link_in_place(fd, dfd, ename);
-	if (r < 0)
-		return r;
-	return restat_upper(&a->upper_dc, f);
-}
-
-/* Move the upper file of pe into objects/ by renaming its one upper name
- * (RENAME_NOREPLACE: an existing object of that name wins).  In the
- * redirect layout its stub is durable already; in the link layout its
- * lower entry is a durable second name of the same inode (place_adopter).
- * The rename goes by name, so the inode renamed is checked afterwards: a
- * file swapped in meanwhile is renamed back and the file left alone.
- * Returns 1 when the upper name was moved, 0 when it stays (the object
- * existed), or -errno (-ESTALE: changed). */
-static int adopt_object(struct apply *a, struct pending *pe)
-{
-	char rel[OBJECT_NAME_MAX + 4];
-	const char *name;
-	struct stat st;
-	int dfd = dircache_parent(&a->upper_dc, pe->adopt->paths[0], &name);
-
-	if (dfd < 0)
-		return dfd;
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return neg_errno();
-	if (!same_file(&st, &pe->adopt->m.st))
-		return -ESTALE;
-	object_relpath(pe->name, rel);
-	if (renameat2(dfd, name, a->p->objects_fd, rel, RENAME_NOREPLACE) < 0) {
-		if (errno != EEXIST)
-			return neg_errno();
-		/* another guest of this run made it first: not new after all */
-		count_sub(&a->gs->res->new_objects, 1);
-		count_sub(&a->gs->res->new_object_bytes, (uint64_t)pe->adopt->m.st.st_size);
-		return 0;
-	}
-	if (fstatat(a->p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return neg_errno();
-	if (st.st_dev != pe->adopt->m.st.st_dev || st.st_ino != pe->adopt->m.st.st_ino) {
-		/* swapped in between the check and the rename: give it back */
-		if (renameat2(a->p->objects_fd, rel, dfd, name, RENAME_NOREPLACE) < 0)
-			return neg_errno();
-		count_sub(&a->gs->res->new_objects, 1);
-		count_sub(&a->gs->res->new_object_bytes, (uint64_t)pe->adopt->m.st.st_size);
-		return -ESTALE;
-	}
-	return 1;
-}
-
-/* An adopted redirect object still has the guest file's owner, mode and
- * xattrs; once no upper name shows that inode any more, make it a plain
- * object.  (Data-only objects' metadata is never seen by guests, so a crash
- * before this point harms nothing.) */
-static void plain_object(struct pool *p, const struct pending *pe)
-{
-	char rel[OBJECT_NAME_MAX + 4];
-
-	object_relpath(pe->name, rel);
-	if (pe->adopt->m.xattrs.n) {
-		char path[64 + OBJECT_NAME_MAX];
-		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", p->objects_fd, rel);
-		for (size_t i = 0; i < pe->adopt->m.xattrs.n; i++)
-			(void)lremovexattr(path, pe->adopt->m.xattrs.v[i].name);
-	}
-	/* Best effort, as the comment above says; glibc's fortified headers
-	 * mark these warn_unused_result, which a (void) cast does not quiet. */
-	if (pe->adopt->m.st.st_uid || pe->adopt->m.st.st_gid)
-		if (fchownat(p->objects_fd, rel, 0, 0, AT_SYMLINK_NOFOLLOW) < 0)
-			errno = 0;
-	if (fchmodat(p->objects_fd, rel, 0444, 0) < 0)
-		errno = 0;
-}
-
-/* Remove the upper copies of f, only if each is still the inode the scan
- * saw with the same size, mtime and ctime (an edit in place keeps the
- * inode).  All names are checked before the first goes, since our own
- * unlink changes the inode's ctime for the names after it (those are then
- * checked by device and inode).  A name already moved into the pool is
- * gone already. */
-static int remove_upper(struct apply *a, struct scanned_file *f, bool adopted)
-{
-	for (int pass = 0; pass < 2; pass++)
-		for (uint32_t i = adopted ? 1 : 0; i < f->n_paths; i++) {
-			const char *name;
-			struct stat st;
-			int dfd = dircache_parent(&a->upper_dc, f->paths[i], &name);
-			if (dfd < 0)
-				return dfd;
-			if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-				if (errno == ENOENT)
-					continue;
-				return neg_errno();
-			}
-			if (pass == 0 ? !same_file(&st, &f->m.st)
-			              : st.st_dev != f->m.st.st_dev || st.st_ino != f->m.st.st_ino)
-				return -ESTALE;
-			if (pass == 1 && unlinkat(dfd, name, 0) < 0)
-				return neg_errno();
-		}
 	return 0;
 }
 
