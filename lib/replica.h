@@ -7,7 +7,7 @@
  * last brought up to date).  Objects travel by rsync over ssh, one rsync
  * per batch, into a staging directory of the replica pool; the replica's
  * own `vunify receive` (rsync's --rsync-path) then verifies and names them
- * durably before rsync reports success (the order is in replica.c).  It
+ * durably before rsync reports success (the order is in replica_send.c).  It
  * holds the replica pool's shared lock meanwhile, so the replica's gc and
  * tmp cleanup wait. */
 #ifndef VUNIFY_REPLICA_H

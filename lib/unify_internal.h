@@ -8,6 +8,7 @@
  *   store.c       settle half-adopted files, record references, then run
  *                 the store batches in parallel
  *   store_batch.c one batch: objects, names, lower entries, upper removal
+ *   store_object.c  the steps for one file of a batch
  *   guest_stats.c the guests' figures and references after the run
  *   parallel.c    the thread pool the phases run on */
 #ifndef VUNIFY_UNIFY_INTERNAL_H

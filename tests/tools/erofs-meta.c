@@ -1,5 +1,5 @@
 /* erofs-meta: pack a directory tree (a guest's HOME/meta, or any tree) into
- * an EROFS image with vunify's own writer (lib/erofs.c).
+ * an EROFS image with vunify's own writer (lib/erofs_*.c).
  *
  *   erofs-meta SRC_DIR IMAGE
  *   erofs-meta --mount IMAGE DIR

@@ -1,4 +1,4 @@
-/* lib/erofs.c: images of every inode type, hostile names, big directories,
+/* lib/erofs_*.c: images of every inode type, hostile names, big directories,
  * deep trees, xattrs of every namespace and hard links, each checked by
  * fsck.erofs (erofs-utils) and, as root, by mounting the image (mount(2)
  * of the file itself, no loop device) and comparing tests/tools/manifest
