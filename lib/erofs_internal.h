@@ -46,9 +46,10 @@
 #define XATTR_HEADER_SIZE 12
 #define CHUNK_BLKBITS_MAX 31
 
-/* The on-disk data layout of an inode (i_format bits 1-3), nothing to do
+/* The on-disk data layout of an inode (i_format bits 1-3; the kernel's
+ * names), nothing to do
  * with vunify's lower-layer layouts. */
-enum { EROFS_DATALAYOUT_FLAT_PLAIN = 0, EROFS_DATALAYOUT_FLAT_INLINE = 2, EROFS_DATALAYOUT_CHUNK_BASED = 4 };
+enum { EROFS_INODE_FLAT_PLAIN = 0, EROFS_INODE_FLAT_INLINE = 2, EROFS_INODE_CHUNK_BASED = 4 };
 enum {
 	XATTR_INDEX_USER = 1,
 	XATTR_INDEX_ACL_ACCESS = 2,
@@ -92,7 +93,7 @@ struct erofs_node {
 	/* layout, filled by erofs_write_fd */
 	bool queued;
 	bool compact;
-	uint8_t datalayout; /* EROFS_DATALAYOUT_* */
+	uint8_t datalayout; /* EROFS_INODE_{FLAT_PLAIN,FLAT_INLINE,CHUNK_BASED} */
 	uint32_t n_shared;
 	uint32_t xsize; /* inline xattr body, 0 if none */
 	uint32_t tail; /* bytes after the inode and xattrs: inline data or chunk map */

@@ -266,13 +266,13 @@ static int layout_inodes(struct erofs_layout *l)
 		isize = n->compact ? 32 : 64;
 		n->tail = 0;
 		n->data_blocks = 0;
-		n->datalayout = EROFS_DATALAYOUT_FLAT_PLAIN;
+		n->datalayout = EROFS_INODE_FLAT_PLAIN;
 		if (S_ISDIR(n->mode) || S_ISLNK(n->mode)) {
 			uint32_t tail = S_ISDIR(n->mode) ? n->dir_tail : (uint32_t)n->target_len;
 			uint32_t full = S_ISDIR(n->mode) ? n->dir_blocks - 1 : 0;
 
 			if (tail < BLK && isize + n->xsize + tail <= BLK) {
-				n->datalayout = EROFS_DATALAYOUT_FLAT_INLINE;
+				n->datalayout = EROFS_INODE_FLAT_INLINE;
 				n->tail = tail;
 				n->data_blocks = full;
 			} else {
@@ -281,7 +281,7 @@ static int layout_inodes(struct erofs_layout *l)
 		} else if (S_ISREG(n->mode) && n->size > 0) {
 			uint64_t chunks;
 
-			n->datalayout = EROFS_DATALAYOUT_CHUNK_BASED;
+			n->datalayout = EROFS_INODE_CHUNK_BASED;
 			n->chunkbits = 0;
 			while (n->chunkbits < CHUNK_BLKBITS_MAX && ((uint64_t)BLK << n->chunkbits) < n->size)
 				n->chunkbits++;

@@ -198,7 +198,7 @@ static int write_inode(struct wbuf *w, const struct erofs_layout *l, const struc
 	(void)l;
 	if (S_ISCHR(n->mode) || S_ISBLK(n->mode))
 		iu = encode_dev(n->rdev);
-	else if (n->datalayout == EROFS_DATALAYOUT_CHUNK_BASED)
+	else if (n->datalayout == EROFS_INODE_CHUNK_BASED)
 		iu = n->chunkbits; /* format: chunk blkbits, 4-byte block map */
 	else if (n->data_blocks)
 		iu = n->data_blkaddr;
@@ -251,16 +251,16 @@ static int write_inode(struct wbuf *w, const struct erofs_layout *l, const struc
 		if (r < 0)
 			return r;
 	}
-	if (n->datalayout == EROFS_DATALAYOUT_CHUNK_BASED) {
+	if (n->datalayout == EROFS_INODE_CHUNK_BASED) {
 		unsigned char e[4];
 		uint32_t k;
 
 		put32(e, NULL_ADDR);
 		for (k = 0; r == 0 && k < n->tail / 4; k++)
 			r = wb_put(w, e, 4);
-	} else if (n->datalayout == EROFS_DATALAYOUT_FLAT_INLINE && S_ISLNK(n->mode)) {
+	} else if (n->datalayout == EROFS_INODE_FLAT_INLINE && S_ISLNK(n->mode)) {
 		r = wb_put(w, n->target, n->target_len);
-	} else if (n->datalayout == EROFS_DATALAYOUT_FLAT_INLINE && S_ISDIR(n->mode)) {
+	} else if (n->datalayout == EROFS_INODE_FLAT_INLINE && S_ISDIR(n->mode)) {
 		struct dirwrite dw = {.w = w, .inline_tail = true, .tail_only = true};
 		uint32_t b, t;
 
@@ -283,7 +283,7 @@ static int write_data(struct wbuf *w, const struct erofs_node *n)
 	if (S_ISLNK(n->mode)) {
 		r = wb_put(w, n->target, n->target_len);
 	} else {
-		struct dirwrite dw = {.w = w, .inline_tail = n->datalayout == EROFS_DATALAYOUT_FLAT_INLINE};
+		struct dirwrite dw = {.w = w, .inline_tail = n->datalayout == EROFS_INODE_FLAT_INLINE};
 		uint32_t b, t;
 
 		erofs_dir_split(n, &b, &t, dir_block, &dw);
