@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "layout.h"
 #include "lower.h"
 #include "lowerlist.h"
 #include "object.h"
@@ -123,15 +124,15 @@ static int object_intact(struct pool *p, const char *name)
 	return !strncmp(hex, name, HASH_HEX_LEN);
 }
 
-#define STAGING_PREFIX ".adopt."
-
 int guest_adopt(struct pool *p, const char *name, const char *home, bool verify, struct adopt_report *ret)
 {
 	struct adopt_report rep = {0};
 	struct lower_stats ls = {0};
 	struct object_map *map = NULL;
-	_cleanup_free_ char *abs = NULL, *upper = NULL, *staging = NULL;
-	_cleanup_close_ int home_fd = -1, lower_fd = -1, roots_fd = -1;
+	const struct layout_ops *ops = layout_ops_for(p);
+	struct adopt_staging staging = {.dir_fd = -1};
+	_cleanup_free_ char *abs = NULL, *upper = NULL;
+	_cleanup_close_ int home_fd = -1, lower_fd = -1;
 	struct guest *g = NULL;
 	char idbuf[256];
 	bool rebind = false;
@@ -174,47 +175,23 @@ int guest_adopt(struct pool *p, const char *name, const char *home, bool verify,
 	if (r != 0)
 		return r > 0 ? -EBUSY : r;
 
-	/* 2. what the lower layer references, and whether it is all here */
-	if (p->layout == LAYOUT_REDIRECT) {
-		if (lowerlist_exists(home_fd) > 0)
-			return -EPROTOTYPE;
-		lower_fd = openat(home_fd, HOME_META, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (lower_fd < 0 && errno != ENOENT)
-			return neg_errno();
-		if (lower_fd >= 0)
-			r = lower_scan(p, lower_fd, NULL, false, NULL, NULL, &ls, NULL);
-		for (size_t i = 0; i < ls.n_refs && r == 0; i++) {
-			int e = pool_object_stat(p, ls.refs[i], NULL);
-			if (e == 0)
-				r = add_name(&rep.missing, &rep.n_missing, ls.refs[i]);
-			else if (e < 0)
-				r = e;
-		}
-	} else {
-		size_t l = strlen(name) + sizeof(STAGING_PREFIX);
-		if (faccessat(home_fd, HOME_META, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    lowerlist_exists(home_fd) <= 0)
-			return -EPROTOTYPE; /* stubs, no description: a redirect home */
-		roots_fd = openat(p->fd, "roots", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		staging = malloc(l);
-		if (roots_fd < 0 || !staging)
-			return roots_fd < 0 ? neg_errno() : -ENOMEM;
-		snprintf(staging, l, STAGING_PREFIX "%s", name);
-		r = remove_tree_at(roots_fd, staging);
-		if (r < 0 && r != -ENOENT)
-			return r;
-		if (mkdirat(roots_fd, staging, 0755) < 0)
-			return neg_errno();
-		lower_fd = openat(roots_fd, staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (lower_fd < 0)
-			r = neg_errno();
-		else
-			r = lowerlist_replay(p, home_fd, lower_fd, &rep.missing, &rep.n_missing);
-		if (r == 0)
+	/* 2. what the lower layer references, and whether it is all here
+	 * (the layout opens it, or rebuilds it from the home's description) */
+	r = ops->adopt_open_lower(p, home_fd, name, &staging, &rep.missing, &rep.n_missing, &lower_fd);
+	if (r == 0 && lower_fd >= 0) {
+		if (ops->refs_by_inode)
 			r = objects_scan(p, NULL, &map, NULL, NULL);
 		if (r == 0)
 			r = lower_scan(p, lower_fd, map, false, NULL, NULL, &ls, NULL);
 		object_map_free(map);
+	}
+	/* (references by inode are objects here by construction) */
+	for (size_t i = 0; !ops->refs_by_inode && i < ls.n_refs && r == 0; i++) {
+		int e = pool_object_stat(p, ls.refs[i], NULL);
+		if (e == 0)
+			r = add_name(&rep.missing, &rep.n_missing, ls.refs[i]);
+		else if (e < 0)
+			r = e;
 	}
 	rep.needed = ls.n_refs + rep.n_missing;
 	for (size_t i = 0; verify && r == 0 && i < ls.n_refs; i++) {
@@ -235,21 +212,9 @@ int guest_adopt(struct pool *p, const char *name, const char *home, bool verify,
 	snprintf(idbuf, sizeof(idbuf), "pool %s\nguest %s\nformat %d\nlayout %s\n", p->id, name, HOME_FORMAT,
 	         layout_name(p->layout));
 	r = write_file_atomic_at(home_fd, HOME_ID, idbuf, strlen(idbuf), 0644);
-	/* 4. link layout: the rebuilt roots, durable, under their name */
-	if (r == 0 && staging) {
-		r = syncfs(roots_fd) < 0 ? neg_errno() : 0;
-		if (r == 0) {
-			int e = remove_tree_at(roots_fd, name);
-			if (e < 0 && e != -ENOENT)
-				r = e;
-		}
-		if (r == 0 && renameat(roots_fd, staging, roots_fd, name) < 0)
-			r = neg_errno();
-		if (r == 0)
-			r = fsync_dir(roots_fd);
-		if (r == 0)
-			free(steal_pointer(&staging));
-	}
+	/* 4. a lower layer rebuilt in the pool: durable, under its name */
+	if (r == 0 && staging.name)
+		r = ops->adopt_commit_lower(p, name, &staging);
 	/* 5. the pool's record, then the registration */
 	if (r == 0 && mkdirat(p->guests_fd, name, 0700) < 0 && errno != EEXIST)
 		r = neg_errno();
@@ -263,12 +228,12 @@ int guest_adopt(struct pool *p, const char *name, const char *home, bool verify,
 	}
 	if (r < 0)
 		goto fail;
+	adopt_staging_free(&staging);
 	lower_stats_free(&ls);
 	*ret = rep;
 	return 0;
 fail:
-	if (staging && roots_fd >= 0)
-		(void)remove_tree_at(roots_fd, staging);
+	adopt_staging_free(&staging);
 	lower_stats_free(&ls);
 	*ret = rep;
 	return r;

@@ -46,10 +46,21 @@ enum lower_problem {
 struct object_map;
 struct walk_entry;
 
+/* adopt: a lower layer rebuilt in the pool from the home's description,
+ * under a staging NAME in DIR_FD until adopt_commit_lower moves it into
+ * place (dir_fd -1, name NULL: nothing staged). */
+struct adopt_staging {
+	int dir_fd;
+	char *name;
+};
+
 /* Everything that differs between layouts is here: a third layout is one
- * new file filling this in (and a name in pool.c). */
+ * new file filling this in (and a line in layout.c's registry). */
 struct layout_ops {
 	enum layout_kind kind;
+	const char *name; /* in vunify.conf, the home's id file, init --layout */
+	/* The ops of a format-1 pool of this layout (NULL: these). */
+	const struct layout_ops *format1;
 
 	/* ---- where a guest's lower layer lives ---- */
 	/* In the guest's home (it travels with the home), not in the pool. */
@@ -65,6 +76,23 @@ struct layout_ops {
 	/* Make what this layout keeps in a new guest's home.  Returns 0 or
 	 * -errno. */
 	int (*init_home)(int home_fd);
+	/* The lower layer lives in the pool, so the home carries a
+	 * description of it (HOME/vunify-lower, lowerlist.h) that unify with
+	 * replicas and replicate write, and adopt replays on another pool. */
+	bool describes_lower;
+
+	/* ---- adopt (adopt.c, step 2 and 4) ---- */
+	/* Open the lower layer of the home HOME_FD that guest NAME is adopted
+	 * from, for reading what it references: *ret_fd, or -1 when it has
+	 * none.  A layout whose lower layer is in the pool rebuilds it from
+	 * the home's description into *staging, adding the objects it names
+	 * that the pool lacks to *missing (on failure nothing stays staged).
+	 * Returns 0 or -errno (-EPROTOTYPE: a home of another layout). */
+	int (*adopt_open_lower)(struct pool *p, int home_fd, const char *name, struct adopt_staging *staging,
+	                        char ***missing, size_t *n_missing, int *ret_fd);
+	/* Put a staged lower layer in place as guest NAME's, durably (NULL:
+	 * this layout stages nothing).  Returns 0 or -errno. */
+	int (*adopt_commit_lower)(struct pool *p, const char *name, struct adopt_staging *staging);
 
 	/* ---- hard links ---- */
 	/* A hard-link group of the upper may be unified (whole). */
@@ -83,6 +111,19 @@ struct layout_ops {
 	/* An object's name is its content hash alone (the pool's set of
 	 * content hashes says whether it exists). */
 	bool names_by_content;
+	/* An object carries the guest file's owner, mode, xattrs and ACLs
+	 * (the object inode is the file guests see): a copy to a replica
+	 * keeps them, an adopted object keeps them.  Otherwise an adopted
+	 * object is made plain (root:root, 0444, no xattrs). */
+	bool object_metadata;
+	/* Adoption (unify, the upper file becomes its object): the lower
+	 * entry is linked to the upper inode before its upper name is renamed
+	 * into objects/.  So an existing object is looked for before
+	 * adopting, the adopters' lower entries are placed before the rename
+	 * and the other files' after it, and a run killed in between leaves
+	 * half-adopted files that the next run settles (store.c).  Otherwise
+	 * the lower entry names the object (a stub), placed first. */
+	bool adopt_links_lower;
 	/* Object name for this inode (OBJECT_NAME_MAX bytes).  Returns 0 or
 	 * -errno. */
 	int (*object_name)(const struct file_meta *m, char *ret_name);
@@ -152,8 +193,16 @@ extern const struct layout_ops layout_redirect_ops;
 extern const struct layout_ops layout_link_ops;
 extern const struct layout_ops layout_link_v1_ops;
 
-/* The layout of pool P (format-1 link pools: layout_link_v1_ops). */
+/* The registry (layout.c).  The layout of pool P (format-1 link pools:
+ * layout_link_v1_ops). */
 const struct layout_ops *layout_ops_for(const struct pool *p);
+
+/* init's automatic choice: the first layout, by preference, that the
+ * kernel can mount (PROBE_DATA_ONLY: overlay_probe_data_only's result). */
+enum layout_kind layout_auto(int probe_data_only);
+
+/* Drop a staged lower layer that adopt did not commit (nothing if none). */
+void adopt_staging_free(struct adopt_staging *s);
 
 /* Shared by both layouts (layout_common.c). */
 

@@ -195,3 +195,14 @@ int layout_remove_lower(struct pool *p, const struct guest *g, int home_fd)
 		r = neg_errno();
 	return r;
 }
+
+void adopt_staging_free(struct adopt_staging *s)
+{
+	if (s->name && s->dir_fd >= 0)
+		(void)remove_tree_at(s->dir_fd, s->name);
+	free(s->name);
+	s->name = NULL;
+	if (s->dir_fd >= 0)
+		close(s->dir_fd);
+	s->dir_fd = -1;
+}

@@ -8,12 +8,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "copy.h"
 #include "dircache.h"
 #include "lower.h"
+#include "lowerlist.h"
+#include "remove.h"
 #include "object.h"
 #include "util.h"
 #include "walk.h"
@@ -167,58 +170,90 @@ static int link_open_data(struct pool *p, int dir_fd, const char *entry, const s
 	return fd < 0 ? neg_errno() : fd;
 }
 
-const struct layout_ops layout_link_ops = {
-        .kind = LAYOUT_LINK,
-        .lower_in_home = false,
-        .data_layer = false,
-        .open_lower_parent = link_open_lower_parent,
-        .lower_path = link_lower_path,
-        .init_home = link_init_home,
-        /* the link layout may show any unified files as one inode anyway
-         * (SPEC invariant 1), so a whole group is unified */
-        .unifies_link_groups = true,
-        .lower_links_are_guest_links = false,
-        .refs_by_inode = true,
-        /* every unified file shares its inode with the pool: hard links
-         * in a merged view are not the guest's */
-        .copy_flags = COPY_TREE_NO_HARDLINKS,
-        .names_by_content = false,
-        .object_name = link_object_name,
-        .object_finish = link_object_finish,
-        .place = link_place,
-        .lower_ref = link_lower_ref,
-        .bad_ref = LOWER_UNLINKED,
-        .bad_ref_what = "not linked to any object",
-        .check_ref = NULL,
-        .open_data = link_open_data,
-};
+#define ADOPT_STAGING_PREFIX ".adopt."
 
-/* Format-1 link pools: 16-digit metadata keys, otherwise the same. */
-const struct layout_ops layout_link_v1_ops = {
-        .kind = LAYOUT_LINK,
-        .lower_in_home = false,
-        .data_layer = false,
-        .open_lower_parent = link_open_lower_parent,
-        .lower_path = link_lower_path,
-        .init_home = link_init_home,
-        /* the link layout may show any unified files as one inode anyway
-         * (SPEC invariant 1), so a whole group is unified */
-        .unifies_link_groups = true,
-        .lower_links_are_guest_links = false,
-        .refs_by_inode = true,
-        /* every unified file shares its inode with the pool: hard links
-         * in a merged view are not the guest's */
-        .copy_flags = COPY_TREE_NO_HARDLINKS,
-        .names_by_content = false,
-        .object_name = link_object_name_v1,
-        .object_finish = link_object_finish,
-        .place = link_place,
-        .lower_ref = link_lower_ref,
-        .bad_ref = LOWER_UNLINKED,
-        .bad_ref_what = "not linked to any object",
-        .check_ref = NULL,
-        .open_data = link_open_data,
-};
+/* adopt, step 2: replay the home's description into roots/.adopt.NAME
+ * (hard links: nothing is copied); the names it lacks go to MISSING. */
+static int link_adopt_open_lower(struct pool *p, int home_fd, const char *name, struct adopt_staging *staging,
+                                 char ***missing, size_t *n_missing, int *ret_fd)
+{
+	size_t l = strlen(name) + sizeof(ADOPT_STAGING_PREFIX);
+	_cleanup_close_ int lower_fd = -1;
+	int r;
+
+	if (faccessat(home_fd, HOME_META, F_OK, AT_SYMLINK_NOFOLLOW) == 0 && lowerlist_exists(home_fd) <= 0)
+		return -EPROTOTYPE; /* stubs, no description: a redirect home */
+	staging->dir_fd = openat(p->fd, "roots", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (staging->dir_fd < 0)
+		return neg_errno();
+	staging->name = malloc(l);
+	if (!staging->name)
+		return -ENOMEM;
+	snprintf(staging->name, l, ADOPT_STAGING_PREFIX "%s", name);
+	r = remove_tree_at(staging->dir_fd, staging->name);
+	if (r < 0 && r != -ENOENT)
+		goto out_unnamed;
+	if (mkdirat(staging->dir_fd, staging->name, 0755) < 0) {
+		r = neg_errno();
+		goto out_unnamed;
+	}
+	lower_fd = openat(staging->dir_fd, staging->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (lower_fd < 0)
+		r = neg_errno();
+	else
+		r = lowerlist_replay(p, home_fd, lower_fd, missing, n_missing);
+	if (r < 0) {
+		adopt_staging_free(staging);
+		return r;
+	}
+	*ret_fd = steal_fd(&lower_fd);
+	return 0;
+out_unnamed:
+	free(steal_pointer(&staging->name));
+	return r;
+}
+
+/* adopt, step 4: the rebuilt roots, durable, under their name. */
+static int link_adopt_commit_lower(struct pool *p, const char *name, struct adopt_staging *staging)
+{
+	int r;
+
+	(void)p;
+	r = syncfs(staging->dir_fd) < 0 ? neg_errno() : 0;
+	if (r == 0) {
+		int e = remove_tree_at(staging->dir_fd, name);
+		if (e < 0 && e != -ENOENT)
+			r = e;
+	}
+	if (r == 0 && renameat(staging->dir_fd, staging->name, staging->dir_fd, name) < 0)
+		r = neg_errno();
+	if (r == 0)
+		r = fsync_dir(staging->dir_fd);
+	if (r == 0)
+		free(steal_pointer(&staging->name));
+	return r;
+}
+
+/* The link layout's ops; format 1 and 2 differ in the object name only.
+ * The link layout may show any unified files as one inode anyway (SPEC
+ * invariant 1), so a whole hard-link group is unified; every unified file
+ * shares its inode with the pool, so hard links in a merged view are not
+ * the guest's (a copy of it breaks them). */
+#define LINK_OPS(name_fn, format1_ops)                                                                       \
+	{                                                                                                    \
+		.kind = LAYOUT_LINK, .name = "link", .format1 = format1_ops, .lower_in_home = false,         \
+		.data_layer = false, .open_lower_parent = link_open_lower_parent,                            \
+		.lower_path = link_lower_path, .init_home = link_init_home, .describes_lower = true,         \
+		.adopt_open_lower = link_adopt_open_lower, .adopt_commit_lower = link_adopt_commit_lower,    \
+		.unifies_link_groups = true, .lower_links_are_guest_links = false, .refs_by_inode = true,    \
+		.copy_flags = COPY_TREE_NO_HARDLINKS, .names_by_content = false, .object_metadata = true,    \
+		.adopt_links_lower = true, .object_name = name_fn, .object_finish = link_object_finish,      \
+		.place = link_place, .lower_ref = link_lower_ref, .bad_ref = LOWER_UNLINKED,                 \
+		.bad_ref_what = "not linked to any object", .check_ref = NULL, .open_data = link_open_data,  \
+	}
+
+const struct layout_ops layout_link_v1_ops = LINK_OPS(link_object_name_v1, NULL);
+const struct layout_ops layout_link_ops = LINK_OPS(link_object_name, &layout_link_v1_ops);
 
 int link_relink(struct pool *p, int dir_fd, const char *entry)
 {

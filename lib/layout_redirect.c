@@ -16,6 +16,7 @@
 
 #include "copy.h"
 #include "dircache.h"
+#include "lowerlist.h"
 #include "object.h"
 #include "overlay.h"
 #include "util.h"
@@ -197,13 +198,35 @@ static int redirect_open_data(struct pool *p, int dir_fd, const char *entry, con
 	return fd < 0 ? neg_errno() : fd;
 }
 
+/* adopt, step 2: the stubs are in the home already. */
+static int redirect_adopt_open_lower(struct pool *p, int home_fd, const char *name,
+                                     struct adopt_staging *staging, char ***missing, size_t *n_missing,
+                                     int *ret_fd)
+{
+	int fd;
+
+	(void)p, (void)name, (void)staging, (void)missing, (void)n_missing;
+	if (lowerlist_exists(home_fd) > 0)
+		return -EPROTOTYPE;
+	fd = openat(home_fd, HOME_META, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno != ENOENT)
+		return neg_errno();
+	*ret_fd = fd;
+	return 0;
+}
+
 const struct layout_ops layout_redirect_ops = {
         .kind = LAYOUT_REDIRECT,
+        .name = "redirect",
+        .format1 = NULL,
         .lower_in_home = true,
         .data_layer = true,
         .open_lower_parent = redirect_open_lower_parent,
         .lower_path = redirect_lower_path,
         .init_home = redirect_init_home,
+        .describes_lower = false,
+        .adopt_open_lower = redirect_adopt_open_lower,
+        .adopt_commit_lower = NULL,
         /* a hard-link group's names would leave the upper one unlink at a
          * time, and in between the guest would see them as two inodes; no
          * rename can switch several names at once: groups stay */
@@ -212,6 +235,8 @@ const struct layout_ops layout_redirect_ops = {
         .refs_by_inode = false,
         .copy_flags = COPY_TREE_DEFAULT,
         .names_by_content = true,
+        .object_metadata = false,
+        .adopt_links_lower = false,
         .object_name = redirect_object_name,
         .object_finish = redirect_object_finish,
         .place = redirect_place,
@@ -221,10 +246,3 @@ const struct layout_ops layout_redirect_ops = {
         .check_ref = redirect_check_ref,
         .open_data = redirect_open_data,
 };
-
-const struct layout_ops *layout_ops_for(const struct pool *p)
-{
-	if (p->layout != LAYOUT_LINK)
-		return &layout_redirect_ops;
-	return p->format == 1 ? &layout_link_v1_ops : &layout_link_ops;
-}

@@ -217,7 +217,7 @@ int guest_describe_lower(struct pool *p, const char *name)
 	_cleanup_close_ int home_fd = -1, lower_fd = -1;
 	int r;
 
-	if (p->layout != LAYOUT_LINK)
+	if (!layout_ops_for(p)->describes_lower)
 		return 0;
 	r = pool_guest_load(p, name, &g);
 	if (r < 0)

@@ -24,22 +24,6 @@
 #include "util.h"
 #include "banned.h"
 
-const char *layout_name(enum layout_kind k)
-{
-	return k == LAYOUT_LINK ? "link" : "redirect";
-}
-
-int layout_from_name(const char *s, enum layout_kind *ret)
-{
-	if (!strcmp(s, "redirect"))
-		*ret = LAYOUT_REDIRECT;
-	else if (!strcmp(s, "link"))
-		*ret = LAYOUT_LINK;
-	else
-		return -EINVAL;
-	return 0;
-}
-
 bool guest_name_valid(const char *name)
 {
 	size_t n = strlen(name);

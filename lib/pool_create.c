@@ -162,7 +162,7 @@ int pool_create(const char *path, bool auto_layout, enum layout_kind *kind, int 
 	/* on the pool's own filesystem: where the data-only layer will live */
 	*ret_probe = overlay_probe_data_only(fd);
 	if (auto_layout)
-		*kind = *ret_probe == 1 ? LAYOUT_REDIRECT : LAYOUT_LINK;
+		*kind = layout_auto(*ret_probe);
 	else {
 		const struct pool new_pool = {.layout = *kind, .format = POOL_FORMAT};
 		if (layout_ops_for(&new_pool)->data_layer && *ret_probe != 1)

@@ -112,7 +112,7 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 	argv[k++] = "--numeric-ids";
 	argv[k++] = "-pogt";
 	argv[k++] = rsync_timeout_option();
-	if (p->layout == LAYOUT_LINK) {
+	if (layout_ops_for(p)->object_metadata) {
 		/* the object inode is the file guests see */
 		argv[k++] = "-X";
 		argv[k++] = "-A";

@@ -41,7 +41,7 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 	bool map_read = false;
 	int r = 0;
 
-	if (p->layout != LAYOUT_LINK)
+	if (!layout_ops_for(p)->adopt_links_lower)
 		return 0;
 	for (size_t g = 0; g < ng && r == 0; g++) {
 		struct guest_scan *gs = &scans[g];

@@ -97,9 +97,9 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 	if (a->ops->names_by_content && hash_set_has(a->pool_set, f->m.hash))
 		return 0; /* held before this run: objects are never deleted by unify */
 	adopt = a->same_fs && f->n_paths == 1 && f->m.st.st_nlink == 1;
-	if (!adopt || p->layout == LAYOUT_LINK) {
-		/* (the redirect layout settles an existing object cheaply when
-		 * adopting: the rename fails, the stub names the object) */
+	if (!adopt || a->ops->adopt_links_lower) {
+		/* (a stub naming the object, placed before the adoption,
+		 * settles an existing object cheaply: the rename fails) */
 		r = pool_object_stat(p, name, NULL);
 		if (r < 0)
 			return r;
@@ -296,7 +296,7 @@ static int apply_batch(struct apply *a, struct batch *b)
 	                          .lower_fd = gs->lower_fd,
 	                          /* staging names on the lower layer's filesystem */
 	                          .staging_fd = a->ops->lower_in_home ? gs->staging_fd : p->tmp_fd};
-	bool link = p->layout == LAYOUT_LINK, adopted = false, adopted_any = false;
+	bool link = a->ops->adopt_links_lower, adopted = false, adopted_any = false;
 	int r = 0;
 
 	/* 1. copied objects durable, named, the names durable */
@@ -403,7 +403,7 @@ static int apply_batch(struct apply *a, struct batch *b)
 		count_add(&gs->res->files_unified, f->n_paths);
 		count_add(&gs->res->bytes_unified, (uint64_t)f->m.st.st_size);
 	}
-	if (adopted && !link)
+	if (adopted && !a->ops->object_metadata)
 		for (size_t i = 0; i < b->n_pend; i++)
 			if (b->pend[i].adopt && b->pend[i].adopt->adopted)
 				plain_object(p, &b->pend[i]);

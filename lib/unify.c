@@ -252,7 +252,8 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		if (r < 0)
 			goto out;
 	}
-	for (size_t i = 0; i < ng && !o->dry_run && o->describe_lower && p->layout == LAYOUT_LINK; i++) {
+	for (size_t i = 0; i < ng && !o->dry_run && o->describe_lower && layout_ops_for(p)->describes_lower;
+	     i++) {
 		if (scans[i].online)
 			continue; /* its description follows the switch */
 		/* a description of what is there already, before anything is

@@ -27,7 +27,7 @@ int cmd_init(const struct cli *c, int argc, char **argv)
 	        {0},
 	};
 	const char *layout = "auto";
-	enum layout_kind kind = LAYOUT_LINK; /* (set by pool_create when auto) */
+	enum layout_kind kind; /* parsed below, or chosen by pool_create when auto */
 	int ch, r, probe;
 
 	while ((ch = getopt_long(argc, argv, "l:h", opts, NULL)) != -1) {

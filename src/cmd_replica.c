@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "layout.h"
 #include "lowerlist.h"
 #include "replica.h"
 #include "util.h"
@@ -256,10 +257,10 @@ int cmd_replicate(const struct cli *c, int argc, char **argv)
 		for (size_t i = 0; i < n; i++)
 			ret |= replicate_one(p, &v[i].t, need, nn, optind == argc, true);
 	}
-	/* the link layout's lower layer lives in the pool: describe it in
+	/* a lower layer that lives in the pool (link layout): describe it in
 	 * each home, after its objects went out, so it fails over with the
 	 * partition */
-	if (p->layout == LAYOUT_LINK) {
+	if (layout_ops_for(p)->describes_lower) {
 		char **names = NULL;
 		int ng = optind < argc ? 0 : pool_guest_names(p, &names);
 		char *const *gv = optind < argc ? argv + optind : names;

@@ -3,7 +3,9 @@
  * reference, no problem), opened by open_data with its bytes, located by
  * layout_locate, a foreign lower entry is the layout's bad_ref problem,
  * and gc keeps exactly what a guest references (and, in the link layout,
- * an object linked anywhere else), then the lower layer is removed.
+ * an object linked anywhere else), adopt opens or rebuilds the lower layer
+ * (and refuses a home of the other layout), then the lower layer is
+ * removed; and the registry of layouts.
  * Needs root (trusted.* xattrs of the redirect layout). */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -25,6 +27,7 @@
 #include "hash.h"
 #include "layout.h"
 #include "lower.h"
+#include "lowerlist.h"
 #include "object.h"
 #include "pool.h"
 #include "util.h"
@@ -150,6 +153,72 @@ static void check_layout(struct fixture *f, enum layout_kind kind)
 	lower_stats_free(&ls);
 	assert_int_equal(unlinkat(dfd, "foreign", 0), 0);
 	close(dfd);
+
+	/* adopt: the layout opens the lower layer in the home, or rebuilds
+	 * it from the home's description into a staging tree of the pool;
+	 * either way it references the object */
+	if (ops->describes_lower)
+		assert_int_equal(lowerlist_write(p, hfd, lfd), 0);
+	for (int commit = 0; commit < 2; commit++) {
+		struct adopt_staging as = {.dir_fd = -1};
+		char **missing = NULL;
+		size_t n_missing = 0;
+		int afd = -1;
+
+		assert_int_equal(ops->adopt_open_lower(p, hfd, g.name, &as, &missing, &n_missing, &afd), 0);
+		assert_true(afd >= 0);
+		assert_int_equal(n_missing, 0);
+		assert_int_equal(as.name != NULL, ops->adopt_commit_lower != NULL);
+		assert_int_equal(lower_scan(p, afd, map, true, NULL, NULL, &ls, &problems), 0);
+		assert_int_equal(problems, 0);
+		assert_int_equal(ls.n_refs, 1);
+		assert_string_equal(ls.refs[0], name);
+		lower_stats_free(&ls);
+		close(afd);
+		if (as.name) {
+			char staged[64];
+			snprintf(staged, sizeof(staged), "roots/%s", as.name);
+			assert_int_equal(fstatat(p->fd, staged, &st, AT_SYMLINK_NOFOLLOW), 0);
+			if (commit) {
+				/* in place as the guest's lower layer */
+				assert_int_equal(ops->adopt_commit_lower(p, g.name, &as), 0);
+				assert_null(as.name);
+				snprintf(staged, sizeof(staged), "roots/%s/usr/bin/tool", g.name);
+				assert_int_equal(fstatat(p->fd, staged, &st, AT_SYMLINK_NOFOLLOW), 0);
+				assert_int_equal(st.st_nlink, 2); /* the object and this */
+			} else {
+				/* not committed: the staging tree goes */
+				adopt_staging_free(&as);
+				assert_int_equal(fstatat(p->fd, staged, &st, AT_SYMLINK_NOFOLLOW), -1);
+				assert_int_equal(errno, ENOENT);
+			}
+		}
+		adopt_staging_free(&as);
+		names_free(missing);
+	}
+	/* a home of the other layout is refused, nothing staged */
+	{
+		struct adopt_staging as = {.dir_fd = -1};
+		char **missing = NULL;
+		size_t n_missing = 0;
+		int afd = -1;
+
+		if (ops->describes_lower) {
+			assert_int_equal(unlinkat(hfd, HOME_LOWERLIST, 0), 0);
+			assert_int_equal(mkdirat(hfd, HOME_META, 0755), 0);
+		} else {
+			put(hfd, HOME_LOWERLIST, "");
+		}
+		assert_int_equal(ops->adopt_open_lower(p, hfd, g.name, &as, &missing, &n_missing, &afd),
+		                 -EPROTOTYPE);
+		assert_null(as.name);
+		assert_int_equal(afd, -1);
+		if (ops->describes_lower)
+			assert_int_equal(unlinkat(hfd, HOME_META, AT_REMOVEDIR), 0);
+		else
+			assert_int_equal(unlinkat(hfd, HOME_LOWERLIST, 0), 0);
+		adopt_staging_free(&as);
+	}
 	object_map_free(map);
 
 	/* where the lower layer lives */
@@ -194,6 +263,47 @@ static void check_layout(struct fixture *f, enum layout_kind kind)
 	free(sub);
 }
 
+/* The registry: names both ways, init's automatic choice, the ops of a
+ * pool by layout and format, and what each layout says of itself. */
+static void test_registry(void **state)
+{
+	static const enum layout_kind kinds[] = {LAYOUT_REDIRECT, LAYOUT_LINK};
+	enum layout_kind k;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+		const struct pool pool = {.layout = kinds[i], .format = POOL_FORMAT};
+		const struct layout_ops *ops = layout_ops_for(&pool);
+
+		assert_int_equal(ops->kind, kinds[i]);
+		assert_string_equal(ops->name, layout_name(kinds[i]));
+		assert_int_equal(layout_from_name(ops->name, &k), 0);
+		assert_int_equal(k, kinds[i]);
+		/* a layout whose lower layer is not in the home describes it
+		 * there, and adopt puts a rebuilt one in place */
+		assert_int_equal(ops->describes_lower, !ops->lower_in_home);
+		assert_int_equal(ops->adopt_commit_lower != NULL, !ops->lower_in_home);
+		assert_non_null(ops->adopt_open_lower);
+		/* objects keyed by content carry no guest metadata */
+		assert_int_equal(ops->object_metadata, !ops->names_by_content);
+	}
+	assert_int_equal(layout_from_name("auto", &k), -EINVAL);
+	assert_int_equal(layout_from_name("", &k), -EINVAL);
+	/* auto: redirect when the kernel mounts data-only layers */
+	assert_int_equal(layout_auto(1), LAYOUT_REDIRECT);
+	assert_int_equal(layout_auto(0), LAYOUT_LINK);
+	assert_int_equal(layout_auto(-EINVAL), LAYOUT_LINK);
+	/* format-1 link pools name objects the old way */
+	{
+		const struct pool v1 = {.layout = LAYOUT_LINK, .format = 1};
+		const struct pool v1r = {.layout = LAYOUT_REDIRECT, .format = 1};
+		assert_ptr_equal(layout_ops_for(&v1), &layout_link_v1_ops);
+		assert_ptr_equal(layout_ops_for(&v1r), &layout_redirect_ops);
+		assert_true(layout_link_ops.adopt_links_lower);
+		assert_false(layout_redirect_ops.adopt_links_lower);
+	}
+}
+
 static void test_redirect(void **state)
 {
 	if (geteuid() != 0) {
@@ -211,6 +321,7 @@ static void test_link(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_registry),
 	        cmocka_unit_test_setup_teardown(test_redirect, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_link, setup, teardown),
 	};
