@@ -14,6 +14,7 @@
 #include "lower.h"
 #include "object.h"
 #include "parallel.h"
+#include "store_internal.h"
 #include "unify_internal.h"
 #include "banned.h"
 
@@ -34,7 +35,7 @@
  * store finishes the adoption (lower entry linked to the object, the upper
  * name removed); if not (the guest wrote through it), the wrong name leaves
  * objects/ and the file is copied into the pool like any other
- * (prepare_object).  Either way no upper name is left on an object. */
+ * (drop_misnamed_objects, before the store threads).  Either way no upper name is left on an object. */
 int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 {
 	struct object_map *map = NULL;
@@ -96,6 +97,78 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 		}
 	}
 	object_map_free(map);
+	return r;
+}
+
+/* A half-adopted file (link layout, see settle_half_adopted) whose inode is
+ * the object f->half but whose content or metadata no longer give that
+ * name: the guest wrote through the shared inode.  The wrong name leaves
+ * objects/ (if it still is this inode), so no other file is linked to it
+ * again; the lower entries already linked to it keep their view, and fsck
+ * reports them as not linked to any object.  The file itself is then
+ * copied into the pool like any other.  Returns 0 or -errno (-ESTALE:
+ * the upper file changed). */
+static int drop_misnamed_object(struct pool *p, struct dircache *upper_dc, struct scanned_file *f)
+{
+	char rel[OBJECT_NAME_MAX + 4];
+	struct stat st;
+
+	object_relpath(f->half, rel);
+	if (fstatat(p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == f->m.st.st_dev &&
+	    st.st_ino == f->m.st.st_ino && unlinkat(p->objects_fd, rel, 0) < 0)
+		return neg_errno();
+	free(f->half);
+	f->half = NULL;
+	return restat_upper(upper_dc, f);
+}
+
+/* The wrong names of half-adopted files leave objects/ here, serially,
+ * before the store threads start.  Order, and why: a store thread that
+ * finds an object name in objects/ links other files (of any guest) to it,
+ * so a misnamed object (an inode the guest still writes through) must be
+ * gone before the first thread looks; the unlinks are made durable by
+ * store_all's syncfs of objects/ that follows, before any lower entry is
+ * made.  Killed here: the next run finds each file half-adopted again, or,
+ * with its name gone, a file with one link more than the upper holds and
+ * no object (its lower entries: settle_half_adopted), and decides again. */
+static int drop_misnamed_objects(struct pool *p, struct guest_scan *scans, size_t ng)
+{
+	const struct layout_ops *ops = layout_ops_for(p);
+	int r = 0;
+
+	for (size_t g = 0; g < ng && r == 0; g++) {
+		struct guest_scan *gs = &scans[g];
+		struct dircache dc;
+		bool dc_open = false;
+
+		for (size_t i = 0; i < gs->n && r == 0; i++) {
+			struct scanned_file *f = &gs->files[i];
+			char name[OBJECT_NAME_MAX];
+			struct file_meta fm;
+
+			if (!f->half || f->state != SF_CHOSEN)
+				continue;
+			if (!dc_open) {
+				dircache_init(&dc, gs->upper_fd, false);
+				dc_open = true;
+			}
+			if (f->xattrs_pending)
+				r = read_pending_xattrs(&dc, f);
+			if (r == 0) {
+				scan_meta_get(&f->m, &fm);
+				r = ops->object_name(&fm, name);
+			}
+			if (r == 0 && strcmp(f->half, name))
+				r = drop_misnamed_object(p, &dc, f);
+			if (r == -ESTALE || r == -ENOENT || r == -EUCLEAN || r == -EBADMSG) {
+				f->state = SF_SKIPPED; /* changed since hashing */
+				gs->res->files_skipped += f->n_paths;
+				r = 0;
+			}
+		}
+		if (dc_open)
+			dircache_release(&dc);
+	}
 	return r;
 }
 
@@ -293,6 +366,10 @@ int store_all(struct pool *p, struct guest_scan *scans, size_t ng, const struct 
 	size_t failed = 0;
 	int r;
 
+	/* half-adopted files' wrong object names go first, in this thread */
+	r = drop_misnamed_objects(p, scans, ng);
+	if (r < 0)
+		return r;
 	for (size_t g = 0; g < ng; g++) {
 		scans[g].chosen = 0;
 		for (size_t i = 0; i < scans[g].n; i++)

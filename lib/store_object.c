@@ -41,27 +41,6 @@ int restat_upper(struct dircache *dc, struct scanned_file *f)
 	return 0;
 }
 
-/* A half-adopted file (link layout, see settle_half_adopted) whose inode is
- * the object f->half but whose content or metadata no longer give that
- * name: the guest wrote through the shared inode.  The wrong name leaves
- * objects/ (if it still is this inode), so no other file is linked to it
- * again; the lower entries already linked to it keep their view, and fsck
- * reports them as not linked to any object.  The file itself is then
- * copied into the pool like any other. */
-int drop_misnamed_object(struct apply *a, struct scanned_file *f)
-{
-	char rel[OBJECT_NAME_MAX + 4];
-	struct stat st;
-
-	object_relpath(f->half, rel);
-	if (fstatat(a->p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == f->m.st.st_dev &&
-	    st.st_ino == f->m.st.st_ino && unlinkat(a->p->objects_fd, rel, 0) < 0)
-		return neg_errno();
-	free(f->half);
-	f->half = NULL;
-	return restat_upper(&a->upper_dc, f);
-}
-
 /* Link layout: before its upper file is adopted, its lower entry becomes
  * a second name of that very inode (hidden by the upper name, in the
  * guest's own lower layer: nothing else is linked to it).  Returns 0 or

@@ -11,6 +11,8 @@
 #   upper_file_hard_linked_to_an_object   a re-run finishes it; the guest
 #                                         cannot write into the pool (2)
 #   object_written_through_before_rerun   the misnamed object leaves objects/
+#   misnamed_object_dropped_before_any_link  ... before another guest's file
+#                                         of the same run is linked to it
 #   kill_9_during_same_fs_link_adoption   no instant where an upper name and
 #                                         an object share an inode (2, 3)
 #   fifo_swapped_in_before_open           a path swapped for a FIFO (or a
@@ -266,6 +268,27 @@ mkdir -p "$C/mb"
 assert_ok "${V[@]}" mount b "$C/mb"
 assert_ok cmp "$C/b.expected" "$C/mb/usr/lib/libdemo.so"
 assert_ok "${V[@]}" umount b
+
+# The same, with a guest holding that very file unified in the same run,
+# before the writer: while the object still has its wrong name, no file may
+# be linked to it (the misnamed object goes before the store threads start).
+newcase misnamed_object_dropped_before_any_link link 1
+mktree "$C/tree"
+addguest a "$C/tree"
+addguest c "$C/tree"
+addguest w "$C/tree"
+assert_ok "${V[@]}" unify a
+obj=$(objects_with_ino "$(stat -c %d:%i "$TEST_TMP/poolfs/c$n_case/pool/roots/a/usr/lib/libdemo.so")")
+[ -n "$obj" ] || fatal "no object for a's libdemo.so"
+ln -f "$obj" "$HB/w/upper/usr/lib/libdemo.so"
+printf 'EVIL' | dd of="$HB/w/upper/usr/lib/libdemo.so" bs=1 seek=10 conv=notrunc status=none
+# one thread: c's files are stored before w's
+assert_ok "${V[@]}" unify --jobs 1 c w
+assert_eq "" "$(bad_objects)" "no object name is left on content that is not its hash"
+mkdir -p "$C/mc"
+assert_ok "${V[@]}" mount c "$C/mc"
+assert_ok cmp "$C/tree/usr/lib/libdemo.so" "$C/mc/usr/lib/libdemo.so"
+assert_ok "${V[@]}" umount c
 
 # kill -9 at every syncfs of a same-filesystem link-layout unify: after
 # each, no upper file may share its inode with an object, every view is
