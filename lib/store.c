@@ -106,7 +106,7 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
  * objects/ (if it still is this inode), so no other file is linked to it
  * again; the lower entries already linked to it keep their view, and fsck
  * reports them as not linked to any object.  The file itself is then
- * copied into the pool like any other.  Returns 0 or -errno (-ESTALE:
+ * copied into the pool like any other.  Returns 0 or -errno (-E_CHANGED:
  * the upper file changed). */
 static int drop_misnamed_object(struct pool *p, struct dircache *upper_dc, struct scanned_file *f)
 {
@@ -160,7 +160,7 @@ static int drop_misnamed_objects(struct pool *p, struct guest_scan *scans, size_
 			}
 			if (r == 0 && strcmp(f->half, name))
 				r = drop_misnamed_object(p, &dc, f);
-			if (r == -ESTALE || r == -ENOENT || r == -EUCLEAN || r == -EBADMSG) {
+			if (changed_under_us(r) || r == -EUCLEAN) {
 				f->state = SF_SKIPPED; /* changed since hashing */
 				gs->res->files_skipped += f->n_paths;
 				r = 0;

@@ -90,7 +90,7 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 			return 0; /* finish: its lower entries link the object it is */
 		/* misnamed objects went before the threads started
 		 * (store.c, drop_misnamed_objects): changed since */
-		return -ESTALE;
+		return -E_CHANGED;
 	}
 	if (pending_has(b, name))
 		return 0;
