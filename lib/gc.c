@@ -69,19 +69,12 @@ static int add_recorded(struct pool *p, const char *name, struct refset *s)
  * replica_commit as a replica receives them).  Returns 0 or -errno. */
 static int add_held(struct pool *p, struct refset *s)
 {
-	_cleanup_free_ char *buf = NULL;
-	int r = read_file_at(p->fd, "held", SIZE_MAX / 2, &buf, NULL);
+	struct guest_refs held;
+	int r = name_list_read_at(p->fd, "held", &held);
 
-	if (r == -ENOENT)
-		return 0;
-	for (char *line = buf; r >= 0 && line && *line;) {
-		char *nl = strchr(line, '\n');
-		if (nl)
-			*nl = '\0';
-		if (*line)
-			r = refset_add(s, line);
-		line = nl ? nl + 1 : NULL;
-	}
+	for (size_t i = 0; r >= 0 && i < held.n; i++)
+		r = refset_add(s, held.v[i]);
+	guest_refs_free(&held);
 	return r < 0 ? r : 0;
 }
 

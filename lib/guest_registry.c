@@ -235,14 +235,21 @@ int pool_guest_save_refs(struct pool *p, const char *name, char *const *refs, si
 int pool_guest_read_refs(struct pool *p, const char *name, struct guest_refs *ret)
 {
 	_cleanup_close_ int gfd = pool_open_subdir(p->guests_fd, name);
+
+	memset(ret, 0, sizeof(*ret));
+	if (gfd < 0)
+		return gfd;
+	return name_list_read_at(gfd, "refs", ret);
+}
+
+int name_list_read_at(int dir_fd, const char *file, struct guest_refs *ret)
+{
 	struct guest_refs gr = {0};
 	size_t len = 0, cap = 1;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
-	if (gfd < 0)
-		return gfd;
-	r = read_file_at(gfd, "refs", SIZE_MAX / 2, &gr.buf, &len);
+	r = read_file_at(dir_fd, file, SIZE_MAX / 2, &gr.buf, &len);
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0)

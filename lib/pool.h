@@ -156,6 +156,9 @@ struct guest_refs {
 /* The one reader of that file.  Returns 1 when the guest has a record, 0
  * when it has none (empty *ret), or -errno. */
 int pool_guest_read_refs(struct pool *p, const char *name, struct guest_refs *ret);
+/* The same for any file of one object name a line (POOL/held too) under
+ * DIR_FD.  Returns 1 when FILE exists, 0 when not (empty *ret), or -errno. */
+int name_list_read_at(int dir_fd, const char *file, struct guest_refs *ret);
 void guest_refs_free(struct guest_refs *r);
 
 /* Add REFS to the guest's recorded references (before a unify creates

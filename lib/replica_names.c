@@ -194,7 +194,7 @@ int guests_objects(struct pool *p, char *const *guests, size_t n, char ***ret, s
 	}
 	for (size_t g = 0; g < n && r == 0; g++) {
 		_cleanup_close_ int gfd = -1;
-		_cleanup_free_ char *buf = NULL;
+		struct guest_refs refs;
 		if (!guest_name_valid(guests[g])) {
 			r = -EINVAL;
 			break;
@@ -204,16 +204,12 @@ int guests_objects(struct pool *p, char *const *guests, size_t n, char ***ret, s
 			r = -ENOENT;
 			break;
 		}
-		r = read_file_at(gfd, "refs", SIZE_MAX / 2, &buf, NULL);
-		if (r == -ENOENT) {
+		r = name_list_read_at(gfd, "refs", &refs);
+		if (r > 0)
 			r = 0;
-			continue;
-		}
-		for (char *line = buf; r == 0 && line && *line;) {
-			char *nl = strchr(line, '\n');
-			if (nl)
-				*nl = '\0';
-			if (*line && !nameset_has(&seen, line)) {
+		for (size_t i = 0; r == 0 && i < refs.n; i++) {
+			const char *line = refs.v[i];
+			if (!nameset_has(&seen, line)) {
 				/* the record is a superset: keep what exists here */
 				r = nameset_add(&seen, line);
 				if (r >= 0)
@@ -236,8 +232,8 @@ int guests_objects(struct pool *p, char *const *guests, size_t n, char ***ret, s
 					r = 0; /* not an object name */
 				}
 			}
-			line = nl ? nl + 1 : NULL;
 		}
+		guest_refs_free(&refs);
 	}
 	nameset_free(&seen);
 	names_free(all);

@@ -48,8 +48,8 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 	size_t filesfrom_len;
 	_cleanup_free_ char *filesfrom = NULL;
 	_cleanup_close_ int mfd = -1;
-	const char *argv[32];
-	size_t len = 0, k = 0;
+	const char *argv[RSYNC_ARGV_MAX];
+	size_t len = 0;
 	struct pool *rp = NULL;
 	int r, status = 0;
 
@@ -103,30 +103,16 @@ int replica_send(struct pool *p, const struct target *t, char *const *names, siz
 		}
 		snprintf(dst, l, "%s/tmp/%s/", rp->path, stage);
 	}
-	argv[k++] = "rsync";
-	argv[k++] = "-s"; /* --protect-args: paths inside the protocol, no remote splitting */
-	argv[k++] = "-W";
-	argv[k++] = "-q";
-	argv[k++] = filesfrom;
-	argv[k++] = "--from0";
-	argv[k++] = "--numeric-ids";
-	argv[k++] = "-pogt";
-	argv[k++] = rsync_timeout_option();
-	if (layout_ops_for(p)->object_metadata) {
-		/* the object inode is the file guests see */
-		argv[k++] = "-X";
-		argv[k++] = "-A";
+	{
+		/* the object inode is the file guests see: -X -A keep its
+		 * xattrs and ACLs (otherwise the list ends before them) */
+		const char *opts[] = {"-W", filesfrom, "--from0", "-pogt", "-X", "-A", NULL};
+		if (!layout_ops_for(p)->object_metadata)
+			opts[4] = NULL;
+		r = rsync_argv(argv, opts, t->host ? rpath : NULL, src, dst);
+		if (r < 0)
+			return r;
 	}
-	if (t->host) {
-		argv[k++] = "-e";
-		argv[k++] = ssh_command_string();
-		argv[k++] = "--rsync-path";
-		argv[k++] = rpath;
-	}
-	argv[k++] = "--";
-	argv[k++] = src;
-	argv[k++] = dst;
-	argv[k] = NULL;
 	/* the list in a file of our tmp/ that rsync reads, not on its
 	 * stdin: a receiver that fails mid-list must not leave us and rsync
 	 * waiting on each other through a full pipe (removed below; a killed

@@ -15,8 +15,8 @@
 int home_send(const char *home, const struct target *t, int *ret_status)
 {
 	_cleanup_free_ char *src = NULL, *dst = NULL, *rpath = NULL, *qdir = NULL;
-	const char *argv[32];
-	size_t k = 0, l;
+	const char *argv[RSYNC_ARGV_MAX];
+	size_t l;
 	int r, status = 0;
 
 	src = malloc(strlen(home) + 2);
@@ -29,16 +29,6 @@ int home_send(const char *home, const struct target *t, int *ret_status)
 		snprintf(dst, l, "%s:%s/", t->host, t->dir);
 	else
 		snprintf(dst, l, "%s/", t->dir);
-	argv[k++] = "rsync";
-	argv[k++] = "-s"; /* --protect-args */
-	argv[k++] = "-aHAXS";
-	argv[k++] = "--numeric-ids";
-	argv[k++] = "-q";
-	argv[k++] = "--mkpath"; /* HOME's parents too */
-	argv[k++] = rsync_timeout_option();
-	/* leftovers of interrupted commands, never part of the guest */
-	argv[k++] = "--exclude=/staging/";
-	argv[k++] = "--exclude=/upper.new/";
 	if (t->host) {
 		qdir = shell_quote(t->dir);
 		l = qdir ? strlen(qdir) + 64 : 0;
@@ -46,15 +36,16 @@ int home_send(const char *home, const struct target *t, int *ret_status)
 		if (!rpath)
 			return -ENOMEM; /* cppcheck-suppress memleak ; all _cleanup_free_ */
 		snprintf(rpath, l, "vunify receive --sync %s rsync", qdir);
-		argv[k++] = "-e";
-		argv[k++] = ssh_command_string();
-		argv[k++] = "--rsync-path";
-		argv[k++] = rpath;
 	}
-	argv[k++] = "--";
-	argv[k++] = src;
-	argv[k++] = dst;
-	argv[k] = NULL;
+	{
+		/* HOME's parents too (--mkpath); leftovers of interrupted
+		 * commands, never part of the guest, stay behind */
+		static const char *const opts[] = {"-aHAXS", "--mkpath", "--exclude=/staging/",
+		                                   "--exclude=/upper.new/", NULL};
+		r = rsync_argv(argv, opts, rpath, src, dst);
+		if (r < 0)
+			return r;
+	}
 	r = run_process((char *const *)argv, NULL, 0, NULL, NULL, &status);
 	if (r == 0 && status != 0)
 		r = -EHOSTUNREACH;

@@ -356,3 +356,32 @@ const char *rsync_timeout_option(void)
 	snprintf(opt, sizeof(opt), "--timeout=%llu", (unsigned long long)v);
 	return opt;
 }
+
+int rsync_argv(const char **argv, const char *const *opts, const char *rsync_path, const char *src,
+               const char *dst)
+{
+	size_t k = 0, n = 0;
+
+	while (opts[n])
+		n++;
+	if (n + 12 > RSYNC_ARGV_MAX)
+		return -E2BIG;
+	argv[k++] = "rsync";
+	argv[k++] = "-s";
+	argv[k++] = "--numeric-ids";
+	argv[k++] = "-q";
+	argv[k++] = rsync_timeout_option();
+	for (size_t i = 0; i < n; i++)
+		argv[k++] = opts[i];
+	if (rsync_path) {
+		argv[k++] = "-e";
+		argv[k++] = ssh_command_string();
+		argv[k++] = "--rsync-path";
+		argv[k++] = rsync_path;
+	}
+	argv[k++] = "--";
+	argv[k++] = src;
+	argv[k++] = dst;
+	argv[k] = NULL;
+	return 0;
+}

@@ -60,6 +60,17 @@ int run_process(char *const *argv, const void *in, size_t in_len, char **ret_out
  * Returns a static string. */
 const char *rsync_timeout_option(void);
 
+/* Fill ARGV (room for RSYNC_ARGV_MAX entries) with an rsync command line:
+ * rsync -s (--protect-args: paths inside the protocol, no remote
+ * splitting) --numeric-ids -q and the I/O timeout, then OPTS
+ * (NULL-terminated), then for a remote copy (RSYNC_PATH not NULL: the
+ * command rsync runs on the other host) -e with our ssh command and
+ * --rsync-path, then -- SRC DST and NULL.  Returns 0, or -E2BIG when OPTS
+ * do not fit. */
+#define RSYNC_ARGV_MAX 32
+int rsync_argv(const char **argv, const char *const *opts, const char *rsync_path, const char *src,
+               const char *dst);
+
 /* Run ARGV with our stdin, stdout and stderr; *ret_status as above.
  * Returns 0 when it ran or -errno. */
 int run_inherit(char *const *argv, int *ret_status);
