@@ -16,7 +16,7 @@
 #include "dircache.h"
 #include "lower.h"
 #include "lowerlist.h"
-#include "remove.h"
+#include "remove_tree.h"
 #include "object.h"
 #include "util.h"
 #include "walk.h"
