@@ -112,12 +112,10 @@ line=$(grep '^g: switch: ' "$LAST_STDOUT")
 n_sw=$(sed -n 's/^g: switch: \([0-9]*\) files in \([0-9.]*\) s.*/\1/p' <<<"$line")
 s_sw=$(sed -n 's/^g: switch: \([0-9]*\) files in \([0-9.]*\) s.*/\2/p' <<<"$line")
 [ -n "$n_sw" ] && [ "$n_sw" -ge 5000 ] && _pass "switch: $n_sw files in $s_sw s" || _fail "no switch line: $(cat "$LAST_STDOUT")"
-# The goal is under 1 s per 10,000 files switched (measured alone on this
-# machine: see docs/DESIGN.md); the test prints the figure and fails only
-# past 3 s, as other tests may share the machine's two CPUs.
+# The goal is under 1 s per 10,000 files switched (docs/DESIGN.md); speed
+# is measured, not asserted in a test: the figure is printed only.
 per10k=$(awk -v n="${n_sw:-0}" -v s="${s_sw:-99}" 'BEGIN { printf "%.3f", (n > 0 ? s / n * 10000 : 99) }')
 echo "    switch: $per10k s per 10,000 files (goal: under 1 s)"
-awk -v x="$per10k" 'BEGIN { exit !(x < 3) }' && _pass "switch: $per10k s per 10,000 files" || _fail "switch too slow: $n_sw files in $s_sw s"
 view "$TEST_TMP/view.after"
 assert_same_manifest "$TEST_TMP/view.before" "$TEST_TMP/view.after" "the view after the switch is the view before umount"
 [ -e "$t/del" ] && _fail "a deleted upper-only file came back" || _pass "deleted file stays deleted"
