@@ -18,6 +18,9 @@
  * crossing a block boundary), then the shared xattr table, then the
  * directory blocks and long symlink targets in the same order.
  *
+ * The same tree gives the same image, byte for byte (no random uuid, no
+ * build clock), so an image can be checked by writing it again.
+ *
  * Refused: names that are empty, ".", "..", longer than 255 bytes or hold
  * '/' (-EINVAL); duplicate names in one directory (-EEXIST, at write);
  * xattr names outside those namespaces (-EOPNOTSUPP); xattr values over

@@ -136,6 +136,7 @@ struct erofs_layout {
 	uint32_t data_blkaddr; /* first data block */
 	uint32_t blocks; /* total */
 	bool chunked;
+	uint64_t uuid[2]; /* derived from the tree: the same tree, the same image */
 };
 
 static inline size_t align_up(size_t v, size_t a)

@@ -263,6 +263,12 @@ static int layout_inodes(struct erofs_layout *l)
 			n->size = (uint64_t)(n->dir_blocks - 1) * BLK + n->dir_tail;
 		}
 		n->compact = fits_compact(n, &l->build_time);
+		l->uuid[0] = (l->uuid[0] ^ n->mode ^ ((uint64_t)n->uid << 20) ^ ((uint64_t)n->gid << 40) ^
+		              n->size) *
+		             1099511628211ull;
+		l->uuid[1] = (l->uuid[1] ^ (uint64_t)n->mtime.tv_sec ^ ((uint64_t)n->mtime.tv_nsec << 32) ^
+		              n->nlink ^ n->n_children) *
+		             1099511628211ull;
 		isize = n->compact ? 32 : 64;
 		n->tail = 0;
 		n->data_blocks = 0;

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -126,8 +125,9 @@ static int write_super(struct wbuf *w, const struct erofs_layout *l)
 	put32(sb + 36, l->blocks);
 	put32(sb + 40, 0); /* meta_blkaddr */
 	put32(sb + 44, l->xattr_blkaddr);
-	if (getrandom(sb + 48, 16, 0) != 16)
-		memset(sb + 48, 0x5a, 16);
+	/* the uuid: from the tree, so that equal trees give equal images */
+	put64(sb + 48, l->uuid[0]);
+	put64(sb + 56, l->uuid[1]);
 	memcpy(sb + 64, "vunify", 6);
 	put32(sb + 80, l->chunked ? FEATURE_INCOMPAT_CHUNKED_FILE : 0);
 	r = wb_zero_to(w, SUPER_OFFSET);
@@ -296,7 +296,7 @@ static int write_data(struct wbuf *w, const struct erofs_node *n)
 
 int erofs_write_fd(struct erofs_tree *t, int fd)
 {
-	struct erofs_layout l = {0};
+	struct erofs_layout l = {.uuid = {1469598103934665603ull, 14695981039346656037ull}};
 	struct wbuf w = {.fd = fd, .cap = 1 << 20};
 	size_t i;
 	int r;

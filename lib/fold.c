@@ -87,7 +87,9 @@ int fold_whiteout(struct guest_scan *gs, const struct walk_entry *e)
 
 	if (r <= 0)
 		return r;
-	r = lower_remove(gs->lower_fd, e->path);
+	r = lower_will_change(gs);
+	if (r == 0)
+		r = lower_remove(gs->lower_fd, e->path);
 	if (r == 0)
 		r = fold_record(&gs->folds, e->path, FOLD_WHITEOUT);
 	return r < 0 ? r : 1;
@@ -97,8 +99,10 @@ int fold_whiteout(struct guest_scan *gs, const struct walk_entry *e)
  * now, the mark after that is durable). */
 int fold_opaque_dir(struct guest_scan *gs, const char *path)
 {
-	int r = lower_remove(gs->lower_fd, path);
+	int r = lower_will_change(gs);
 
+	if (r == 0)
+		r = lower_remove(gs->lower_fd, path);
 	return r < 0 ? r : fold_record(&gs->folds, path, FOLD_OPAQUE);
 }
 

@@ -26,6 +26,7 @@
 #include "hash.h"
 #include "layout.h"
 #include "lower.h"
+#include "meta_image.h"
 #include "overlay.h"
 #include "online.h"
 #include "remove_tree.h"
@@ -44,6 +45,7 @@ struct fsck {
 	const char *guest; /* being checked */
 	bool readonly; /* the guest is mounted (or may be): change nothing of it */
 	int upper_fd; /* of the guest being checked, or -1 */
+	int home_fd; /* its home */
 	int staging_fd; /* HOME/staging of the guest being checked, or -1 */
 	dev_t objects_dev;
 	const struct object_map *map;
@@ -189,7 +191,10 @@ static int on_lower_problem(const struct walk_entry *e, enum lower_problem kind,
 	/* A stub torn by a killed unify is written in place under the upper
 	 * copy that hides it: a leftover, removed, not a problem. */
 	if (kind == LOWER_MALFORMED && !f->readonly && hidden_by_upper(f, e->path)) {
-		if (unlinkat(e->parent_fd, e->name, 0) == 0) {
+		/* a change to HOME/meta: its image goes first (lib/meta_image.h);
+		 * the next unify writes it again */
+		if ((!layout_ops_for(f->p)->lower_image || meta_image_drop(f->home_fd) == 0) &&
+		    unlinkat(e->parent_fd, e->name, 0) == 0) {
 			f->res->leftovers++;
 			return 1;
 		}
@@ -260,6 +265,45 @@ static void guest_done(struct fsck *f)
 		close(f->staging_fd);
 	f->upper_fd = f->staging_fd = -1;
 	f->guest = NULL;
+}
+
+/* The metadata image must hold exactly what HOME/meta holds (images are
+ * deterministic: written again, they must be equal byte for byte); a
+ * missing one is no problem (mount takes the stubs), a differing one is
+ * written again with --repair. */
+static void check_image(struct fsck *f, const struct guest *g, int hfd)
+{
+	int r;
+
+	/* a mount point left by a killed mount (the overlay holds its own
+	 * reference to the image) */
+	if (!f->readonly && unlinkat(hfd, HOME_META_IMAGE_MNT, AT_REMOVEDIR) == 0)
+		f->res->leftovers++;
+	r = meta_image_check(hfd);
+	if (r == 1 || r == -ENOENT)
+		return;
+	if (r < 0) {
+		say(f, FSCK_GUEST, g->name, FSCK_PROBLEM, "cannot check its metadata image: %s",
+		    strerror(-r));
+		f->res->problems++;
+		return;
+	}
+	if (!f->repair || f->readonly) {
+		say(f, FSCK_GUEST, g->name, FSCK_PROBLEM, "metadata image differs from meta/%s",
+		    f->repair ? "; not repaired: guest is mounted" : " (run fsck --repair)");
+		f->res->problems++;
+		return;
+	}
+	r = meta_image_build(hfd);
+	if (r == 0) {
+		say(f, FSCK_GUEST, g->name, FSCK_REPAIRED,
+		    "metadata image differed from meta/: repaired (written again)");
+		f->res->repaired++;
+	} else {
+		say(f, FSCK_GUEST, g->name, FSCK_PROBLEM,
+		    "metadata image differs from meta/; repair failed: %s", strerror(-r));
+		f->res->problems++;
+	}
 }
 
 /* Set f->readonly: a mounted guest's layers are not changed (SPEC
@@ -349,9 +393,12 @@ static void check_guest(struct fsck *f, const char *name)
 	r = remove_contents_at(hfd, HOME_STAGING, &f->res->leftovers);
 	if (r == 0)
 		r = remove_tree_at(hfd, HOME_UPPER ".new");
+	if (r == 0 && unlinkat(hfd, "." HOME_META_IMAGE ".tmp", 0) == 0)
+		f->res->leftovers++; /* an image unify did not finish */
 	if (r < 0)
 		say(f, FSCK_GUEST, g->name, FSCK_NOTE, "cannot clean leftovers: %s", strerror(-r));
 	f->guest = g->name;
+	f->home_fd = hfd;
 	check_mounted(f, g);
 	f->upper_fd = openat(hfd, HOME_UPPER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	f->staging_fd = openat(hfd, HOME_STAGING, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -387,6 +434,8 @@ static void check_guest(struct fsck *f, const char *name)
 		if (r < 0)
 			say(f, FSCK_GUEST, g->name, FSCK_NOTE, "cannot rewrite its record: %s", strerror(-r));
 	}
+	if (layout_ops_for(f->p)->lower_image)
+		check_image(f, g, hfd);
 	f->res->problems += probs;
 	lower_stats_free(&ls);
 	check_prepared(f, g, hfd);
@@ -405,6 +454,7 @@ int fsck_run(struct pool *p, char *const *names, size_t n, unsigned flags, const
 	                 .res = ret,
 	                 .repair = flags & FSCK_REPAIR,
 	                 .upper_fd = -1,
+	                 .home_fd = -1,
 	                 .staging_fd = -1};
 	struct object_map *map = NULL;
 	char **all = NULL;

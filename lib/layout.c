@@ -22,6 +22,11 @@ static const struct layout_ops *layout_by_kind(enum layout_kind k)
 	return layouts[0];
 }
 
+unsigned layout_format(enum layout_kind k)
+{
+	return layout_by_kind(k)->format;
+}
+
 const char *layout_name(enum layout_kind k)
 {
 	return layout_by_kind(k)->name;

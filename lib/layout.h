@@ -61,12 +61,18 @@ struct layout_ops {
 	const char *name; /* in vunify.conf, the home's id file, init --layout */
 	/* The ops of a format-1 pool of this layout (NULL: these). */
 	const struct layout_ops *format1;
+	/* The format init writes for a pool of this layout (pool.h). */
+	unsigned format;
 
 	/* ---- where a guest's lower layer lives ---- */
 	/* In the guest's home (it travels with the home), not in the pool. */
 	bool lower_in_home;
 	/* objects/ is mounted below it as a data-only lower layer. */
 	bool data_layer;
+	/* The lower layer may have a derived EROFS image, HOME/meta.img
+	 * (meta_image.h), that mount prefers: every change to the lower layer
+	 * drops it first, unify writes it again at the end. */
+	bool lower_image;
 	/* An fd of the directory holding the guest's lower layer (the caller
 	 * closes it) and the lower layer's name in it.  HOME_FD is the
 	 * guest's home.  Returns the fd or -errno. */
@@ -196,6 +202,9 @@ extern const struct layout_ops layout_link_v1_ops;
 /* The registry (layout.c).  The layout of pool P (format-1 link pools:
  * layout_link_v1_ops). */
 const struct layout_ops *layout_ops_for(const struct pool *p);
+
+/* The format a new pool of layout K is written in. */
+unsigned layout_format(enum layout_kind k);
 
 /* init's automatic choice: the first layout, by preference, that the
  * kernel can mount (PROBE_DATA_ONLY: overlay_probe_data_only's result). */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "dircache.h"
+#include "meta_image.h"
 #include "remove_tree.h"
 #include "util.h"
 #include "walk.h"
@@ -187,6 +188,9 @@ int layout_remove_lower(struct pool *p, const struct guest *g, int home_fd)
 
 	if (ops->lower_in_home && home_fd < 0)
 		return 0;
+	/* the image first: it must never outlive the lower layer it shows */
+	if (ops->lower_image && home_fd >= 0 && (r = meta_image_drop(home_fd)) < 0)
+		return r;
 	dir = ops->open_lower_parent(p, g, home_fd, &name);
 	if (dir < 0)
 		return dir;

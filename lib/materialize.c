@@ -19,6 +19,7 @@
 
 #include "copy.h"
 #include "layout.h"
+#include "meta_image.h"
 #include "object.h"
 #include "overlay.h"
 #include "remove_tree.h"
@@ -247,8 +248,11 @@ out:
 
 int guest_purge(struct pool *p, const struct guest *g, int home_fd, bool *ret_in_home)
 {
-	static const char *const parts[] = {HOME_UPPER, HOME_WORK, HOME_META, HOME_STAGING,
-	                                    HOME_UPPER ".new"};
+	/* the metadata image before the stubs it shows (meta_image.h) */
+	static const char *const parts[] = {HOME_META_IMAGE,     "." HOME_META_IMAGE ".tmp",
+	                                    HOME_META_IMAGE_MNT, HOME_UPPER,
+	                                    HOME_WORK,           HOME_META,
+	                                    HOME_STAGING,        HOME_UPPER ".new"};
 	int r = 0;
 
 	*ret_in_home = false;

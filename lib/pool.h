@@ -20,10 +20,17 @@
 #include "hash.h"
 #include "policy.h"
 
-/* The format init writes; pool_open also reads POOL_FORMAT_MIN..POOL_FORMAT.
+/* The newest format; pool_open reads POOL_FORMAT_MIN..POOL_FORMAT.
  * 2: link-layout object names carry the whole SHA-256 metadata key (64 hex
- * digits); a format-1 link pool keeps its 16-digit keys (docs/FORMAT.md). */
-#define POOL_FORMAT 2
+ * digits); a format-1 link pool keeps its 16-digit keys (docs/FORMAT.md).
+ * 3: redirect layout: a guest may have HOME/meta.img, the metadata image
+ * (meta_image.h), which every writer of HOME/meta must drop first.  init
+ * writes 3 for a redirect pool and 2 for a link pool (nothing changed for
+ * it); an older redirect pool is read as it is and becomes format 3 on its
+ * first unify (pool_upgrade), before any image exists, so that no binary
+ * that does not know the image changes HOME/meta behind one. */
+#define POOL_FORMAT 3
+#define POOL_FORMAT_LINK 2
 #define POOL_FORMAT_MIN 1
 #define POOL_DEFAULT_PATH "/var/lib/vunify"
 
@@ -90,6 +97,13 @@ typedef void (*pool_problem_fn)(const char *what, const char *problem, bool fixe
  * is called for each problem.  pool_open does this with REPAIR under the
  * exclusive lock.  Returns the number of problems or -errno. */
 int pool_check_dirs(struct pool *p, bool repair, pool_problem_fn fn, void *ud);
+
+/* Make an older redirect pool's vunify.conf say POOL_FORMAT (atomically;
+ * under the exclusive lock, before the first change only the new format
+ * allows).  A link pool keeps its format: its names depend on it, and it
+ * has no metadata images.  Returns 0 (also when it already does) or
+ * -errno. */
+int pool_upgrade(struct pool *p);
 
 /* Remove leftovers in POOL/tmp (only safe under the exclusive lock). */
 int pool_clean_tmp(struct pool *p);

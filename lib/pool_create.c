@@ -131,19 +131,42 @@ static int init_dirs(const char *path)
 	return steal_fd(&fd);
 }
 
+static int put_conf(int fd, unsigned format, enum layout_kind layout, const char *id)
+{
+	char conf[256];
+
+	snprintf(conf, sizeof(conf), "# vunify pool; see docs/FORMAT.md\nformat %u\nlayout %s\nid %s\n", format,
+	         layout_name(layout), id);
+	return write_file_atomic_at(fd, CONF_NAME, conf, strlen(conf), 0644);
+}
+
 /* vunify.conf, written last: it makes the directory a pool. */
 static int write_conf(int fd, enum layout_kind layout)
 {
 	unsigned char rnd[16];
-	char id[40], conf[256];
+	char id[40];
 
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
 		return neg_errno();
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
-	snprintf(conf, sizeof(conf), "# vunify pool; see docs/FORMAT.md\nformat %d\nlayout %s\nid %s\n",
-	         POOL_FORMAT, layout_name(layout), id);
-	return write_file_atomic_at(fd, CONF_NAME, conf, strlen(conf), 0644);
+	return put_conf(fd, layout_format(layout), layout, id);
+}
+
+int pool_upgrade(struct pool *p)
+{
+	unsigned want = layout_format(p->layout);
+	const struct pool newest = {.layout = p->layout, .format = want};
+	int r;
+
+	/* A layout with format-1 ops of its own (link: its object names) is
+	 * never rewritten in place: its names depend on its format. */
+	if (p->format >= want || layout_ops_for(&newest)->format1)
+		return 0;
+	r = put_conf(p->fd, want, p->layout, p->id);
+	if (r == 0)
+		p->format = want;
+	return r;
 }
 
 int pool_init(const char *path, enum layout_kind layout)
@@ -164,7 +187,7 @@ int pool_create(const char *path, bool auto_layout, enum layout_kind *kind, int 
 	if (auto_layout)
 		*kind = layout_auto(*ret_probe);
 	else {
-		const struct pool new_pool = {.layout = *kind, .format = POOL_FORMAT};
+		const struct pool new_pool = {.layout = *kind, .format = layout_format(*kind)};
 		if (layout_ops_for(&new_pool)->data_layer && *ret_probe != 1)
 			return -EOPNOTSUPP;
 	}

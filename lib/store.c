@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lower.h"
+#include "meta_image.h"
 #include "object.h"
 #include "parallel.h"
 #include "store_internal.h"
@@ -353,8 +354,18 @@ struct finish_job {
 static int finish_guest(size_t i, void *ud)
 {
 	struct finish_job *j = ud;
+	struct guest_scan *gs = &j->scans[i];
+	int r = finish_guest_stats(j->p, gs, j->failed);
 
-	return finish_guest_stats(j->p, &j->scans[i], j->failed);
+	/* The next metadata image, once the lower layer is final and durable
+	 * (sync_uppers, fold_finish): written whole under a temp name,
+	 * renamed in.  Killed before the rename: no image, mount takes the
+	 * stubs; after: the image equals them.  A failed store leaves it
+	 * dropped (the next unify writes it). */
+	if (r == 0 && !j->failed && gs->lower_image &&
+	    (gs->image_dropped || (r = meta_image_exists(gs->home_fd)) == 0))
+		r = meta_image_build(gs->home_fd);
+	return r < 0 ? r : 0;
 }
 
 int store_all(struct pool *p, struct guest_scan *scans, size_t ng, const struct unify_options *o,
@@ -375,6 +386,10 @@ int store_all(struct pool *p, struct guest_scan *scans, size_t ng, const struct 
 		for (size_t i = 0; i < scans[g].n; i++)
 			scans[g].chosen += scans[g].files[i].state == SF_CHOSEN;
 		scans[g].touched = scans[g].chosen > 0;
+		if (scans[g].touched && (r = lower_will_change(&scans[g])) < 0) {
+			*ret_what = strdup(scans[g].g->name);
+			return r;
+		}
 	}
 	/* adopted upper files must be durable before objects name them; and
 	 * the names objects/ holds already (some maybe renamed in by a run

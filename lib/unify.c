@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "meta_image.h"
 #include "object.h"
 #include "online.h"
 #include "overlay.h"
@@ -43,6 +44,18 @@ static void guest_scan_free(struct guest_scan *gs)
 	if (gs->staging_fd >= 0)
 		close(gs->staging_fd);
 	guest_free(gs->g);
+}
+
+int lower_will_change(struct guest_scan *gs)
+{
+	int r;
+
+	if (gs->image_dropped || !gs->lower_image)
+		return 0;
+	r = meta_image_drop(gs->home_fd);
+	if (r == 0)
+		gs->image_dropped = true;
+	return r;
 }
 
 /* Which guests' uppers share the pool's filesystem. */
@@ -120,6 +133,9 @@ static int open_guest(struct pool *p, const char *name, struct guest_scan *gs, b
 		r = neg_errno();
 		goto fail;
 	}
+	/* an online run never changes HOME/meta (nor the upper): the switch
+	 * drops the image, the next offline unify writes it */
+	gs->lower_image = layout_ops_for(p)->lower_image && !gs->online;
 	if (create && gs->online) {
 		/* the store places into a copy of the lower layer, which the
 		 * mounted guest does not use; objects are copied, never
@@ -269,7 +285,11 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		r = 0;
 	}
 	if (!o->dry_run) {
-		r = pool_clean_tmp(p);
+		/* an older redirect pool takes the format that has metadata
+		 * images before this run writes one */
+		r = pool_upgrade(p);
+		if (r == 0)
+			r = pool_clean_tmp(p);
 		for (size_t i = 0; i < ng && r == 0; i++)
 			/* leftovers of an interrupted run: unreferenced, unseen */
 			r = remove_contents_at(scans[i].home_fd, HOME_STAGING, NULL);

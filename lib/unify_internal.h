@@ -187,6 +187,8 @@ struct guest_scan {
 	bool describe; /* link layout: keep HOME/vunify-lower (lowerlist.h) */
 	bool online; /* mounted, --online: lower_fd is the prepared lower, the
 	              * upper is only read (online.h) */
+	bool lower_image; /* the layout keeps HOME/meta.img (meta_image.h) */
+	bool image_dropped; /* HOME/meta.img is gone: the lower may change */
 };
 
 struct store_progress {
@@ -218,6 +220,12 @@ static inline bool scanned_placed(const struct scanned_file *f)
 }
 int scan_all(struct pool *p, struct guest_scan *scans, size_t ng, bool normalize, unsigned nth,
              size_t *ret_failed);
+
+/* Before the first change to a guest's lower layer in a run: drop its
+ * metadata image, durably (meta_image.h), so that from here until the end
+ * of the store writes the next one a crash leaves mount the stubs, which
+ * are always complete.  Returns 0 or -errno. */
+int lower_will_change(struct guest_scan *gs);
 
 /* fold.c */
 int fold_whiteout(struct guest_scan *gs, const struct walk_entry *e);

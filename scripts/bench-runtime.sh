@@ -13,20 +13,29 @@
 # its objects sit among other guests' objects as in a real pool.
 # Variants, each the same guest:
 #   plain     the tree copied to a directory, chroot into it
-#   redirect  redirect layout as vunify mounts it (HOME/meta stubs lower)
-#   image     redirect layout with HOME/meta packed into one EROFS image by
-#             vunify's own writer (tests/tools/erofs-meta), mounted from
-#             the file (-t erofs, no loop device on this kernel) as the
-#             metadata lower layer, POOL/objects as data-only layer
-#   mkfs      the same with the image made by mkfs.erofs --chunksize=4096
-#             (erofs-utils; the probe of issue 9), when installed
+#   stubs     redirect layout, metadata layer HOME/meta (one stub inode per
+#             file), as vunify mounts a guest that has no image
+#   image     redirect layout as vunify mounts it: HOME/meta.img, the stubs
+#             packed into one EROFS image by vunify's own writer, mounted
+#             from the file (no loop device), read ahead whole at mount
+#   image-nora the same image mounted without that read-ahead
+#   mkfs      HOME/meta packed by mkfs.erofs --chunksize=4096 (erofs-utils;
+#             the probe of issue 9), mounted the same way, when installed
 #   link      link layout (POOL/roots/GUEST lower)
-# Measurements, each the median of RUNS runs (caches dropped before every
-# cold run): stat walk `find / -xdev -printf %s`, `dpkg --verify` (reads and
-# md5s every packaged file), python3 importing json, email, asyncio and
-# http.client; all run by chroot into the guest's root.  Besides wall time:
-# CPU time (user+sys) and the reads the filesystem's device served, which
-# do not change with the load on a shared machine.
+#   full      composefs-style, as a measure of what vunify could do next:
+#             the guest's whole tree (directories, symlinks, every
+#             attribute) in one EROFS image with each pooled file a stub
+#             (tests/tools/erofs-compose), read ahead at mount, and an
+#             upper holding only the files the pool does not have
+# A cold run is a cold start: the variant unmounted, caches dropped, then
+# (timed) mounted as above and the program run, as after a reboot or a
+# failover.  Warm runs reuse the mount.
+# Measurements, each the median of RUNS runs: stat walk `find / -xdev
+# -printf %s`, `dpkg --verify` (reads and md5s every packaged file), python3
+# importing json, email, asyncio and http.client; all run by chroot into
+# the guest's root.  Besides wall time: CPU time (user+sys) and the reads
+# the filesystem's device served, which do not change with the load on a
+# shared machine.
 #
 # Environment:
 #   BENCH_DIR     work area        (default /var/tmp/vunify-bench-rt)
@@ -35,7 +44,7 @@
 #   BENCH_TREES   tree names, the measured guest first
 #                 (default: bookworm-web bookworm-minbase)
 #   RUNS          runs per figure  (default 3)
-#   VARIANTS      which variants   (default: plain redirect image mkfs link)
+#   VARIANTS      which variants   (default: plain stubs image image-nora mkfs full link)
 #   BENCH_RT_OUT  machine-readable result (default $BENCH_BUILD/bench-runtime.txt)
 set -eu
 set -o pipefail
@@ -47,7 +56,7 @@ EROFS_META=${EROFS_META:-$BUILD_DIR/tools/erofs-meta}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/vunify-bench-rt}
 TREES=${BENCH_TREES:-bookworm-web bookworm-minbase}
 RUNS=${RUNS:-3}
-VARIANTS=${VARIANTS:-plain redirect image mkfs link}
+VARIANTS=${VARIANTS:-plain stubs image image-nora mkfs full link}
 OUT=${BENCH_RT_OUT:-$BUILD_DIR/bench-runtime.txt}
 
 say() { printf '== %s\n' "$*" >&2; }
@@ -116,7 +125,8 @@ drop_caches() {
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
 }
-# one_run ROOT WHAT: one run of WHAT in ROOT; prints "wall cpu reads MiB":
+# one_run ROOT WHAT [VARIANT]: one run of WHAT in ROOT, after mounting
+# VARIANT (timed with it) when given; prints "wall cpu reads MiB":
 # wall seconds, user+system CPU seconds, and the read requests and MiB the
 # guests' filesystem's loop device served meanwhile (everything of a guest
 # lives there: plain tree, homes, pool, images).  CPU and reads do not
@@ -130,6 +140,7 @@ one_run() {
 	esac
 	read -r -a s0 <"$DEVSTAT"
 	t0=$(now)
+	if [ -n "${3:-}" ]; then vmount "$3"; fi
 	/usr/bin/time -f '%U %S' -o "$BENCH_DIR/time" chroot "$1" "${cmd[@]}" >/dev/null 2>&1 || true
 	t1=$(now)
 	read -r -a s1 <"$DEVSTAT"
@@ -149,17 +160,56 @@ variant() {
 	DONE+=("$1")
 	ROOTS+=("$2")
 }
-# Every variant is mounted at once and the runs interleave (run 1 of each
-# variant, then run 2 of each, ...), so that load from elsewhere on the
-# machine spreads over all variants instead of landing on one.
+# ovl_mount NAME GUEST IMAGE: IMAGE as GUEST's metadata layer, mounted as
+# vunify mounts HOME/meta.img but without its read-ahead of the image.
+ovl_mount() {
+	local h=$FS/rh/$2
+	mkdir -p "$MNT/$1.lower" "$MNT/$1"
+	# mount(2) of the file itself: no loop device (mount(8) would add one)
+	"$EROFS_META" --mount "$3" "$MNT/$1.lower"
+	mount -t overlay -o "lowerdir=$MNT/$1.lower::$FS/rpool/objects,upperdir=$h/upper,workdir=$h/work,redirect_dir=off,index=off,xino=off,metacopy=off" \
+		vunify "$MNT/$1"
+}
+# vmount NAME / vumount NAME: mount and unmount a variant.
+vmount() {
+	case $1 in
+	plain) ;;
+	stubs) "$VUNIFY" -p "$FS/rpool" mount g0 "$MNT/stubs" ;;
+	image) "$VUNIFY" -p "$FS/rpool" mount g1 "$MNT/image" ;;
+	image-nora) ovl_mount image-nora g2 "$FS/rh/g2/meta.img" ;;
+	mkfs) ovl_mount mkfs g3 "$FS/g3.mkfs.img" ;;
+	full)
+		mkdir -p "$MNT/full.lower"
+		"$EROFS_META" --mount-ra "$FS/full.img" "$MNT/full.lower"
+		mount -t overlay -o "lowerdir=$MNT/full.lower::$FS/rpool/objects,upperdir=$FS/full/upper,workdir=$FS/full/work,redirect_dir=off,index=off,xino=off,metacopy=off" \
+			vunify "$MNT/full"
+		;;
+	link) "$VUNIFY" -p "$FS/lpool" mount g0 "$MNT/link" ;;
+	esac
+}
+vumount() {
+	case $1 in
+	plain) ;;
+	image-nora | mkfs | full)
+		umount "$MNT/$1"
+		umount "$MNT/$1.lower"
+		;;
+	*) umount "$MNT/$1" ;;
+	esac
+}
+# Cold runs interleave (run 1 of each variant, then run 2 of each, ...),
+# so that load from elsewhere on the machine spreads over all variants
+# instead of landing on one.
 measure_all() {
 	local w i k v f t
 	declare -A T
 	for w in walk dpkg python; do
 		for i in $(seq 1 "$RUNS"); do
 			for k in "${!DONE[@]}"; do
+				v=${DONE[$k]}
+				vumount "$v"
 				drop_caches
-				T[${DONE[$k]}.$w.cold]+="$(one_run "${ROOTS[$k]}" "$w")
+				T[$v.$w.cold]+="$(one_run "${ROOTS[$k]}" "$w" "$v")
 "
 			done
 		done
@@ -198,16 +248,16 @@ cp -a "${TREE_DIRS[0]}" "$FS/plain"
 PLAIN_N=$(chroot "$FS/plain" find / -xdev | wc -l)
 chroot "$FS/plain" dpkg --verify >"$BENCH_DIR/verify.plain" 2>&1 || true
 want() { case " $VARIANTS " in *" $1 "*) return 0 ;; esac; return 1; }
-want plain && variant plain "$FS/plain"
+if want plain; then variant plain "$FS/plain"; fi
 
-# pool POOL HOMES [INIT ARGS]: a pool with the measured tree added three
-# times (g0, g1, g2: one guest per variant, each with its own upper) and
-# every other tree once, all unified.
+# pool POOL HOMES [INIT ARGS]: a pool with the measured tree added four
+# times (g0..g3: one guest per variant, each with its own upper) and every
+# other tree once, all unified.
 pool() {
 	local p=$1 h=$2 i
 	shift 2
 	"$VUNIFY" -p "$p" init "$@" >/dev/null
-	for i in 0 1 2; do
+	for i in 0 1 2 3; do
 		"$VUNIFY" -p "$p" add "g$i" "$h/g$i" --from "${TREE_DIRS[0]}" >/dev/null
 	done
 	for i in "${!TREE_DIRS[@]}"; do
@@ -217,57 +267,53 @@ pool() {
 	sync
 }
 
-if want redirect || want image || want mkfs; then
+if want stubs || want image || want image-nora || want mkfs; then
 	say "redirect layout pool"
 	pool "$FS/rpool" "$FS/rh" --layout redirect
-	if want redirect; then
-		mkdir -p "$MNT/redirect"
-		"$VUNIFY" -p "$FS/rpool" mount g0 "$MNT/redirect"
-		variant redirect "$MNT/redirect"
-	fi
-	# image_variant NAME GUEST IMAGE: mount IMAGE as GUEST's metadata lower
-	# layer, as vunify mount does with HOME/meta.
-	image_variant() {
-		local v=$1 h=$FS/rh/$2 img=$3
-		mkdir -p "$MNT/$v.lower" "$MNT/$v"
-		# mount(2) of the file itself: no loop device (mount(8) would add one)
-		"$EROFS_META" --mount "$img" "$MNT/$v.lower"
-		mount -t overlay -o "lowerdir=$MNT/$v.lower::$FS/rpool/objects,upperdir=$h/upper,workdir=$h/work,redirect_dir=off,index=off,xino=off,metacopy=off" \
-			vunify "$MNT/$v"
-		variant "$v" "$MNT/$v"
-		info "$v image: $(stat -c %s "$img") bytes"
-	}
-	if want image || want mkfs; then
-		[ -x "$EROFS_META" ] || die "no $EROFS_META (make bench builds it)"
-	fi
-	if want image; then
-		t0=$(now)
-		"$EROFS_META" "$FS/rh/g1/meta" "$FS/g1.img"
-		info "image of g1's meta written in $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }') s"
-		image_variant image g1 "$FS/g1.img"
-	fi
-	if want mkfs && command -v mkfs.erofs >/dev/null; then
-		# mkfs.erofs 1.5 fails with EIO writing its image straight onto
-		# the loop-mounted ext4 here; it is written elsewhere and copied.
-		if mkfs.erofs --quiet --chunksize=4096 "$BENCH_DIR/g2.mkfs.img" "$FS/rh/g2/meta" >"$BENCH_DIR/mkfs.log" 2>&1 &&
-			cp "$BENCH_DIR/g2.mkfs.img" "$FS/g2.mkfs.img"; then
-			rm -f "$BENCH_DIR/g2.mkfs.img"
-			image_variant mkfs g2 "$FS/g2.mkfs.img"
-		else
-			info "mkfs.erofs failed, no mkfs column: $(tail -n 1 "$BENCH_DIR/mkfs.log")"
+	[ -f "$FS/rh/g1/meta.img" ] || die "unify wrote no HOME/meta.img (this vunify has no metadata image)"
+	info "HOME/meta.img: $(stat -c %s "$FS/rh/g1/meta.img") bytes for $(find "$FS/rh/g1/meta" | wc -l) entries of HOME/meta"
+	# g0 without its image: vunify mounts the stubs
+	rm "$FS/rh/g0/meta.img"
+	for v in stubs image image-nora mkfs full; do
+		want "$v" || continue
+		if [ "$v" = full ]; then
+			[ -x "$BUILD_DIR/tools/erofs-compose" ] || die "no $BUILD_DIR/tools/erofs-compose (make bench builds it)"
+			info "full: $("$BUILD_DIR/tools/erofs-compose" "$FS/plain" "$FS/rpool/objects" "$FS/full.img" "$BENCH_DIR/full.list")"
+			mkdir -p "$FS/full/upper" "$FS/full/work"
+			(cd "$FS/plain" && xargs -0 -r cp -a --parents -t "$FS/full/upper" <"$BENCH_DIR/full.list")
+			info "full image: $(stat -c %s "$FS/full.img") bytes; upper: $(find "$FS/full/upper" | wc -l) entries"
 		fi
-	fi
+		if [ "$v" = mkfs ]; then
+			command -v mkfs.erofs >/dev/null || continue
+			# mkfs.erofs 1.5 fails with EIO writing its image straight
+			# onto the loop-mounted ext4 here: written elsewhere, copied.
+			if ! mkfs.erofs --quiet --chunksize=4096 "$BENCH_DIR/g3.mkfs.img" "$FS/rh/g3/meta" \
+				>"$BENCH_DIR/mkfs.log" 2>&1 || ! cp "$BENCH_DIR/g3.mkfs.img" "$FS/g3.mkfs.img"; then
+				info "mkfs.erofs failed, no mkfs column: $(tail -n 1 "$BENCH_DIR/mkfs.log")"
+				continue
+			fi
+			rm -f "$BENCH_DIR/g3.mkfs.img"
+			info "mkfs.erofs image: $(stat -c %s "$FS/g3.mkfs.img") bytes"
+		fi
+		case $v in image-nora | mkfs | full)
+			[ -x "$EROFS_META" ] || die "no $EROFS_META (make bench builds it)"
+			;;
+		esac
+		mkdir -p "$MNT/$v"
+		vmount "$v"
+		variant "$v" "$MNT/$v"
+	done
 fi
 
 if want link; then
 	say "link layout pool"
 	pool "$FS/lpool" "$FS/lh" --layout link
 	mkdir -p "$MNT/link"
-	"$VUNIFY" -p "$FS/lpool" mount g0 "$MNT/link"
+	vmount link
 	variant link "$MNT/link"
 fi
 
-say "measuring: ${DONE[*]} (caches dropped before each cold run)"
+say "measuring: ${DONE[*]}"
 measure_all
 
 # ratio A B: "A (A/Bx)"
@@ -276,7 +322,8 @@ ratio() { awk -v a="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%s (%.2fx)", a, a 
 	echo
 	printf 'runtime of the guest %s, chroot into each variant; median of %s runs, interleaved;\n' \
 		"${TREE_DIRS[0]##*/}" "$RUNS"
-	printf 'caches dropped before each cold run; (x) = ratio to plain; kernel %s, %s CPUs, load %s\n' \
+	printf 'cold = unmounted, caches dropped, then mount + run timed; (x) = ratio to plain;\n'
+	printf 'kernel %s, %s CPUs, load %s\n' \
 		"$(uname -r)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf '%-30s' ""
 	for v in "${DONE[@]}"; do printf '%18s' "$v"; done

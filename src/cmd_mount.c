@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "meta_image.h"
 #include "layout.h"
 #include "online.h"
 #include "overlay.h"
@@ -95,7 +96,7 @@ static int mount_guest(const struct cli *c, const char *name, const char *target
 	struct pool *p;
 	struct guest *g;
 	_cleanup_free_ char *upper = NULL, *work = NULL, *lower = NULL, *data = NULL, *opts = NULL,
-	                    *target = NULL, *existing = NULL;
+	                    *target = NULL, *existing = NULL, *image_dir = NULL;
 	_cleanup_close_ int home_fd = -1, lower_fd = -1;
 	struct stat st;
 	bool switched = false;
@@ -153,7 +154,16 @@ static int mount_guest(const struct cli *c, const char *name, const char *target
 		lower = loc.lower;
 		data = loc.data;
 	}
-	opts = overlay_options(lower, data, upper, work);
+	/* the metadata image if unify wrote one (lib/meta_image.h), else
+	 * the stubs: both show the same tree */
+	if (layout_ops_for(p)->lower_image && !req->fake) {
+		r = meta_image_mount(home_fd, g->home, 0, &image_dir);
+		if (r < 0) {
+			cli_error("mount: metadata image of", g->name, r, NULL);
+			goto out;
+		}
+	}
+	opts = overlay_options(image_dir ? image_dir : lower, data, upper, work);
 	if (!opts) {
 		cli_error("mount: overlay options for", g->name, -ENOMEM, NULL);
 		goto out;
@@ -166,6 +176,21 @@ static int mount_guest(const struct cli *c, const char *name, const char *target
 		goto out;
 	}
 	r = overlay_mount_flags(opts, target, req->flags);
+	if (image_dir) {
+		/* overlayfs holds its own reference to the image's mount: the
+		 * mount point is not needed once the overlay is mounted */
+		(void)meta_image_unmount(home_fd, image_dir);
+		if (r < 0) {
+			/* an overlay that refuses the image takes the stubs */
+			free(opts);
+			opts = overlay_options(lower, data, upper, work);
+			if (!opts) {
+				cli_error("mount: overlay options for", g->name, -ENOMEM, NULL);
+				goto out;
+			}
+			r = overlay_mount_flags(opts, target, req->flags);
+		}
+	}
 	if (r < 0) {
 		cli_error("mount", g->name, r, r == -EINVAL ? "kernel refused the overlay; see dmesg" : NULL);
 		goto out;

@@ -60,6 +60,13 @@ for i in "${!trees[@]}"; do
 	g=g$i
 	mkdir -p "$TEST_TMP/mnt/$g"
 	assert_ok "${V[@]}" mount "$g" "$TEST_TMP/mnt/$g" || continue
+	if [ "$LAYOUT" = redirect ]; then
+		# the metadata layer is the guest's image (docs/FORMAT.md), whose
+		# mount point is gone again once the overlay holds it
+		lowerdir=$(findmnt -rn -o OPTIONS "$TEST_TMP/mnt/$g" | tr , '\n' | sed -n 's/^lowerdir=//p')
+		assert_eq "$TEST_TMP/$g.fs/home/meta.img.mnt" "${lowerdir%%::*}" "$g is mounted from its metadata image"
+		[ ! -e "$TEST_TMP/$g.fs/home/meta.img.mnt" ] || _fail "$g: the image's mount point was left behind"
+	fi
 	manifest "$TEST_TMP/mnt/$g" "$TEST_TMP/$g.view.man" "${mopt[@]}"
 	if [ "$LAYOUT" = link ]; then
 		manifest "${paths[$i]}" "$TEST_TMP/$g.src.man" --no-ino

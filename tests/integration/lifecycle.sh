@@ -407,6 +407,14 @@ fi
 # ---- 3. a detached guest, remove and gc -----------------------------------------
 
 assert_ok "${V[@]}" mount C "$TEST_TMP/mnt/C" || exit 1
+# A mount namespace made while C is mounted (a container manager starting
+# something) keeps a copy of C's overlay: C's own filesystem must still
+# come off once C is unmounted here (a metadata image opened through this
+# namespace's mount of it kept it busy).
+unshare -m --propagation slave sleep 60 &
+ns_pid=$!
+defer kill "$ns_pid"
+sleep 1
 manifest "$TEST_TMP/mnt/C" "$TEST_TMP/C.view.man" "${mopt[@]}"
 assert_ok "${V[@]}" umount C
 # The objects only B, only C use; C's files of its own are referenced by C alone.

@@ -3,6 +3,7 @@
  *
  *   erofs-meta SRC_DIR IMAGE
  *   erofs-meta --mount IMAGE DIR
+ *   erofs-meta --mount-ra IMAGE DIR
  *
  * Every entry is copied as metadata: type, mode, owner, mtime, every xattr
  * (trusted.overlay.* included: they are what makes a stub a metacopy
@@ -14,7 +15,8 @@
  *
  * --mount mounts IMAGE read-only at DIR with mount(2) itself: the kernel's
  * erofs (6.12+) mounts a regular file directly, where mount(8) of
- * util-linux 2.38 would set up a loop device first.
+ * util-linux 2.38 would set up a loop device first.  --mount-ra first
+ * starts reading the whole image ahead, as vunify mount does.
  *
  * Exit status 0, 1 on an error, 2 on a usage error. */
 #define _GNU_SOURCE
@@ -40,7 +42,14 @@ int main(int argc, char **argv)
 	const char *slash, *base;
 	int r;
 
-	if (argc == 4 && !strcmp(argv[1], "--mount")) {
+	if (argc == 4 && (!strcmp(argv[1], "--mount") || !strcmp(argv[1], "--mount-ra"))) {
+		if (!strcmp(argv[1], "--mount-ra")) {
+			/* as vunify mount: read the whole image ahead first */
+			_cleanup_close_ int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+
+			if (fd >= 0)
+				(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+		}
 		if (mount(argv[2], argv[3], "erofs", MS_RDONLY, NULL) < 0) {
 			fprintf(stderr, "erofs-meta: mount '%s': %s\n", argv[2], strerror(errno));
 			return 1;

@@ -4,7 +4,8 @@
  * of the file itself, no loop device) and comparing tests/tools/manifest
  * of the mount with that of the tree it was built from; an overlay with
  * the image as metadata layer and a data-only layer reads real data
- * through a stub's redirect.  Must-fail inputs are refused.  Root parts
+ * through a stub's redirect.  Must-fail inputs are refused.  HOME/meta.img
+ * (lib/meta_image.c) is checked, dropped and mounted.  Root parts
  * are skipped otherwise, and fail under CI=true. */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -29,11 +30,32 @@
 #include <unistd.h>
 
 #include "erofs.h"
+#include "meta_image.h"
 #include "remove_tree.h"
 #include "util.h"
 #include "banned.h"
 
 static char manifest_tool[512];
+
+/* The source of the mount at DIR in /proc/self/mountinfo ("none" if none). */
+static const char *mount_source(const char *dir)
+{
+	static char src[256];
+	char line[4096], mp[1024], fs[64];
+	FILE *mi = fopen("/proc/self/mountinfo", "re");
+
+	snprintf(src, sizeof(src), "none");
+	assert_non_null(mi);
+	while (fgets(line, sizeof(line), mi)) {
+		char *dash = strstr(line, " - ");
+		if (!dash || sscanf(line, "%*s %*s %*s %*s %1023s", mp) != 1 || strcmp(mp, dir))
+			continue;
+		if (sscanf(dash, " - %63s %255s", fs, src) != 2)
+			snprintf(src, sizeof(src), "none");
+	}
+	fclose(mi);
+	return src;
+}
 
 struct fx {
 	char tmp[64];
@@ -645,6 +667,100 @@ static void test_replace(void **state)
 	assert_int_equal(fsck(f, "img"), 0);
 }
 
+/* HOME/meta.img (lib/meta_image.c): built from HOME/meta, equal to it
+ * byte for byte when written again, found different after a change,
+ * dropped durably, mounted from the file and released. */
+static void test_meta_image(void **state)
+{
+	struct fx *f = *state;
+	_cleanup_close_ int home = -1, meta = -1;
+	char *dir = NULL;
+	struct stat st;
+
+	assert_int_equal(mkdirat(f->dir, "home", 0755), 0);
+	home = openat(f->dir, "home", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(home >= 0);
+	assert_int_equal(meta_image_exists(home), 0);
+	assert_int_equal(meta_image_check(home), -ENOENT);
+	assert_int_equal(meta_image_drop(home), 0); /* nothing to drop */
+	assert_int_equal(mkdirat(home, "meta", 0755), 0);
+	meta = openat(home, "meta", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(meta >= 0);
+	assert_int_equal(mkdirat(meta, "usr", 0755), 0);
+	mkfile(meta, "usr/stub", 123456, 0755);
+	assert_int_equal(setxattr(p(f, "home/meta/usr/stub"), "user.x", "1", 1, 0), 0);
+
+	assert_int_equal(meta_image_build(home), 0);
+	assert_int_equal(meta_image_exists(home), 1);
+	assert_int_equal(meta_image_check(home), 1); /* deterministic */
+	assert_int_equal(faccessat(home, ".meta.img.tmp", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+	/* the check sees a change of mode, of an xattr, of a name */
+	assert_int_equal(fchmodat(meta, "usr/stub", 0700, 0), 0);
+	assert_int_equal(meta_image_check(home), 0);
+	assert_int_equal(fchmodat(meta, "usr/stub", 0755, 0), 0);
+	assert_int_equal(meta_image_check(home), 1);
+	assert_int_equal(setxattr(p(f, "home/meta/usr/stub"), "user.x", "2", 1, 0), 0);
+	assert_int_equal(meta_image_check(home), 0);
+	assert_int_equal(meta_image_build(home), 0);
+	assert_int_equal(meta_image_check(home), 1);
+	assert_int_equal(renameat(meta, "usr/stub", meta, "usr/stup"), 0);
+	assert_int_equal(meta_image_check(home), 0);
+	assert_int_equal(meta_image_build(home), 0);
+
+	if (require_root("mount")) {
+		assert_int_equal(meta_image_mount(home, p(f, "home"), 0, &dir), 1);
+		snprintf(f->mounts[f->n_mounts++], sizeof(f->mounts[0]), "%s", dir);
+		assert_int_equal(fstatat(home, "meta.img.mnt/usr/stup", &st, AT_SYMLINK_NOFOLLOW), 0);
+		assert_int_equal(st.st_size, 123456);
+		assert_int_equal(meta_image_unmount(home, dir), 0);
+		f->n_mounts--;
+		assert_int_equal(faccessat(home, "meta.img.mnt", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+		assert_string_equal(mount_source(dir), "none"); /* not yet */
+		free(dir);
+		dir = NULL;
+		/* the path of kernels before 6.12: a read-only loop device that
+		 * goes with its last user */
+		assert_int_equal(meta_image_mount(home, p(f, "home"), META_IMAGE_LOOP, &dir), 1);
+		snprintf(f->mounts[f->n_mounts++], sizeof(f->mounts[0]), "%s", dir);
+		{
+			char loopdev[64], backing[128];
+			int tries;
+
+			snprintf(loopdev, sizeof(loopdev), "%s", mount_source(dir));
+			assert_int_equal(strncmp(loopdev, "/dev/loop", 9), 0);
+			assert_int_equal(fstatat(home, "meta.img.mnt/usr/stup", &st, AT_SYMLINK_NOFOLLOW), 0);
+			assert_int_equal(st.st_size, 123456);
+			snprintf(backing, sizeof(backing), "/sys/block/%s/loop/backing_file", loopdev + 5);
+			assert_int_equal(access(backing, F_OK), 0);
+			assert_int_equal(meta_image_unmount(home, dir), 0);
+			f->n_mounts--;
+			for (tries = 0; tries < 200 && access(backing, F_OK) == 0; tries++)
+				usleep(10000);
+			assert_int_equal(access(backing, F_OK), -1); /* detached itself */
+		}
+		free(dir);
+		dir = NULL;
+		/* an image the kernel refuses: the stubs are used, nothing is
+		 * left mounted, and the check says it differs */
+		{
+			_cleanup_close_ int img = openat(home, "meta.img", O_WRONLY | O_CLOEXEC);
+
+			assert_true(img >= 0);
+			assert_int_equal(pwrite(img, "XXXX", 4, 1024), 4); /* the magic */
+		}
+		assert_int_equal(meta_image_mount(home, p(f, "home"), 0, &dir), 0);
+		assert_null(dir);
+		assert_int_equal(faccessat(home, "meta.img.mnt", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+		assert_int_equal(meta_image_check(home), 0);
+	}
+	assert_int_equal(meta_image_drop(home), 0);
+	assert_int_equal(meta_image_exists(home), 0);
+	/* no image: mount says so, and mounts nothing */
+	dir = NULL;
+	assert_int_equal(meta_image_mount(home, p(f, "home"), 0, &dir), 0);
+	assert_null(dir);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -658,6 +774,7 @@ int main(int argc, char **argv)
 	        cmocka_unit_test_setup_teardown(test_xattrs, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_stub_sizes, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_overlay_redirect, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_meta_image, setup, teardown),
 	};
 	char *copy = strdup(argv[0]);
 

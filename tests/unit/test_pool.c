@@ -268,23 +268,60 @@ static void test_bad_conf(void **state)
 	assert_true(fd >= 0);
 	good = get_file(fd, "vunify.conf");
 
-	/* a future format, and format 0; format 1 (16-digit link keys) is read */
+	/* a future format, and format 0; format 1 (16-digit link keys) is
+	 * read.  A redirect pool is written as format 3 (metadata images) */
 	conf = strdup(good);
 	assert_non_null(conf);
-	assert_non_null(strstr(conf, "\nformat 2\n"));
-	strstr(conf, "\nformat 2\n")[8] = '3';
+	assert_non_null(strstr(conf, "\nformat 3\n"));
+	strstr(conf, "\nformat 3\n")[8] = '4';
 	put_file(fd, "vunify.conf", conf);
 	assert_int_equal(pool_open(f->pool, POOL_LOCK_SHARED, false, &p, &line), -EPROTO);
-	strstr(conf, "\nformat 3\n")[8] = '0';
+	strstr(conf, "\nformat 4\n")[8] = '0';
 	put_file(fd, "vunify.conf", conf);
 	assert_int_equal(pool_open(f->pool, POOL_LOCK_SHARED, false, &p, &line), -EPROTO);
 	strstr(conf, "\nformat 0\n")[8] = '1';
 	put_file(fd, "vunify.conf", conf);
-	free(conf);
 	p = open_ok(f->pool, POOL_LOCK_SHARED);
 	assert_int_equal(p->format, 1);
 	pool_close(p);
 	p = NULL;
+	/* a redirect pool of format 1 or 2 (before metadata images) is
+	 * upgraded in place, keeping layout and id */
+	for (char v = '1'; v <= '2'; v++) {
+		char *now;
+
+		strstr(conf, "\nformat ")[8] = v;
+		put_file(fd, "vunify.conf", conf);
+		p = open_ok(f->pool, POOL_LOCK_EXCLUSIVE);
+		assert_int_equal(p->format, v - '0');
+		assert_int_equal(pool_upgrade(p), 0);
+		assert_int_equal(p->format, 3);
+		pool_close(p);
+		p = NULL;
+		now = get_file(fd, "vunify.conf");
+		assert_string_equal(now, good);
+		free(now);
+	}
+	/* a link pool keeps its format: its object names depend on it */
+	{
+		char *l = strdup(conf), *lay = strstr(l, "\nlayout redirect\n");
+
+		assert_non_null(lay);
+		memcpy(lay, "\nlayout link\n\n\n\n\n", strlen("\nlayout redirect\n"));
+		strstr(l, "\nformat ")[8] = '1';
+		put_file(fd, "vunify.conf", l);
+		p = open_ok(f->pool, POOL_LOCK_EXCLUSIVE);
+		assert_int_equal(p->layout, LAYOUT_LINK);
+		assert_int_equal(pool_upgrade(p), 0);
+		assert_int_equal(p->format, 1);
+		pool_close(p);
+		p = NULL;
+		free(l);
+		l = get_file(fd, "vunify.conf");
+		assert_non_null(strstr(l, "\nformat 1\n"));
+		free(l);
+	}
+	free(conf);
 	put_file(fd, "vunify.conf", "format 1\nlayout sideways\nid 00\n");
 	assert_int_equal(pool_open(f->pool, POOL_LOCK_SHARED, false, &p, &line), -EBADMSG);
 	put_file(fd, "vunify.conf", "format 1\nlayout link\n");
