@@ -79,11 +79,24 @@ int lower_copy_entry(int src_dir, const char *name, const struct stat *st, int d
 			if (len < 0)
 				return neg_errno();
 			target[len] = '\0';
+			struct xattr_list xl = {0};
+			int r;
 			if (symlinkat(target, dst_dir, name) < 0 ||
-			    fchownat(dst_dir, name, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
-			    utimensat(dst_dir, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+			    fchownat(dst_dir, name, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
 				return neg_errno();
-			return 0;
+			/* unify moves the guest's symlinks into HOME/meta with
+			 * their xattrs (prune.h) */
+			sfd = openat(src_dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			dfd = openat(dst_dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			if (sfd < 0 || dfd < 0)
+				return neg_errno();
+			r = xattr_list_read(sfd, true, 0, &xl);
+			if (r == 0)
+				r = xattr_list_apply(dfd, true, &xl);
+			xattr_list_free(&xl);
+			if (r == 0 && utimensat(dst_dir, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+				r = neg_errno();
+			return r;
 		}
 		if (mknodat(dst_dir, name, st->st_mode, st->st_rdev) < 0)
 			return neg_errno();

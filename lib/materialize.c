@@ -41,7 +41,57 @@ struct materialize {
 	struct link_seen *links;
 	size_t n_links, links_cap;
 	uint64_t files;
+	bool *made; /* by depth: that upper directory was made here */
+	size_t made_cap;
 };
+
+/* An upper directory for the lower directory E, which has none (unify
+ * pruned it: prune.h): made in staging with E's owner, xattrs and mode,
+ * then renamed into place, so the view shows E's attributes at every
+ * instant.  Returns 0 or -errno. */
+static int materialize_dir(struct materialize *m, const struct walk_entry *e, int udir)
+{
+	static unsigned long counter;
+	_cleanup_close_ int fd = -1;
+	struct xattr_list xl = {0};
+	char s[64];
+	int r;
+
+	if (e->depth >= m->made_cap) {
+		size_t nc = MAX(e->depth + 1, m->made_cap * 2);
+		bool *n = realloc(m->made, nc * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		m->made = n;
+		m->made_cap = nc;
+	}
+	r = xattr_list_read(e->fd, false, XATTR_SKIP_OVERLAY, &xl);
+	if (r < 0)
+		return r;
+	snprintf(s, sizeof(s), "d.%ld.%lu", (long)getpid(), counter++);
+	if (mkdirat(m->staging_fd, s, 0700) < 0) {
+		r = neg_errno();
+		goto out;
+	}
+	fd = openat(m->staging_fd, s, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		r = neg_errno();
+	if (r == 0 && fchown(fd, e->st.st_uid, e->st.st_gid) < 0)
+		r = neg_errno();
+	if (r == 0)
+		r = xattr_list_apply(fd, false, &xl);
+	if (r == 0 && fchmod(fd, e->st.st_mode & 07777) < 0)
+		r = neg_errno();
+	if (r == 0 && renameat2(m->staging_fd, s, udir, e->name, RENAME_NOREPLACE) < 0)
+		r = neg_errno();
+	if (r < 0)
+		unlinkat(m->staging_fd, s, AT_REMOVEDIR);
+	else
+		m->made[e->depth] = true;
+out:
+	xattr_list_free(&xl);
+	return r;
+}
 
 /* Is there anything at NAME in the upper dir (whiteouts included)? */
 static int upper_has(int dfd, const char *name, struct stat *ret_st)
@@ -131,6 +181,52 @@ out:
 	return r;
 }
 
+/* A lower symlink (unify moved it there: prune.h) as an upper one: made
+ * in staging with its owner, xattrs and mtime, renamed into place.
+ * Returns 0 or -errno. */
+static int materialize_link(struct materialize *m, const struct walk_entry *e, int udir)
+{
+	static unsigned long counter;
+	struct timespec ts[2] = {e->st.st_atim, e->st.st_mtim};
+	struct xattr_list xl = {0};
+	_cleanup_close_ int src = -1, dst = -1;
+	char s[64], target[PATH_MAX];
+	ssize_t n = readlinkat(e->parent_fd, e->name, target, sizeof(target));
+	int r;
+
+	if (n < 0)
+		return neg_errno();
+	if ((size_t)n >= sizeof(target))
+		return -ENAMETOOLONG;
+	target[n] = '\0';
+	src = openat(e->parent_fd, e->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (src < 0)
+		return neg_errno();
+	r = xattr_list_read(src, true, XATTR_SKIP_OVERLAY, &xl);
+	if (r < 0)
+		return r;
+	snprintf(s, sizeof(s), "l.%ld.%lu", (long)getpid(), counter++);
+	if (symlinkat(target, m->staging_fd, s) < 0) {
+		r = neg_errno();
+		goto out;
+	}
+	if (fchownat(m->staging_fd, s, e->st.st_uid, e->st.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+		r = neg_errno();
+	if (r == 0 && xl.n) {
+		dst = openat(m->staging_fd, s, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		r = dst < 0 ? neg_errno() : xattr_list_apply(dst, true, &xl);
+	}
+	if (r == 0 && utimensat(m->staging_fd, s, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		r = neg_errno();
+	if (r == 0 && renameat2(m->staging_fd, s, udir, e->name, RENAME_NOREPLACE) < 0)
+		r = neg_errno();
+	if (r < 0)
+		unlinkat(m->staging_fd, s, 0);
+out:
+	xattr_list_free(&xl);
+	return r;
+}
+
 static int materialize_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 {
 	struct materialize *m = ud;
@@ -142,8 +238,14 @@ static int materialize_cb(const struct walk_entry *e, enum walk_event ev, void *
 			return fdlevels_push(&m->ufd, m->upper_fd); /* not owned */
 		return 0;
 	}
-	if (ev == WALK_DIR_POST)
+	if (ev == WALK_DIR_POST) {
+		/* a directory made here gets its lower one's times last (its
+		 * entries set them) */
+		struct timespec ts[2] = {e->st.st_atim, e->st.st_mtim};
+		if (e->depth < m->made_cap && m->made[e->depth] && futimens(fdlevels_top(&m->ufd), ts) < 0)
+			return neg_errno();
 		return fdlevels_drop(&m->ufd);
+	}
 	udir = fdlevels_top(&m->ufd);
 	r = upper_has(udir, e->name, &st);
 	if (r < 0)
@@ -153,8 +255,10 @@ static int materialize_cb(const struct walk_entry *e, enum walk_event ev, void *
 		int fd;
 		if (r == 1 && !S_ISDIR(st.st_mode))
 			return WALK_SKIP; /* a whiteout or a file hides it */
-		if (r == 0 && mkdirat(udir, e->name, e->st.st_mode & 07777) < 0)
-			return neg_errno();
+		if (e->depth < m->made_cap)
+			m->made[e->depth] = false;
+		if (r == 0 && (r = materialize_dir(m, e, udir)) < 0)
+			return r;
 		fd = openat(udir, e->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return neg_errno();
@@ -164,6 +268,8 @@ static int materialize_cb(const struct walk_entry *e, enum walk_event ev, void *
 		}
 		return fdlevels_push(&m->ufd, fd);
 	}
+	if (r == 0 && S_ISLNK(e->st.st_mode))
+		return materialize_link(m, e, udir);
 	if (r == 1 || !S_ISREG(e->st.st_mode))
 		return 0; /* hidden by the upper */
 	return materialize_file(m, e, udir);
@@ -238,6 +344,7 @@ out:
 	for (size_t i = 0; i < m.n_links; i++)
 		free(m.links[i].path);
 	free(m.links);
+	free(m.made);
 	fdlevels_release(&m.ufd);
 	if (m.upper_fd >= 0)
 		close(m.upper_fd);

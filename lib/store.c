@@ -13,6 +13,7 @@
 
 #include "lower.h"
 #include "meta_image.h"
+#include "prune.h"
 #include "object.h"
 #include "parallel.h"
 #include "store_internal.h"
@@ -351,21 +352,55 @@ struct finish_job {
 	bool failed; /* the store failed: record what is there, best effort */
 };
 
+static int image_will_change(void *ud)
+{
+	return lower_will_change(ud);
+}
+
+/* The end of a guest's run, redirect layout (the order: prune.h):
+ *   1. every upper directory's lower counterpart gets its attributes
+ *      (hidden by it: no view changes), and that is made durable;
+ *   2. the next metadata image, once the lower layer is final and
+ *      durable (sync_uppers, fold_finish, 1): written whole under a temp
+ *      name, renamed in.  Killed before the rename: no image, mount takes
+ *      the stubs; after: the image equals them;
+ *   3. the upper directories that hold nothing of the guest's own go,
+ *      children first: the lower shows the same without them.
+ * A failed store leaves the image dropped (the next unify writes it) and
+ * the upper as it is. */
+static int finish_lower(struct pool *p, struct guest_scan *gs)
+{
+	struct prune_list pl = {0};
+	uint64_t removed = 0, blocks = 0;
+	int changed = 0, r;
+
+	r = prune_prepare(gs->upper_fd, gs->lower_fd, &p->policy, image_will_change, gs, &pl, &changed);
+	if (r == 0 && changed)
+		r = do_syncfs(gs->lower_fd);
+	if (r == 0 && (gs->image_dropped || (r = meta_image_exists(gs->home_fd)) == 0))
+		r = meta_image_build(gs->home_fd);
+	if (r > 0)
+		r = 0;
+	if (r == 0 && (pl.n || pl.n_links))
+		r = prune_apply(gs->upper_fd, &pl, &removed, &blocks);
+	prune_list_free(&pl);
+	if (r == 0 && removed) {
+		gs->g->stats.upper_bytes -= MIN(blocks * 512, gs->g->stats.upper_bytes);
+		r = pool_guest_save_stats(p, gs->g);
+		gs->res->stats = gs->g->stats;
+	}
+	return r;
+}
+
 static int finish_guest(size_t i, void *ud)
 {
 	struct finish_job *j = ud;
 	struct guest_scan *gs = &j->scans[i];
 	int r = finish_guest_stats(j->p, gs, j->failed);
 
-	/* The next metadata image, once the lower layer is final and durable
-	 * (sync_uppers, fold_finish): written whole under a temp name,
-	 * renamed in.  Killed before the rename: no image, mount takes the
-	 * stubs; after: the image equals them.  A failed store leaves it
-	 * dropped (the next unify writes it). */
-	if (r == 0 && !j->failed && gs->lower_image &&
-	    (gs->image_dropped || (r = meta_image_exists(gs->home_fd)) == 0))
-		r = meta_image_build(gs->home_fd);
-	return r < 0 ? r : 0;
+	if (r == 0 && !j->failed && gs->lower_image)
+		r = finish_lower(j->p, gs);
+	return r;
 }
 
 int store_all(struct pool *p, struct guest_scan *scans, size_t ng, const struct unify_options *o,

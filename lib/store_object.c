@@ -122,11 +122,19 @@ void plain_object(struct pool *p, const struct pending *pe)
 	char rel[OBJECT_NAME_MAX + 4];
 
 	object_relpath(pe->name, rel);
-	if (pe->adopt->m.xattrs.n) {
-		char path[64 + OBJECT_NAME_MAX];
+	{
+		/* every xattr: the guest's, and what overlayfs left on a file
+		 * it copied up (trusted.overlay.origin), which the scan does
+		 * not list */
+		char path[64 + OBJECT_NAME_MAX], names[4096];
+		ssize_t n;
 		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", p->objects_fd, rel);
-		for (size_t i = 0; i < pe->adopt->m.xattrs.n; i++)
-			(void)lremovexattr(path, pe->adopt->m.xattrs.v[i].name);
+		n = llistxattr(path, names, sizeof(names));
+		if (n < 0 && errno == ERANGE)
+			for (size_t i = 0; i < pe->adopt->m.xattrs.n; i++)
+				(void)lremovexattr(path, pe->adopt->m.xattrs.v[i].name);
+		for (ssize_t o = 0; n > 0 && o < n; o += (ssize_t)strlen(names + o) + 1)
+			(void)lremovexattr(path, names + o);
 	}
 	/* Best effort, as the comment above says; glibc's fortified headers
 	 * mark these warn_unused_result, which a (void) cast does not quiet. */

@@ -18,6 +18,10 @@
 #   image     redirect layout as vunify mounts it: HOME/meta.img, the stubs
 #             packed into one EROFS image by vunify's own writer, mounted
 #             from the file (no loop device), read ahead whole at mount
+#   stubs-skel, image-skel  the same two with the guest's directory
+#             skeleton and symlinks back in the upper (what unify moves
+#             to the lower layer: lib/prune.h), as vunify left a guest
+#             before it did
 #   image-nora the same image mounted without that read-ahead
 #   mkfs      HOME/meta packed by mkfs.erofs --chunksize=4096 (erofs-utils;
 #             the probe of issue 9), mounted the same way, when installed
@@ -44,7 +48,8 @@
 #   BENCH_TREES   tree names, the measured guest first
 #                 (default: bookworm-web bookworm-minbase)
 #   RUNS          runs per figure  (default 3)
-#   VARIANTS      which variants   (default: plain stubs image image-nora mkfs full link)
+#   VARIANTS      which variants   (default: plain stubs image stubs-skel image-skel link;
+#                 also: image-nora mkfs full)
 #   BENCH_RT_OUT  machine-readable result (default $BENCH_BUILD/bench-runtime.txt)
 set -eu
 set -o pipefail
@@ -56,7 +61,7 @@ EROFS_META=${EROFS_META:-$BUILD_DIR/tools/erofs-meta}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/vunify-bench-rt}
 TREES=${BENCH_TREES:-bookworm-web bookworm-minbase}
 RUNS=${RUNS:-3}
-VARIANTS=${VARIANTS:-plain stubs image image-nora mkfs full link}
+VARIANTS=${VARIANTS:-plain stubs image stubs-skel image-skel link}
 OUT=${BENCH_RT_OUT:-$BUILD_DIR/bench-runtime.txt}
 
 say() { printf '== %s\n' "$*" >&2; }
@@ -176,6 +181,8 @@ vmount() {
 	plain) ;;
 	stubs) "$VUNIFY" -p "$FS/rpool" mount g0 "$MNT/stubs" ;;
 	image) "$VUNIFY" -p "$FS/rpool" mount g1 "$MNT/image" ;;
+	image-skel) "$VUNIFY" -p "$FS/rpool" mount g4 "$MNT/image-skel" ;;
+	stubs-skel) "$VUNIFY" -p "$FS/rpool" mount g5 "$MNT/stubs-skel" ;;
 	image-nora) ovl_mount image-nora g2 "$FS/rh/g2/meta.img" ;;
 	mkfs) ovl_mount mkfs g3 "$FS/g3.mkfs.img" ;;
 	full)
@@ -250,14 +257,14 @@ chroot "$FS/plain" dpkg --verify >"$BENCH_DIR/verify.plain" 2>&1 || true
 want() { case " $VARIANTS " in *" $1 "*) return 0 ;; esac; return 1; }
 if want plain; then variant plain "$FS/plain"; fi
 
-# pool POOL HOMES [INIT ARGS]: a pool with the measured tree added four
-# times (g0..g3: one guest per variant, each with its own upper) and every
+# pool POOL HOMES N [INIT ARGS]: a pool with the measured tree added N
+# times (g0..: one guest per variant, each with its own upper) and every
 # other tree once, all unified.
 pool() {
-	local p=$1 h=$2 i
-	shift 2
+	local p=$1 h=$2 n=$3 i
+	shift 3
 	"$VUNIFY" -p "$p" init "$@" >/dev/null
-	for i in 0 1 2 3; do
+	for i in $(seq 0 $((n - 1))); do
 		"$VUNIFY" -p "$p" add "g$i" "$h/g$i" --from "${TREE_DIRS[0]}" >/dev/null
 	done
 	for i in "${!TREE_DIRS[@]}"; do
@@ -267,14 +274,23 @@ pool() {
 	sync
 }
 
-if want stubs || want image || want image-nora || want mkfs; then
+if want stubs || want image || want image-nora || want mkfs || want stubs-skel || want image-skel || want full; then
 	say "redirect layout pool"
-	pool "$FS/rpool" "$FS/rh" --layout redirect
+	pool "$FS/rpool" "$FS/rh" 6 --layout redirect
 	[ -f "$FS/rh/g1/meta.img" ] || die "unify wrote no HOME/meta.img (this vunify has no metadata image)"
 	info "HOME/meta.img: $(stat -c %s "$FS/rh/g1/meta.img") bytes for $(find "$FS/rh/g1/meta" | wc -l) entries of HOME/meta"
-	# g0 without its image: vunify mounts the stubs
-	rm "$FS/rh/g0/meta.img"
-	for v in stubs image image-nora mkfs full; do
+	info "upper of a unified guest: $(find "$FS/rh/g1/upper" -type d | wc -l) directories, $(find "$FS/rh/g1/upper" -type l | wc -l) symlinks, $(find "$FS/rh/g1/upper" -type f | wc -l) files; the tree: $(find "$FS/plain" -type d | wc -l) directories, $(find "$FS/plain" -type l | wc -l) symlinks"
+	# g0 and g5 without their image: vunify mounts the stubs
+	rm "$FS/rh/g0/meta.img" "$FS/rh/g5/meta.img"
+	# g4 and g5 with the directory skeleton and the symlinks back in the
+	# upper, as unify left a guest before lib/prune.c: every directory
+	# and symlink, with the attributes meta/ carries for them
+	for i in 4 5; do
+		rsync -aAX --numeric-ids --ignore-existing -f'+ */' -f'- *' "$FS/rh/g$i/meta/" "$FS/rh/g$i/upper/"
+		(cd "$FS/rh/g$i/meta" && find . -type l -printf '%P\0') |
+			rsync -aAX --numeric-ids --ignore-existing --from0 --files-from=- "$FS/rh/g$i/meta/" "$FS/rh/g$i/upper/"
+	done
+	for v in stubs image stubs-skel image-skel image-nora mkfs full; do
 		want "$v" || continue
 		if [ "$v" = full ]; then
 			[ -x "$BUILD_DIR/tools/erofs-compose" ] || die "no $BUILD_DIR/tools/erofs-compose (make bench builds it)"
@@ -307,7 +323,7 @@ fi
 
 if want link; then
 	say "link layout pool"
-	pool "$FS/lpool" "$FS/lh" --layout link
+	pool "$FS/lpool" "$FS/lh" 1 --layout link
 	mkdir -p "$MNT/link"
 	vmount link
 	variant link "$MNT/link"
@@ -347,6 +363,20 @@ ratio() { awk -v a="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%s (%.2fx)", a, a 
 			done
 			echo
 		done
+	done
+	# issue 9, goal 1: the ratios to the plain tree, wall time, this run
+	goal() { # LABEL VARIANT KEY LIMIT
+		[ -n "${RES[$2.$3]:-}" ] && [ -n "${RES[plain.$3]:-}" ] || return 0
+		awk -v l="$1" -v v="$2" -v a="${RES[$2.$3]}" -v p="${RES[plain.$3]}" -v m="$4" 'BEGIN {
+			r = a / p; printf "  %-26s %-12s %5.2fx  (goal <= %.2fx: %s)\n", l, v, r, m, r <= m ? "met" : "NOT met" }'
+	}
+	echo
+	echo "issue 9 goal 1 (runtime), median wall time against the plain tree, this run:"
+	for v in image stubs image-skel stubs-skel link; do
+		goal "cold stat walk" "$v" walk.cold 1.5
+		goal "cold dpkg --verify" "$v" dpkg.cold 1.2
+		goal "warm stat walk" "$v" walk.warm 1.05
+		goal "warm dpkg --verify" "$v" dpkg.warm 1.05
 	done
 } | tee "$BENCH_DIR/report.txt"
 {

@@ -189,6 +189,9 @@ assert_ok run_unit vunify-mount@.service ExecStart g2
 assert_ok run_unit vunify-mount@.service ExecStop g2
 assert_eq "" "$(mounted_type "$TEST_TMP/machines/g2")" "vunify-mount@g2 ExecStop unmounts"
 assert_fail "${V[@]}" unify -q # the oracle: a plain unify refuses the run
+# (written into the upper offline: its directories may have moved to the
+# lower layer, lib/prune.h)
+mkdir -p "$TEST_TMP/data/g2/upper/etc" "$TEST_TMP/data/g2/upper/usr/bin"
 printf 'new\n' >"$TEST_TMP/data/g2/upper/etc/motd"
 head -c 50000 /dev/urandom >"$TEST_TMP/data/g2/upper/usr/bin/tool2"
 assert_ok run_unit vunify-unify.service ExecStart x
