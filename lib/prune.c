@@ -20,6 +20,9 @@
 #include "xattr.h"
 #include "banned.h"
 
+/* Deeper entries are left in the upper (prepare_cb). */
+#define PRUNE_MAX_DEPTH 64
+
 struct prune {
 	struct fdlevels lower; /* the lower counterparts, by depth */
 	bool *clean; /* by depth: nothing of the guest's own so far */
@@ -281,6 +284,13 @@ static int prepare_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 			return r;
 		}
 		return 0;
+	}
+	if (e->depth > PRUNE_MAX_DEPTH) {
+		/* past any real tree's depth: stays (and so do its parents),
+		 * so that the lists and prune_apply's walks from the root stay
+		 * small for a hostile tree thousands of levels deep */
+		pr->clean[PRUNE_MAX_DEPTH] = false;
+		return ev == WALK_DIR_PRE ? WALK_SKIP : 0;
 	}
 	if (ev == WALK_ENTRY) {
 		/* a symlink the lower can show as well is not the guest's own */
