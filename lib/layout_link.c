@@ -241,8 +241,8 @@ static int link_adopt_commit_lower(struct pool *p, const char *name, struct adop
  * the guest's (a copy of it breaks them). */
 #define LINK_OPS(name_fn, format1_ops)                                                                       \
 	{                                                                                                    \
-		.kind = LAYOUT_LINK, .name = "link", .format1 = format1_ops, .format = POOL_FORMAT_LINK, .lower_in_home = false,         \
-		.data_layer = false, .open_lower_parent = link_open_lower_parent,                            \
+		.kind = LAYOUT_LINK, .name = "link", .format1 = format1_ops, .format = POOL_FORMAT_LINK,     \
+		.lower_in_home = false, .data_layer = false, .open_lower_parent = link_open_lower_parent,    \
 		.lower_path = link_lower_path, .init_home = link_init_home, .describes_lower = true,         \
 		.adopt_open_lower = link_adopt_open_lower, .adopt_commit_lower = link_adopt_commit_lower,    \
 		.unifies_link_groups = true, .lower_links_are_guest_links = false, .refs_by_inode = true,    \

@@ -135,8 +135,8 @@ static int put_conf(int fd, unsigned format, enum layout_kind layout, const char
 {
 	char conf[256];
 
-	snprintf(conf, sizeof(conf), "# vunify pool; see docs/FORMAT.md\nformat %u\nlayout %s\nid %s\n", format,
-	         layout_name(layout), id);
+	snprintf(conf, sizeof(conf), "# vunify pool; see docs/FORMAT.md\nformat %u\nlayout %s\nid %s\n",
+	         format, layout_name(layout), id);
 	return write_file_atomic_at(fd, CONF_NAME, conf, strlen(conf), 0644);
 }
 
