@@ -38,22 +38,11 @@
 #include <unistd.h>
 
 #include "copy_internal.h"
+#include "ino_map.h"
 #include "util.h"
 #include "walk.h"
 #include "xattr.h"
 #include "banned.h"
-
-struct link_ent {
-	dev_t dev;
-	ino_t ino;
-	char *path; /* relative path of the first copy; NULL = free slot */
-};
-
-/* Open addressing, linear probing, power-of-two size, load <= 1/2. */
-struct link_map {
-	struct link_ent *v;
-	size_t cap, n;
-};
 
 struct dst_dir {
 	int fd; /* level 0 only, until the walk enters the root (then in fds) */
@@ -67,74 +56,26 @@ struct copy_ctx {
 	struct fdlevels fds; /* the destination's directory fds, by depth */
 	dev_t dst_dev; /* the destination root, to refuse copying into itself */
 	ino_t dst_ino;
-	struct link_map links;
+	struct ino_map links; /* first copy of an inode: its path (char *) */
 	char *dir_path; /* directory being walked, for errors the walk meets */
 	size_t dir_len, dir_cap;
 	char *err_path; /* entry a callback failed on */
 	bool failed;
 };
 
-static uint64_t mix64(uint64_t x)
+static const char *link_find(const struct ino_map *m, dev_t dev, ino_t ino)
 {
-	/* splitmix64 finaliser */
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
+	const uint64_t *v = ino_map_find(m, dev, ino);
+
+	return v ? (const char *)(uintptr_t)*v : NULL;
 }
 
-static size_t link_slot(const struct link_map *m, dev_t dev, ino_t ino)
-{
-	size_t i = (size_t)mix64((uint64_t)ino ^ mix64((uint64_t)dev)) & (m->cap - 1);
-
-	while (m->v[i].path && !(m->v[i].dev == dev && m->v[i].ino == ino))
-		i = (i + 1) & (m->cap - 1);
-	return i;
-}
-
-static const char *link_map_find(const struct link_map *m, dev_t dev, ino_t ino)
-{
-	if (m->cap == 0)
-		return NULL;
-	return m->v[link_slot(m, dev, ino)].path;
-}
-
-/* Takes ownership of path on success. */
-static int link_map_add(struct link_map *m, dev_t dev, ino_t ino, char *path)
-{
-	size_t i;
-
-	if ((m->n + 1) * 2 > m->cap) {
-		struct link_map nm = {.cap = m->cap ? m->cap * 2 : 64, .n = m->n};
-
-		if (nm.cap < m->cap)
-			return -ENOMEM;
-		nm.v = calloc(nm.cap, sizeof(*nm.v));
-		if (!nm.v)
-			return -ENOMEM;
-		for (size_t k = 0; k < m->cap; k++)
-			if (m->v[k].path)
-				nm.v[link_slot(&nm, m->v[k].dev, m->v[k].ino)] = m->v[k];
-		free(m->v);
-		*m = nm;
-	}
-	i = link_slot(m, dev, ino);
-	if (m->v[i].path)
-		return -EEXIST;
-	m->v[i] = (struct link_ent){.dev = dev, .ino = ino, .path = path};
-	m->n++;
-	return 0;
-}
-
-static void link_map_free(struct link_map *m)
+static void links_free(struct ino_map *m)
 {
 	for (size_t i = 0; i < m->cap; i++)
-		free(m->v[i].path);
-	free(m->v);
-	m->v = NULL;
-	m->cap = m->n = 0;
+		if (m->v[i].value != INO_MAP_FREE)
+			free((char *)(uintptr_t)m->v[i].value);
+	ino_map_free(m);
 }
 
 static int copy_entry(struct copy_ctx *c, const struct walk_entry *e)
@@ -146,7 +87,7 @@ static int copy_entry(struct copy_ctx *c, const struct walk_entry *e)
 	int r;
 
 	if (multi) {
-		const char *first = link_map_find(&c->links, e->st.st_dev, e->st.st_ino);
+		const char *first = link_find(&c->links, e->st.st_dev, e->st.st_ino);
 		if (first)
 			return copy_hardlink(c->fds.v[0].fd, parent_fd, first, e->name);
 	}
@@ -170,10 +111,11 @@ static int copy_entry(struct copy_ctx *c, const struct walk_entry *e)
 	p = strndup(e->path, e->path_len);
 	if (!p)
 		return -ENOMEM;
-	r = link_map_add(&c->links, e->st.st_dev, e->st.st_ino, p);
-	if (r < 0)
+	/* the map owns the path once added */
+	r = ino_map_add(&c->links, e->st.st_dev, e->st.st_ino, (uint64_t)(uintptr_t)p, NULL);
+	if (r <= 0)
 		free(p);
-	return r;
+	return r < 0 ? r : 0;
 }
 
 /* Owner, mode and xattrs of a directory; times come at DIR_POST. */
@@ -354,6 +296,6 @@ int copy_tree(int src_fd, int dst_fd, unsigned flags, char **ret_path)
 	free(c.dirs);
 	free(c.dir_path);
 	free(c.err_path);
-	link_map_free(&c.links);
+	links_free(&c.links);
 	return r;
 }
