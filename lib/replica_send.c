@@ -20,6 +20,7 @@
  * A local replica takes the same path, with the commit done in-process. */
 #define _GNU_SOURCE
 #include "replica.h"
+#include "unify.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -248,5 +249,39 @@ int replica_session_push(struct replica_session *s, char *const *names, const ui
 		pthread_mutex_unlock(&s->lock);
 		nameset_free(&batch);
 	}
+	return r;
+}
+
+/* Replicated unify: one session for the run (every replica asked what it
+ * holds, once), and the objects the guests already reference sent to the
+ * replicas that lack them first.  Returns 0 or -errno. */
+int unify_replicas_prepare(struct pool *p, char *const *guests, size_t n, bool no_replicas,
+                           struct unify_options *o)
+{
+	struct replica *list = NULL;
+	size_t nl = 0;
+	char **need = NULL;
+	size_t nn = 0;
+	bool *ok;
+	int r = replica_list(p, &list, &nl);
+
+	if (r < 0)
+		return r;
+	replicas_free(list, nl);
+	o->describe_lower = nl > 0;
+	if (nl == 0 || no_replicas)
+		return 0;
+	r = replica_session_open(p, &o->replicas);
+	if (r < 0)
+		return r;
+	r = guests_objects(p, guests, n, &need, &nn);
+	if (r == -ENOENT || r == -EINVAL)
+		return 0; /* an unknown guest: unify_run says which */
+	if (r < 0)
+		return r;
+	ok = calloc(nn ? nn : 1, sizeof(*ok));
+	r = ok ? replica_session_push(o->replicas, need, NULL, nn, ok) : -ENOMEM;
+	free(ok);
+	names_free(need);
 	return r;
 }

@@ -87,4 +87,12 @@ void unify_result_free(struct unify_result *r);
  * Returns 0 or -errno. */
 int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd, const uint64_t *upper_bytes);
 
+/* Replicated unify: one session for the run in o->replicas (every replica
+ * asked what it holds, once), and the objects GUESTS already reference
+ * sent first to the replicas that lack them; o->describe_lower set when
+ * the pool has replicas.  NO_REPLICAS: no session.  Returns 0 or -errno
+ * (replica_send.c). */
+int unify_replicas_prepare(struct pool *p, char *const *guests, size_t n, bool no_replicas,
+                           struct unify_options *o);
+
 #endif

@@ -13,9 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "meta_image.h"
-#include "layout.h"
-#include "online.h"
+#include "guest_mount.h"
 #include "overlay.h"
 #include "util.h"
 #include "banned.h"
@@ -44,72 +42,89 @@ struct mount_request {
 	bool fake, verbose;
 };
 
-/* A switch prepared by `unify --online` while the guest ran (online.h),
- * carried out now that it is not mounted, under the pool's exclusive lock
- * (no unify, gc or other mount of it meanwhile); prints what it did and
- * how long the guest waited for it.  Returns 0 when the guest may be
- * mounted (*ret_switched: a prepared lower went in), or 1 after printing
- * an error. */
-static int switch_pending(struct pool *p, const struct guest *g, int home_fd, const char *upper,
-                          bool *ret_switched)
+/* What guest_mount did about a pending switch, and how long the guest
+ * waited for it. */
+static void print_switch(const struct guest *g, const struct guest_mount_result *m)
 {
-	struct online_switch_result res;
-	int r = online_pending(home_fd);
+	if (!m->switch_ran)
+		return;
+	if (m->sw.discarded)
+		printf("%s: a prepared switch from another home or host was discarded\n", g->name);
+	else if (m->sw.switched)
+		printf("%s: switch: %llu files in %.2f s (%llu changed since, kept in the upper; %llu "
+		       "deleted since, left out)\n",
+		       g->name, (unsigned long long)m->sw.files_purged, m->sw.seconds,
+		       (unsigned long long)m->sw.files_kept, (unsigned long long)m->sw.entries_dropped);
+	fflush(stdout);
+}
 
-	if (r == 0)
-		return 0;
-	if (r < 0)
-		return cli_error("mount: pending switch of", g->name, r, NULL);
-	/* shared -> exclusive (flock converts; not atomic, so look again) */
-	if (flock(p->lock_fd, LOCK_EX) < 0)
-		return cli_error("mount: lock", p->path, neg_errno(), NULL);
-	r = overlay_find_mounts(upper, NULL);
-	if (r != 0) {
-		if (r > 0)
+/* guest_mount's failure as one line: what it was doing, and why. */
+static void print_mount_error(const struct guest *g, const struct pool *p, const struct guest_mount_result *m,
+                              int r)
+{
+	switch (m->step) {
+	case GUEST_MOUNT_FIND:
+		if (r == -EBUSY)
+			cli_fail("mount '%s': already mounted at '%s'", g->name, m->mounted_at);
+		else
+			cli_fail("mount '%s': cannot tell whether it is mounted: %s", g->name, strerror(-r));
+		break;
+	case GUEST_MOUNT_PENDING:
+		cli_error("mount: pending switch of", g->name, r, NULL);
+		break;
+	case GUEST_MOUNT_LOCK:
+		cli_error("mount: lock", p->path, r, NULL);
+		break;
+	case GUEST_MOUNT_RECHECK:
+		if (r == -EBUSY)
 			cli_fail("mount '%s': mounted meanwhile", g->name);
 		else
 			cli_fail("mount '%s': cannot tell whether it is mounted: %s", g->name, strerror(-r));
-		return 1;
+		break;
+	case GUEST_MOUNT_SWITCH:
+		cli_error("mount: switch of", g->name, r,
+		          "the guest's view is intact; 'vunify mount' again finishes it");
+		break;
+	case GUEST_MOUNT_WORK: {
+		_cleanup_free_ char *work = path_join(g->home, HOME_WORK);
+		cli_error("mount: work", work ? work : g->home, r, NULL);
+		break;
 	}
-	r = online_switch(p, g, home_fd, &res);
-	if (r < 0)
-		return cli_error("mount: switch of", g->name, r,
-		                 "the guest's view is intact; 'vunify mount' again finishes it");
-	*ret_switched = res.switched;
-	if (res.discarded)
-		printf("%s: a prepared switch from another home or host was discarded\n", g->name);
-	else if (res.switched)
-		printf("%s: switch: %llu files in %.2f s (%llu changed since, kept in the upper; %llu "
-		       "deleted since, left out)\n",
-		       g->name, (unsigned long long)res.files_purged, res.seconds,
-		       (unsigned long long)res.files_kept, (unsigned long long)res.entries_dropped);
-	fflush(stdout);
-	return 0;
+	case GUEST_MOUNT_LOWER:
+		cli_error("mount: lower layer of", g->name, r, NULL);
+		break;
+	case GUEST_MOUNT_LOCATE:
+		cli_error("mount", g->name, r, NULL);
+		break;
+	case GUEST_MOUNT_IMAGE:
+		cli_error("mount: metadata image of", g->name, r, NULL);
+		break;
+	case GUEST_MOUNT_OPTIONS:
+		cli_error("mount: overlay options for", g->name, r, NULL);
+		break;
+	case GUEST_MOUNT_MOUNT:
+		cli_error("mount", g->name, r, r == -EINVAL ? "kernel refused the overlay; see dmesg" : NULL);
+		break;
+	}
 }
 
 /* Mount GUEST's merged root at TARGET_ARG; prints its own one-line error.
- * Nothing is changed on any failure before the mount itself (HOME/work is
- * created only once the guest, its home and the target checked out). */
+ * The order is guest_mount's (lib/guest_mount.c). */
 static int mount_guest(const struct cli *c, const char *name, const char *target_arg,
                        const struct mount_request *req)
 {
 	struct pool *p;
 	struct guest *g;
-	_cleanup_free_ char *upper = NULL, *work = NULL, *lower = NULL, *data = NULL, *opts = NULL,
-	                    *target = NULL, *existing = NULL, *image_dir = NULL;
-	_cleanup_close_ int home_fd = -1, lower_fd = -1;
+	struct guest_mount_result m = {0};
+	_cleanup_free_ char *target = NULL;
+	_cleanup_close_ int home_fd = -1;
 	struct stat st;
-	bool switched = false;
 	int r, ret = 1;
 
 	if (cli_open_guest(c, "mount", POOL_LOCK_SHARED, name, &p, &g, &home_fd))
 		goto out;
 	target = realpath(target_arg, NULL);
-	if (!target) {
-		cli_error("mount: target", target_arg, neg_errno(), NULL);
-		goto out;
-	}
-	if (stat(target, &st) < 0) {
+	if (!target || stat(target, &st) < 0) {
 		cli_error("mount: target", target_arg, neg_errno(), NULL);
 		goto out;
 	}
@@ -117,95 +132,21 @@ static int mount_guest(const struct cli *c, const char *name, const char *target
 		cli_error("mount: target", target_arg, -ENOTDIR, NULL);
 		goto out;
 	}
-	upper = path_join(g->home, HOME_UPPER);
-	work = path_join(g->home, HOME_WORK);
-	if (!upper || !work) {
-		cli_error("mount", g->name, -ENOMEM, NULL);
-		goto out;
-	}
-	r = overlay_find_mounts(upper, &existing);
-	if (r < 0) {
-		cli_fail("mount '%s': cannot tell whether it is mounted: %s", g->name, strerror(-r));
-		goto out;
-	}
-	if (r > 0) {
-		cli_fail("mount '%s': already mounted at '%s'", g->name, existing);
-		goto out;
-	}
-	if (!req->fake) {
-		if (switch_pending(p, g, home_fd, upper, &switched))
-			goto out;
-	}
-	if (!req->fake && mkdirat(home_fd, HOME_WORK, 0700) < 0 && errno != EEXIST) {
-		cli_error("mount: work", work, neg_errno(), NULL);
-		goto out;
-	}
-	lower_fd = guest_open_lower(p, g, home_fd, !req->fake);
-	if (lower_fd < 0) {
-		cli_error("mount: lower layer of", g->name, lower_fd, NULL);
-		goto out;
-	}
-	{
-		struct layout_location loc;
-		if (layout_locate(p, g, &loc) < 0) {
-			cli_error("mount", g->name, -ENOMEM, NULL);
-			goto out;
-		}
-		lower = loc.lower;
-		data = loc.data;
-	}
-	/* the metadata image if unify wrote one (lib/meta_image.h), else
-	 * the stubs: both show the same tree */
-	if (layout_ops_for(p)->lower_image && !req->fake) {
-		r = meta_image_mount(home_fd, g->home, 0, &image_dir);
-		if (r < 0) {
-			cli_error("mount: metadata image of", g->name, r, NULL);
-			goto out;
-		}
-	}
-	opts = overlay_options(image_dir ? image_dir : lower, data, upper, work);
-	if (!opts) {
-		cli_error("mount: overlay options for", g->name, -ENOMEM, NULL);
-		goto out;
-	}
-	if (req->verbose)
+	r = guest_mount(p, g, home_fd, target, req->flags, req->fake, &m);
+	print_switch(g, &m);
+	if (req->verbose && m.options)
 		fprintf(stderr, "vunify: %smount -t overlay vunify %s -o %s%s\n", req->fake ? "would " : "",
-		        target, req->flags & MS_RDONLY ? "ro," : "", opts);
-	if (req->fake) {
-		ret = 0;
-		goto out;
-	}
-	r = overlay_mount_flags(opts, target, req->flags);
-	if (image_dir) {
-		/* overlayfs holds its own reference to the image's mount: the
-		 * mount point is not needed once the overlay is mounted */
-		(void)meta_image_unmount(home_fd, image_dir);
-		if (r < 0) {
-			/* an overlay that refuses the image takes the stubs */
-			free(opts);
-			opts = overlay_options(lower, data, upper, work);
-			if (!opts) {
-				cli_error("mount: overlay options for", g->name, -ENOMEM, NULL);
-				goto out;
-			}
-			r = overlay_mount_flags(opts, target, req->flags);
-		}
-	}
+		        target, req->flags & MS_RDONLY ? "ro," : "", m.options);
 	if (r < 0) {
-		cli_error("mount", g->name, r, r == -EINVAL ? "kernel refused the overlay; see dmesg" : NULL);
+		print_mount_error(g, p, &m, r);
 		goto out;
 	}
 	ret = 0;
-	if (switched) {
-		/* the old lower a switch left (no layer of this mount) goes,
-		 * and the figures follow the new lower; a failure here costs
-		 * only space until the next preparation removes it */
-		r = online_cleanup(p, g, home_fd, true);
-		if (r < 0)
-			fprintf(stderr, "vunify: mount '%s': after the switch: %s (the guest is mounted)\n",
-			        g->name, strerror(-r));
-	}
+	if (m.cleanup_error < 0)
+		fprintf(stderr, "vunify: mount '%s': after the switch: %s (the guest is mounted)\n", g->name,
+		        strerror(-m.cleanup_error));
 out:
+	guest_mount_result_free(&m);
 	guest_free(g);
 	pool_close(p);
 	return ret;

@@ -90,40 +90,6 @@ static int drop_mounted(struct pool *p, char **want, size_t n_want, char ***ret_
 	return 0;
 }
 
-/* Replicated unify: one session for the run (every replica asked what it
- * holds, once), and the objects the guests already reference sent to the
- * replicas that lack them first.  Returns 0 or -errno. */
-static int unify_replicas_open(struct pool *p, char *const *guests, size_t n, bool no_replicas,
-                               struct unify_options *o)
-{
-	struct replica *list = NULL;
-	size_t nl = 0;
-	char **need = NULL;
-	size_t nn = 0;
-	bool *ok;
-	int r = replica_list(p, &list, &nl);
-
-	if (r < 0)
-		return r;
-	replicas_free(list, nl);
-	o->describe_lower = nl > 0;
-	if (nl == 0 || no_replicas)
-		return 0;
-	r = replica_session_open(p, &o->replicas);
-	if (r < 0)
-		return r;
-	r = guests_objects(p, guests, n, &need, &nn);
-	if (r == -ENOENT || r == -EINVAL)
-		return 0; /* an unknown guest: unify_run says which */
-	if (r < 0)
-		return r;
-	ok = calloc(nn ? nn : 1, sizeof(*ok));
-	r = ok ? replica_session_push(o->replicas, need, NULL, nn, ok) : -ENOMEM;
-	free(ok);
-	names_free(need);
-	return r;
-}
-
 /* Name each replica that could not take every object, and how many files
  * stay in the uppers for it.  Returns the exit status: 1 if one failed. */
 static int report_replicas(const struct replica_session *s)
@@ -259,7 +225,7 @@ int cmd_unify(const struct cli *c, int argc, char **argv)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!o.dry_run) {
-		r = unify_replicas_open(p, todo, n_todo, no_replicas, &o);
+		r = unify_replicas_prepare(p, todo, n_todo, no_replicas, &o);
 		if (r < 0) {
 			names_free(kept);
 			pool_close(p);
