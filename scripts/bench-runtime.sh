@@ -26,6 +26,9 @@
 #   mkfs      HOME/meta packed by mkfs.erofs --chunksize=4096 (erofs-utils;
 #             the probe of issue 9), mounted the same way, when installed
 #   link      link layout (POOL/roots/GUEST lower)
+#   ovl       the plain tree itself as the only lower layer of a read-only
+#             overlay, no vunify at all: what overlayfs alone costs, the
+#             floor under any overlay design (vunify's, composefs's)
 #   full      composefs-style, as a measure of what vunify could do next:
 #             the guest's whole tree (directories, symlinks, every
 #             attribute) in one EROFS image with each pooled file a stub
@@ -47,8 +50,10 @@
 #   VUNIFY        vunify binary    (default $BENCH_BUILD/vunify)
 #   BENCH_TREES   tree names, the measured guest first
 #                 (default: bookworm-web bookworm-minbase)
-#   RUNS          runs per figure  (default 3)
-#   VARIANTS      which variants   (default: plain stubs image stubs-skel image-skel link;
+#   RUNS          runs per cold figure (default 3)
+#   WARM_RUNS     runs per warm figure (default 9: a warm run is short, so
+#                 its median needs more of them to settle)
+#   VARIANTS      which variants   (default: plain ovl stubs image stubs-skel image-skel link;
 #                 also: image-nora mkfs full)
 #   BENCH_RT_OUT  machine-readable result (default $BENCH_BUILD/bench-runtime.txt)
 set -eu
@@ -61,7 +66,8 @@ EROFS_META=${EROFS_META:-$BUILD_DIR/tools/erofs-meta}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/vunify-bench-rt}
 TREES=${BENCH_TREES:-bookworm-web bookworm-minbase}
 RUNS=${RUNS:-3}
-VARIANTS=${VARIANTS:-plain stubs image stubs-skel image-skel link}
+WARM_RUNS=${WARM_RUNS:-9}
+VARIANTS=${VARIANTS:-plain ovl stubs image stubs-skel image-skel link}
 OUT=${BENCH_RT_OUT:-$BUILD_DIR/bench-runtime.txt}
 
 say() { printf '== %s\n' "$*" >&2; }
@@ -179,6 +185,7 @@ ovl_mount() {
 vmount() {
 	case $1 in
 	plain) ;;
+	ovl) mount -t overlay -o "lowerdir=$FS/ovl.empty:$FS/plain" overlay "$MNT/ovl" ;;
 	stubs) "$VUNIFY" -p "$FS/rpool" mount g0 "$MNT/stubs" ;;
 	image) "$VUNIFY" -p "$FS/rpool" mount g1 "$MNT/image" ;;
 	image-skel) "$VUNIFY" -p "$FS/rpool" mount g4 "$MNT/image-skel" ;;
@@ -221,7 +228,7 @@ measure_all() {
 			done
 		done
 		for k in "${!DONE[@]}"; do one_run "${ROOTS[$k]}" "$w" >/dev/null; done
-		for i in $(seq 1 "$RUNS"); do
+		for i in $(seq 1 "$WARM_RUNS"); do
 			for k in "${!DONE[@]}"; do
 				T[${DONE[$k]}.$w.warm]+="$(one_run "${ROOTS[$k]}" "$w")
 "
@@ -256,6 +263,11 @@ PLAIN_N=$(chroot "$FS/plain" find / -xdev | wc -l)
 chroot "$FS/plain" dpkg --verify >"$BENCH_DIR/verify.plain" 2>&1 || true
 want() { case " $VARIANTS " in *" $1 "*) return 0 ;; esac; return 1; }
 if want plain; then variant plain "$FS/plain"; fi
+if want ovl; then
+	mkdir -p "$FS/ovl.empty" "$MNT/ovl"
+	vmount ovl
+	variant ovl "$MNT/ovl"
+fi
 
 # pool POOL HOMES N [INIT ARGS]: a pool with the measured tree added N
 # times (g0..: one guest per variant, each with its own upper) and every
@@ -336,8 +348,8 @@ measure_all
 ratio() { awk -v a="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%s (%.2fx)", a, a / p; else printf "%s", a }'; }
 {
 	echo
-	printf 'runtime of the guest %s, chroot into each variant; median of %s runs, interleaved;\n' \
-		"${TREE_DIRS[0]##*/}" "$RUNS"
+	printf 'runtime of the guest %s, chroot into each variant; median of %s cold and %s warm runs, interleaved;\n' \
+		"${TREE_DIRS[0]##*/}" "$RUNS" "$WARM_RUNS"
 	printf 'cold = unmounted, caches dropped, then mount + run timed; (x) = ratio to plain;\n'
 	printf 'kernel %s, %s CPUs, load %s\n' \
 		"$(uname -r)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -372,12 +384,25 @@ ratio() { awk -v a="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%s (%.2fx)", a, a 
 	}
 	echo
 	echo "issue 9 goal 1 (runtime), median wall time against the plain tree, this run:"
-	for v in image stubs image-skel stubs-skel link; do
+	for v in image stubs image-skel stubs-skel link ovl; do
 		goal "cold stat walk" "$v" walk.cold 1.5
 		goal "cold dpkg --verify" "$v" dpkg.cold 1.2
 		goal "warm stat walk" "$v" walk.warm 1.05
 		goal "warm dpkg --verify" "$v" dpkg.warm 1.05
 	done
+	# the same warm runs, CPU time, and against the overlay floor: how much
+	# of the warm cost is overlayfs itself rather than vunify's layers
+	if [ -n "${RES[ovl.walk.warm.2]:-}" ]; then
+		echo
+		echo "warm CPU time (user+sys) against the plain tree and against ovl (overlayfs alone):"
+		for v in image stubs link ovl; do
+			for w in walk dpkg; do
+				[ -n "${RES[$v.$w.warm.2]:-}" ] || continue
+				awk -v v="$v" -v w="$w" -v a="${RES[$v.$w.warm.2]}" -v p="${RES[plain.$w.warm.2]}" -v o="${RES[ovl.$w.warm.2]}" \
+					'BEGIN { printf "  %-6s %-12s CPU %5.2fx plain  %5.2fx ovl\n", w, v, p > 0 ? a / p : 0, o > 0 ? a / o : 0 }'
+			done
+		done
+	fi
 } | tee "$BENCH_DIR/report.txt"
 {
 	for k in "${!RES[@]}"; do printf 'runtime %s=%s\n' "$k" "${RES[$k]}"; done | sort
