@@ -256,6 +256,21 @@ static int check_record(struct fsck *f, const struct guest *g, const struct lowe
 	return 0;
 }
 
+/* The lower layer fsck checks: the record, which writers change (the
+ * stubs; their image is checked against them by check_image).  Returns an
+ * fd or -errno (-ENOENT: never unified). */
+static int open_record(struct pool *p, const struct guest *g, int hfd)
+{
+	const char *name;
+	_cleanup_close_ int base = layout_ops_for(p)->open_lower_parent(p, g, hfd, &name);
+	int fd;
+
+	if (base < 0)
+		return base;
+	fd = openat(base, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? neg_errno() : fd;
+}
+
 /* Close the fds of the guest being checked. */
 static void guest_done(struct fsck *f)
 {
@@ -413,7 +428,7 @@ static void check_guest(struct fsck *f, const char *name)
 	if (f->staging_fd >= 0)
 		close(f->staging_fd);
 	f->staging_fd = -1;
-	lfd = guest_open_lower(f->p, g, hfd, false);
+	lfd = open_record(f->p, g, hfd);
 	if (lfd == -ENOENT)
 		goto out; /* never unified */
 	if (lfd < 0) {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "layout.h"
+#include "meta_image.h"
 #include "pool_internal.h"
 #include "overlay.h"
 #include "remove_tree.h"
@@ -363,8 +364,18 @@ int guest_open_home(struct pool *p, const struct guest *g)
 int guest_open_lower(struct pool *p, const struct guest *g, int home_fd, bool create)
 {
 	const char *name;
-	_cleanup_close_ int base = layout_ops_for(p)->open_lower_parent(p, g, home_fd, &name);
+	_cleanup_close_ int base = -1;
 
+	/* a reader takes the metadata image where there is one: in every
+	 * format an image present equals (or is) the record (meta_image.h);
+	 * a kernel that mounts no erofs falls back to the stubs, which a
+	 * pool that keeps them still has */
+	if (!create && home_fd >= 0 && layout_ops_for(p)->lower_image) {
+		int fd = meta_image_open(home_fd, 0);
+		if (fd >= 0 || fd == -ENOMEM || fd == -EMFILE)
+			return fd;
+	}
+	base = layout_ops_for(p)->open_lower_parent(p, g, home_fd, &name);
 	if (base < 0)
 		return base;
 	if (create && mkdirat(base, name, 0755) < 0 && errno != EEXIST)

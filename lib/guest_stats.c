@@ -19,7 +19,7 @@ int guest_refresh_stats(struct pool *p, struct guest *g, int home_fd, const uint
 	_cleanup_close_ int lower_fd = -1, upper_fd = -1;
 	int r;
 
-	lower_fd = guest_open_lower(p, g, home_fd, true);
+	lower_fd = guest_open_lower(p, g, home_fd, false);
 	if (lower_fd < 0)
 		return lower_fd;
 	if (layout_ops_for(p)->refs_by_inode) {

@@ -104,17 +104,50 @@ int meta_image_check(int home_fd)
 	return 1;
 }
 
-/* Attach the image open at IMG_FD to a free loop device, read-only and
- * cleared automatically when its last user (the erofs mount) goes, and
- * mount that at DIR: for kernels whose erofs mounts only block devices
- * (before 6.12).  Returns 0 or -errno. */
+/* Attach the image open at IMG_FD to a free loop device (loop_attach)
+ * and mount that at DIR: for kernels whose erofs mounts only block
+ * devices (before 6.12).  Returns 0 or -errno. */
+static int loop_attach(int img_fd, char *ret_path, size_t size);
+
 static int mount_via_loop(int img_fd, const char *dir)
+{
+	char path[32];
+	_cleanup_close_ int dev = loop_attach(img_fd, path, sizeof(path));
+
+	if (dev < 0)
+		return dev;
+	/* with AUTOCLEAR the device detaches itself once this last fd and
+	 * the mount (if any) are gone */
+	return mount(path, dir, "erofs", MS_RDONLY | MS_NODEV | MS_NOSUID, NULL) < 0 ? neg_errno() : 0;
+}
+
+/* A detached mount (in no namespace: nothing is visible, and nothing is
+ * left when the process dies) of erofs from SOURCE, read-only.  Returns
+ * the mount's fd (O_PATH-like) or -errno (-ENOTBLK: the kernel's erofs
+ * mounts only block devices). */
+static int fsmount_erofs(const char *source)
+{
+	_cleanup_close_ int fs = fsopen("erofs", FSOPEN_CLOEXEC);
+	int m;
+
+	if (fs < 0)
+		return neg_errno();
+	if (fsconfig(fs, FSCONFIG_SET_STRING, "source", source, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_FLAG, "ro", NULL, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		return neg_errno();
+	m = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID);
+	return m < 0 ? neg_errno() : m;
+}
+
+/* A free loop device attached read-only to IMG_FD, cleared with its last
+ * user; *ret_path its path.  Returns the device's fd or -errno. */
+static int loop_attach(int img_fd, char *ret_path, size_t size)
 {
 	struct loop_config cfg = {.fd = (unsigned)img_fd,
 	                          .info = {.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR}};
-	_cleanup_close_ int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC), dev = -1;
-	char path[32];
-	int n, r;
+	_cleanup_close_ int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	int n, r, dev;
 
 	if (ctl < 0)
 		return neg_errno();
@@ -124,24 +157,54 @@ static int mount_via_loop(int img_fd, const char *dir)
 		n = ioctl(ctl, LOOP_CTL_GET_FREE);
 		if (n < 0)
 			return neg_errno();
-		snprintf(path, sizeof(path), "/dev/loop%d", n);
-		dev = open(path, O_RDONLY | O_CLOEXEC);
+		snprintf(ret_path, size, "/dev/loop%d", n);
+		dev = open(ret_path, O_RDONLY | O_CLOEXEC);
 		if (dev < 0)
 			return neg_errno();
 		if (ioctl(dev, LOOP_CONFIGURE, &cfg) == 0)
-			break;
+			return dev;
 		r = neg_errno();
 		close(dev);
-		dev = -1;
 		if (r != -EBUSY)
 			return r;
 	}
-	if (dev < 0)
-		return -EBUSY;
-	r = mount(path, dir, "erofs", MS_RDONLY | MS_NODEV | MS_NOSUID, NULL) < 0 ? neg_errno() : 0;
-	/* with AUTOCLEAR the device detaches itself once this last fd and
-	 * the mount (if any) are gone */
-	return r;
+	return -EBUSY;
+}
+
+int meta_image_open_at(int dir_fd, const char *name, unsigned flags)
+{
+	_cleanup_close_ int img = -1, mnt = -1, dev = -1;
+	char src[64];
+	int fd, r = -ENOTBLK;
+
+	img = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (img < 0)
+		return neg_errno();
+	/* the image is read by the walk that follows: one sequential read
+	 * instead of one block at a time (docs/DESIGN.md, "Runtime") */
+	(void)posix_fadvise(img, 0, 0, POSIX_FADV_WILLNEED);
+	if (!(flags & META_IMAGE_LOOP)) {
+		snprintf(src, sizeof(src), "/proc/self/fd/%d", img);
+		r = mnt = fsmount_erofs(src);
+	}
+	if (r == -ENOTBLK) {
+		/* erofs that mounts only block devices (before 6.12) */
+		dev = loop_attach(img, src, sizeof(src));
+		if (dev < 0)
+			return dev;
+		r = mnt = fsmount_erofs(src);
+	}
+	if (r < 0)
+		return r;
+	/* a real directory fd (the mount's is O_PATH); it keeps the detached
+	 * mount alive until it is closed */
+	fd = openat(mnt, ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? neg_errno() : fd;
+}
+
+int meta_image_open(int home_fd, unsigned flags)
+{
+	return meta_image_open_at(home_fd, HOME_META_IMAGE, flags);
 }
 
 int meta_image_mount(int home_fd, const char *home, unsigned flags, char **ret_dir)

@@ -3,9 +3,11 @@
  * layer instead of the stub directory, so that a cold guest reads its
  * metadata from one compact file instead of one ext4 inode per stub.
  *
- * HOME/meta stays the record every other command reads (fsck, gc, status,
- * export, detach, remove); the image is derived from it and only ever
- * equal to it:
+ * HOME/meta stays the record that writers change and fsck checks; the
+ * image is derived from it and only ever equal to it, so readers (gc,
+ * remove/detach, online preparation, the figures) take the image where
+ * there is one (meta_image_open: a detached read-only mount) and the
+ * stubs otherwise:
  *   - every writer of HOME/meta drops the image (unlink, fsync HOME)
  *     before its first change, so a crash at any later instant leaves no
  *     image, and mount uses HOME/meta, which is always complete;
@@ -48,6 +50,18 @@ int meta_image_check(int home_fd);
  * (mounted), 0 (no image, or the kernel does not mount it: use
  * HOME/meta), or -errno. */
 int meta_image_mount(int home_fd, const char *home, unsigned flags, char **ret_dir);
+
+/* The image's tree for reading: a directory fd of HOME/meta.img mounted
+ * read-only on a detached mount (fsopen/fsmount: in no namespace, so
+ * nothing is visible and nothing outlives the process; the mount goes
+ * with the last fd of it), from the file itself or, where the kernel's
+ * erofs mounts only block devices (before 6.12), through a read-only
+ * loop device that detaches itself with its last user.  FLAGS:
+ * META_IMAGE_LOOP.  Returns the fd or -errno (-ENOENT: no image). */
+int meta_image_open(int home_fd, unsigned flags);
+
+/* The same for the image NAME in DIR_FD. */
+int meta_image_open_at(int dir_fd, const char *name, unsigned flags);
 
 /* Detach the image's mount point after the overlay that uses it is
  * mounted (overlayfs holds its own reference to each layer) or failed,

@@ -194,7 +194,9 @@ int pool_guest_unregister(struct pool *p, const char *name);
 int guest_open_home(struct pool *p, const struct guest *g);
 
 /* Open the guest's lower layer directory: HOME/meta or POOL/roots/NAME.
- * Creates it when CREATE.  Returns fd or -errno. */
+ * Creates it when CREATE (a writer's HOME/meta).  A reader (!CREATE) of
+ * a layout with a metadata image gets the image's tree where there is one
+ * (a detached read-only mount: meta_image_open).  Returns fd or -errno. */
 int guest_open_lower(struct pool *p, const struct guest *g, int home_fd, bool create);
 
 #endif

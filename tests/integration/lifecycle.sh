@@ -429,8 +429,19 @@ umount "$TEST_TMP/C.fs" || fatal "unmount C's filesystem"
 detach_image "$cimg"
 assert_eq false "$(json '.guests[] | select(.name == "C") | .attached')" "status: C is not attached"
 
+if [ "$LAYOUT" = redirect ]; then
+	# A reader takes the lower layer from the metadata image where there is
+	# one (a detached mount, lib/meta_image.h): remove materializes B from
+	# it with the stubs moved out of the way.
+	[ -f "${home[B]}/meta.img" ] || _fail "B has no metadata image"
+	mv "${home[B]}/meta" "${home[B]}/meta.aside"
+fi
 assert_ok "${V[@]}" remove B
 cat "$LAST_STDOUT"
+if [ "$LAYOUT" = redirect ]; then
+	[ ! -e "${home[B]}/meta.img" ] || _fail "remove left B's metadata image"
+	rm -rf "${home[B]}/meta.aside"
+fi
 manifest "${home[B]}/upper" "$TEST_TMP/B.removed.man" "${mopt[@]}"
 assert_same_manifest "$TEST_TMP/B.view.man" "$TEST_TMP/B.removed.man" "removed B's home holds its whole view"
 assert_eq "" "$(json '.guests[] | select(.name == "B") | .name')" "B is no longer registered"

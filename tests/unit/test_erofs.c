@@ -57,6 +57,21 @@ static const char *mount_source(const char *dir)
 	return src;
 }
 
+/* How many mounts of type FS /proc/self/mountinfo lists. */
+static int count_mounts(const char *fs)
+{
+	char line[4096], pat[64];
+	int n = 0;
+	FILE *mi = fopen("/proc/self/mountinfo", "re");
+
+	assert_non_null(mi);
+	snprintf(pat, sizeof(pat), " - %s ", fs);
+	while (fgets(line, sizeof(line), mi))
+		n += strstr(line, pat) != NULL;
+	fclose(mi);
+	return n;
+}
+
 struct fx {
 	char tmp[64];
 	int dir;
@@ -740,6 +755,27 @@ static void test_meta_image(void **state)
 		}
 		free(dir);
 		dir = NULL;
+		/* a reader's detached mount, from the file and through a loop
+		 * device: nothing in the mount table, a directory fd of the
+		 * image's tree with its xattrs, and gone with the fd */
+		for (unsigned fl = 0; fl <= META_IMAGE_LOOP; fl += META_IMAGE_LOOP) {
+			char xp[64], v[4];
+			int before = count_mounts("erofs"), lfd = meta_image_open(home, fl);
+
+			assert_true(lfd >= 0);
+			assert_int_equal(fstatat(lfd, "usr/stup", &st, AT_SYMLINK_NOFOLLOW), 0);
+			assert_int_equal(st.st_size, 123456);
+			assert_int_equal(st.st_mode & 07777, 0755);
+			snprintf(xp, sizeof(xp), "/proc/self/fd/%d/usr/stup", lfd);
+			assert_int_equal(lgetxattr(xp, "user.x", v, sizeof(v)), 1);
+			assert_int_equal(v[0], '2');
+			/* read-only */
+			assert_int_equal(mkdirat(lfd, "new", 0755), -1);
+			assert_int_equal(errno, EROFS);
+			/* detached: in no namespace */
+			assert_int_equal(count_mounts("erofs"), before);
+			close(lfd);
+		}
 		/* an image the kernel refuses: the stubs are used, nothing is
 		 * left mounted, and the check says it differs */
 		{
@@ -751,10 +787,12 @@ static void test_meta_image(void **state)
 		assert_int_equal(meta_image_mount(home, p(f, "home"), 0, &dir), 0);
 		assert_null(dir);
 		assert_int_equal(faccessat(home, "meta.img.mnt", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+		assert_true(meta_image_open(home, 0) < 0); /* a reader is refused too */
 		assert_int_equal(meta_image_check(home), 0);
 	}
 	assert_int_equal(meta_image_drop(home), 0);
 	assert_int_equal(meta_image_exists(home), 0);
+	assert_int_equal(meta_image_open(home, 0), -ENOENT);
 	/* no image: mount says so, and mounts nothing */
 	dir = NULL;
 	assert_int_equal(meta_image_mount(home, p(f, "home"), 0, &dir), 0);
