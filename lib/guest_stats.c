@@ -154,9 +154,10 @@ int finish_guest_stats(struct pool *p, struct guest_scan *gs, bool failed)
 	}
 	if (r == 0)
 		r = save_hashcache(gs);
-	/* the description written afresh (compact) from the lower layer */
-	if (r == 0 && gs->describe && (gr->files_unified || gr->whiteouts_folded || gr->opaque_folded))
-		r = lowerlist_write(p, gs->home_fd, gs->lower_fd);
+	/* the description written afresh (compact) from the lower layer, by
+	 * finish_lower once the lower layer is final (store.c) */
+	if (gs->describe && (gr->files_unified || gr->whiteouts_folded || gr->opaque_folded))
+		gs->describe_due = true;
 	gr->stats = gs->g->stats;
 	return r;
 }

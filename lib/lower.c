@@ -199,7 +199,7 @@ static int lower_walk_cb(const struct walk_entry *e, enum walk_event ev, void *u
 	if (ev != WALK_ENTRY)
 		return 0;
 	/* the guest's symlinks, where unify moved them (prune.h) */
-	if (S_ISLNK(e->st.st_mode) && s->ops->lower_image)
+	if (S_ISLNK(e->st.st_mode))
 		return 0;
 	if (!S_ISREG(e->st.st_mode)) {
 		if (s->check)

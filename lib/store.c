@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lower.h"
+#include "lowerlist.h"
 #include "meta_image.h"
 #include "prune.h"
 #include "object.h"
@@ -357,19 +358,28 @@ static int image_will_change(void *ud)
 	return lower_will_change(ud);
 }
 
-/* The end of a guest's run, redirect layout (the order: prune.h):
- *   1. every upper directory's lower counterpart gets its attributes
- *      (hidden by it: no view changes), and that is made durable;
- *   2. the next metadata image, once the lower layer is final and
- *      durable (sync_uppers, fold_finish, 1): written whole under a temp
- *      name, renamed in.  Killed before the rename: no image, mount takes
- *      the stubs; after: the image equals them;
+/* The end of a guest's offline run, every layout (the order: prune.h):
+ *   1. every upper directory's (and symlink's) lower counterpart gets its
+ *      attributes (hidden by it: no view changes), and that is made
+ *      durable (syncfs of the lower layer's filesystem: the guest's for
+ *      HOME/meta, the pool's for POOL/roots/NAME);
+ *   2. what describes the lower layer elsewhere, once it is final and
+ *      durable (sync_uppers, fold_finish, 1):
+ *      - the next metadata image (layout_ops.lower_image): written whole
+ *        under a temp name, renamed in.  Killed before the rename: no
+ *        image, mount takes the stubs; after: the image equals them;
+ *      - HOME/vunify-lower (layout_ops.describes_lower, kept for this
+ *        guest): rewritten from the lower layer with its directories' and
+ *        symlinks' attributes (temp file, fsync, rename).  Killed before
+ *        the rename: the old description plus the whole upper still show
+ *        the guest; after: the new one shows what 3 removes;
  *   3. the upper directories that hold nothing of the guest's own go,
  *      children first: the lower shows the same without them.
- * A failed store leaves the image dropped (the next unify writes it) and
- * the upper as it is. */
+ * A failed store leaves the image dropped (the next unify writes it), the
+ * description as the batches appended it, and the upper as it is. */
 static int finish_lower(struct pool *p, struct guest_scan *gs)
 {
+	const struct layout_ops *ops = layout_ops_for(p);
 	struct prune_list pl = {0};
 	uint64_t removed = 0, blocks = 0;
 	int changed = 0, r;
@@ -377,10 +387,16 @@ static int finish_lower(struct pool *p, struct guest_scan *gs)
 	r = prune_prepare(gs->upper_fd, gs->lower_fd, &p->policy, image_will_change, gs, &pl, &changed);
 	if (r == 0 && changed)
 		r = do_syncfs(gs->lower_fd);
-	if (r == 0 && (gs->image_dropped || (r = meta_image_exists(gs->home_fd)) == 0))
+	if (r == 0 && gs->lower_image && (gs->image_dropped || (r = meta_image_exists(gs->home_fd)) == 0))
 		r = meta_image_build(gs->home_fd);
 	if (r > 0)
 		r = 0;
+	/* a description kept without replicas (an earlier `replicate`
+	 * wrote it) is kept current as well: it must show what 3 removes */
+	if (r == 0 && ops->describes_lower && !gs->describe && changed)
+		r = lowerlist_exists(gs->home_fd);
+	if (r > 0 || (r == 0 && gs->describe && (gs->describe_due || changed)))
+		r = lowerlist_write(p, gs->home_fd, gs->lower_fd);
 	if (r == 0 && (pl.n || pl.n_links))
 		r = prune_apply(gs->upper_fd, &pl, &removed, &blocks);
 	prune_list_free(&pl);
@@ -398,7 +414,7 @@ static int finish_guest(size_t i, void *ud)
 	struct guest_scan *gs = &j->scans[i];
 	int r = finish_guest_stats(j->p, gs, j->failed);
 
-	if (r == 0 && !j->failed && gs->lower_image)
+	if (r == 0 && !j->failed && !gs->online)
 		r = finish_lower(j->p, gs);
 	return r;
 }

@@ -185,6 +185,7 @@ struct guest_scan {
 	bool touched; /* the store changes its layers */
 	bool same_fs; /* upper and objects/ on one filesystem */
 	bool describe; /* link layout: keep HOME/vunify-lower (lowerlist.h) */
+	bool describe_due; /* ...and it is to be written afresh (finish_lower) */
 	bool online; /* mounted, --online: lower_fd is the prepared lower, the
 	              * upper is only read (online.h) */
 	bool lower_image; /* the layout keeps HOME/meta.img (meta_image.h) */

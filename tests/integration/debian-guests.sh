@@ -116,38 +116,41 @@ assert_ok "${V[@]}" status --json
 json=$(cat "$LAST_STDOUT")
 assert_eq 0 "$(jq '[.guests[] | select(.mounted)] | length' <<<"$json")" "no guest mounted after umount"
 
-if [ "$LAYOUT" = redirect ]; then
-	# The composefs shape (lib/prune.h): unify left in the upper only the
-	# directories that hold something of the guest's own; the others, and
-	# the guest's symlinks, show from the lower layer, equal.
+# The composefs shape (lib/prune.h), both layouts: unify left in the upper
+# only the directories that hold something of the guest's own; the others,
+# and the guest's symlinks, show from the lower layer (HOME/meta, or
+# POOL/roots/NAME in the link layout), equal.
+{
 	h1=$TEST_TMP/g1.fs/home
+	lower1=$h1/meta
+	[ "$LAYOUT" = link ] && lower1=$pool/roots/g1
 	src_dirs=$(grep -c '^[^ ]* dir ' "$TEST_TMP/g1.src.man")
 	pruned_dirs=$(find "$h1/upper" -type d | wc -l)
 	echo "g1: $src_dirs directories in the tree, $pruned_dirs left in the upper"
 	[ $((pruned_dirs * 2)) -lt "$src_dirs" ] || _fail "g1: the upper keeps $pruned_dirs of $src_dirs directories"
 	# The view is the same with or without them: every pruned directory
 	# and moved symlink back in the upper as a kill before their removal
-	# leaves them (copied from meta/, which carries the guest's attributes).
-	rsync -aAX --numeric-ids --ignore-existing -f'+ */' -f'- *' "$h1/meta/" "$h1/upper/"
+	# leaves them (copied from the lower layer, which carries the guest's attributes).
+	rsync -aAX --numeric-ids --ignore-existing -f'+ */' -f'- *' "$lower1/" "$h1/upper/"
 	# and every symlink unify moved to the lower layer
-	(cd "$h1/meta" && find . -type l -printf '%P\0') |
-		rsync -aAX --numeric-ids --ignore-existing --from0 --files-from=- "$h1/meta/" "$h1/upper/"
+	(cd "$lower1" && find . -type l -printf '%P\0') |
+		rsync -aAX --numeric-ids --ignore-existing --from0 --files-from=- "$lower1/" "$h1/upper/"
 	src_links=$(grep -c '^[^ ]* symlink ' "$TEST_TMP/g1.src.man")
 	[ "$(find "$h1/upper" -type l | wc -l)" -ge "$src_links" ] || _fail "g1: the symlinks did not come back"
 	[ "$(find "$h1/upper" -type d | wc -l)" -ge "$src_dirs" ] || _fail "g1: the directories did not come back"
 	assert_ok "${V[@]}" mount g1 "$TEST_TMP/mnt/g1"
-	manifest "$TEST_TMP/mnt/g1" "$TEST_TMP/g1.view3.man"
+	manifest "$TEST_TMP/mnt/g1" "$TEST_TMP/g1.view3.man" "${mopt[@]}"
 	assert_same_manifest "$TEST_TMP/g1.src.man" "$TEST_TMP/g1.view3.man" "g1 with its directories back in the upper"
 	assert_ok "${V[@]}" umount g1
 	# g0 ran (it wrote into directories that were pruned): re-unify, and
 	# both views stay, g1's directories are pruned again, fsck is clean.
 	assert_ok "${V[@]}" mount g0 "$TEST_TMP/mnt/g0"
-	manifest "$TEST_TMP/mnt/g0" "$TEST_TMP/g0.view3.man"
+	manifest "$TEST_TMP/mnt/g0" "$TEST_TMP/g0.view3.man" "${mopt[@]}"
 	assert_ok "${V[@]}" umount g0
 	assert_ok "${V[@]}" unify
 	for g in g0 g1; do
 		assert_ok "${V[@]}" mount "$g" "$TEST_TMP/mnt/$g"
-		manifest "$TEST_TMP/mnt/$g" "$TEST_TMP/$g.view4.man"
+		manifest "$TEST_TMP/mnt/$g" "$TEST_TMP/$g.view4.man" "${mopt[@]}"
 		assert_ok "${V[@]}" umount "$g"
 	done
 	assert_same_manifest "$TEST_TMP/g0.view3.man" "$TEST_TMP/g0.view4.man" "g0's view after re-unify"
@@ -157,7 +160,7 @@ if [ "$LAYOUT" = redirect ]; then
 	left=$(find "$h1/upper" -type d | wc -l)
 	[ "$left" -le "$pruned_dirs" ] || _fail "g1's directories pruned again: $left left, $pruned_dirs before"
 	assert_status 0 "${V[@]}" fsck
-fi
+}
 
 # Figures.  Ideal: every regular file's content stored once over all guests
 # (hard links within a guest counted once).
