@@ -3,16 +3,21 @@
  * In the link layout a guest's lower layer, POOL/roots/GUEST, lives on the
  * pool's partition, not on the guest's.  So that the guest can fail over
  * with its partition alone, its home carries HOME/vunify-lower: the line
- * "vunify-lower 1\n", then records "NAME\tPATH\0" (PATH shows object NAME)
- * and "-\tPATH\0" (PATH, and everything below it, is gone), applied in
- * order.  `adopt` on another host replays it to rebuild the roots from
+ * "vunify-lower 2\n", then records "NAME\tPATH\0" (PATH shows object NAME),
+ * "-\tPATH\0" (PATH, and everything below it, is gone), and the lower
+ * layer's directories and symlinks with their attributes, "d:...\tPATH\0"
+ * and "l:...\tPATH\0" (docs/FORMAT.md: unify prunes the upper ones, so the
+ * lower ones show), applied in order.  Version 1 (no d:/l: records) is
+ * read too.  `adopt` on another host replays it to rebuild the roots from
  * that host's objects.
  *
  * The file is written only for pools with replicas (failover needs them):
  * replicated unify appends the records of a batch, durably, before the
  * batch's upper copies are removed (and the deletions of folded whiteouts
  * before the whiteouts go), so at every instant the description plus the
- * upper shows what the guest sees; `replicate` rewrites it compactly from
+ * upper shows what the guest sees; at the end of unify (after the prune's
+ * lower directories and symlinks are durable, before the upper ones go:
+ * store.c, finish_lower) and on `replicate` it is rewritten compactly from
  * the roots (temp file, fsync, rename). */
 #ifndef VUNIFY_LOWERLIST_H
 #define VUNIFY_LOWERLIST_H

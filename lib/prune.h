@@ -1,5 +1,6 @@
 /* Keeping the upper layer free of directories that hold nothing of the
- * guest's own (the composefs shape; redirect layout).
+ * guest's own (the composefs shape; both layouts: the lower layer is
+ * HOME/meta or POOL/roots/NAME).
  *
  * overlayfs consults the upper layer first for every lookup below a
  * directory that has an upper counterpart.  After unify, most of a guest's
@@ -16,8 +17,11 @@
  *      It lists the upper directories that hold nothing but such
  *      directories (none of the guest's own entries, not opaque), children
  *      before parents;
- *   2. the caller makes the lower layer durable and renames the next
- *      metadata image in (it shows these attributes);
+ *   2. the caller makes the lower layer durable, then writes what
+ *      describes it elsewhere: the next metadata image (renamed in), or
+ *      the link layout's HOME/vunify-lower (rewritten with the lower
+ *      directories' and symlinks' attributes; lowerlist.h), so that a
+ *      mount from either, or adopt, shows these attributes;
  *   3. prune_apply removes the listed upper symlinks (their lower ones are
  *      equal) and directories, children first.
  *      A directory with no upper counterpart shows its lower one, which

@@ -25,7 +25,10 @@
 #   image-nora the same image mounted without that read-ahead
 #   mkfs      HOME/meta packed by mkfs.erofs --chunksize=4096 (erofs-utils;
 #             the probe of issue 9), mounted the same way, when installed
-#   link      link layout (POOL/roots/GUEST lower)
+#   link      link layout (POOL/roots/GUEST lower) as vunify mounts it
+#   link-skel the same with the guest's directory skeleton and symlinks
+#             back in the upper (what unify moves into POOL/roots/GUEST),
+#             as vunify left a link guest before it pruned that layout
 #   ovl       the plain tree itself as the only lower layer of a read-only
 #             overlay, no vunify at all: what overlayfs alone costs, the
 #             floor under any overlay design (vunify's, composefs's)
@@ -54,7 +57,7 @@
 #   WARM_RUNS     runs per warm figure (default 9: a warm run is short, so
 #                 its median needs more of them to settle)
 #   VARIANTS      which variants   (default: plain ovl stubs image stubs-skel image-skel link;
-#                 also: image-nora mkfs full)
+#                 also: image-nora mkfs full link-skel)
 #   BENCH_RT_OUT  machine-readable result (default $BENCH_BUILD/bench-runtime.txt)
 set -eu
 set -o pipefail
@@ -199,6 +202,7 @@ vmount() {
 			vunify "$MNT/full"
 		;;
 	link) "$VUNIFY" -p "$FS/lpool" mount g0 "$MNT/link" ;;
+	link-skel) "$VUNIFY" -p "$FS/lpool" mount g1 "$MNT/link-skel" ;;
 	esac
 }
 vumount() {
@@ -333,12 +337,21 @@ if want stubs || want image || want image-nora || want mkfs || want stubs-skel |
 	done
 fi
 
-if want link; then
+if want link || want link-skel; then
 	say "link layout pool"
-	pool "$FS/lpool" "$FS/lh" 1 --layout link
-	mkdir -p "$MNT/link"
-	vmount link
-	variant link "$MNT/link"
+	pool "$FS/lpool" "$FS/lh" 2 --layout link
+	info "upper of a unified link guest: $(find "$FS/lh/g0/upper" -type d | wc -l) directories, $(find "$FS/lh/g0/upper" -type l | wc -l) symlinks, $(find "$FS/lh/g0/upper" -type f | wc -l) files"
+	# g1 with the directory skeleton and the symlinks back in the upper,
+	# from POOL/roots/g1, which carries their attributes
+	rsync -aAX --numeric-ids --ignore-existing -f'+ */' -f'- *' "$FS/lpool/roots/g1/" "$FS/lh/g1/upper/"
+	(cd "$FS/lpool/roots/g1" && find . -type l -printf '%P\0') |
+		rsync -aAX --numeric-ids --ignore-existing --from0 --files-from=- "$FS/lpool/roots/g1/" "$FS/lh/g1/upper/"
+	for v in link link-skel; do
+		want "$v" || continue
+		mkdir -p "$MNT/$v"
+		vmount "$v"
+		variant "$v" "$MNT/$v"
+	done
 fi
 
 say "measuring: ${DONE[*]}"
@@ -384,7 +397,7 @@ ratio() { awk -v a="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%s (%.2fx)", a, a 
 	}
 	echo
 	echo "issue 9 goal 1 (runtime), median wall time against the plain tree, this run:"
-	for v in image stubs image-skel stubs-skel link ovl; do
+	for v in image stubs image-skel stubs-skel link link-skel ovl; do
 		goal "cold stat walk" "$v" walk.cold 1.5
 		goal "cold dpkg --verify" "$v" dpkg.cold 1.2
 		goal "warm stat walk" "$v" walk.warm 1.05

@@ -4,7 +4,9 @@
 # host B (its partition detached from A, attached on B), B adopts it,
 # mounts it, and must show exactly what the guest showed on A before the
 # command (full manifest, dpkg --verify inside); then it fails back and the
-# next unify on A finishes the work.  Redirect layout.
+# next unify on A finishes the work.  Redirect layout; LAYOUT=link (t63)
+# the link layout, whose pruned directories and symlinks come back on B
+# from HOME/vunify-lower alone.
 #
 # Each round changes the guest through its mount on A (new content, copies
 # of shared content, deletions, a chmod), then either kills a replicated
@@ -24,6 +26,9 @@ need_cmd chroot setsid
 need_bin "$VUNIFY" "$MANIFEST"
 twohost_start
 
+LAYOUT=${LAYOUT:-redirect}
+mopt=()
+[ "$LAYOUT" = link ] && mopt=(--no-ino)
 seed=${VUNIFY_CRASH_SEED:-$(($(date +%s) % 32768))}
 RANDOM=$seed
 echo "seed: $seed (replay with VUNIFY_CRASH_SEED=$seed)"
@@ -45,11 +50,11 @@ truncate -s 2G "$G1_IMG" && mkfs.ext4 -q -I 512 "$G1_IMG" || fatal "mkfs g1.img"
 attach_a "$G1_IMG" "$G1_FS" || fatal "attach g1 on A"
 M=$TEST_TMP/mnt
 mkdir -p "$M"
-assert_ok "${VA[@]}" init --layout redirect || exit 1
-assert_ok on_b "${VB[@]}" init --layout redirect || exit 1
+assert_ok "${VA[@]}" init --layout "$LAYOUT" || exit 1
+assert_ok on_b "${VB[@]}" init --layout "$LAYOUT" || exit 1
 assert_ok "${VA[@]}" replica add "$B_HOST:$B_POOL" || exit 1
 assert_ok "${VA[@]}" add g1 "$H1" --from "$tree" || exit 1
-manifest "$tree" "$TEST_TMP/src.man" || exit 1
+manifest "$tree" "$TEST_TMP/src.man" "${mopt[@]}" || exit 1
 mapfile -t usrfiles < <(awk '$2 == "file" && $1 ~ /^\/usr\/[A-Za-z0-9\/._+-]+$/ { print substr($1, 2) }' "$TEST_TMP/src.man")
 copy_dirs=(usr/share/perl5 usr/lib/x86_64-linux-gnu/perl-base usr/share/zoneinfo usr/bin usr/share/locale)
 
@@ -84,7 +89,7 @@ change() {
 	rnd ${#usrfiles[@]}
 	p=$M/${usrfiles[R]}
 	[ -f "$p" ] && chmod o-r "$p"
-	manifest "$M" "$TEST_TMP/exp.man"
+	manifest "$M" "$TEST_TMP/exp.man" "${mopt[@]}"
 	must "${VA[@]}" umount g1
 }
 
@@ -119,7 +124,7 @@ failover() {
 	a_to_b
 	if must on_b "${VB[@]}" adopt g1 "$H1"; then
 		if must on_b "${VB[@]}" mount g1 "$M"; then
-			on_b "$MANIFEST" "$M" >"$TEST_TMP/b.man" || _fail "manifest on B"
+			on_b "$MANIFEST" "${mopt[@]}" "$M" >"$TEST_TMP/b.man" || _fail "manifest on B"
 			must on_b chroot "$M" dpkg --verify && _pass "$1: dpkg --verify on B"
 			must on_b "${VB[@]}" umount g1
 			assert_same_manifest "$TEST_TMP/exp.man" "$TEST_TMP/b.man" "$1: view on B is the view on A"
@@ -161,7 +166,7 @@ for ((i = 2; i < max_rounds && landed < want_landed; i++)); do
 	failover "$w"
 	# the next unify finishes the work
 	must "${VA[@]}" unify && _pass "$w: re-run of unify"
-	must "${VA[@]}" mount g1 "$M" && manifest "$M" "$TEST_TMP/a.man"
+	must "${VA[@]}" mount g1 "$M" && manifest "$M" "$TEST_TMP/a.man" "${mopt[@]}"
 	must "${VA[@]}" umount g1
 	assert_same_manifest "$TEST_TMP/exp.man" "$TEST_TMP/a.man" "$w: view on A after the re-run"
 	left=$(find "$H1/upper/usr/local/lib" -type f -size +0c | head -3)
