@@ -408,7 +408,7 @@ ratio() { awk -v a="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%s (%.2fx)", a, a 
 	if [ -n "${RES[ovl.walk.warm.2]:-}" ]; then
 		echo
 		echo "warm CPU time (user+sys) against the plain tree and against ovl (overlayfs alone):"
-		for v in image stubs link ovl; do
+		for v in image stubs link link-skel ovl; do
 			for w in walk dpkg; do
 				[ -n "${RES[$v.$w.warm.2]:-}" ] || continue
 				awk -v v="$v" -v w="$w" -v a="${RES[$v.$w.warm.2]}" -v p="${RES[plain.$w.warm.2]}" -v o="${RES[ovl.$w.warm.2]}" \
