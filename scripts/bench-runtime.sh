@@ -412,7 +412,7 @@ ratio() { awk -v a="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%s (%.2fx)", a, a 
 			for w in walk dpkg; do
 				[ -n "${RES[$v.$w.warm.2]:-}" ] || continue
 				awk -v v="$v" -v w="$w" -v a="${RES[$v.$w.warm.2]}" -v p="${RES[plain.$w.warm.2]}" -v o="${RES[ovl.$w.warm.2]}" \
-					'BEGIN { printf "  %-6s %-12s CPU %5.2fx plain  %5.2fx ovl\n", w, v, p > 0 ? a / p : 0, o > 0 ? a / o : 0 }'
+					'BEGIN { printf "  %-6s %-12s CPU %5.2fx plain  %5.2fx ovl\n", w, v, (p > 0 ? a / p : 0), (o > 0 ? a / o : 0) }'
 			done
 		done
 	fi
