@@ -105,7 +105,7 @@ static int stats_from_run(struct pool *p, struct guest_scan *gs, uint64_t upper)
 			hash_to_hex(f->m.hash, refs[n]);
 			n++;
 		} else {
-			refs[n++] = f->placed;
+			refs[n++] = sf_placed_name(f);
 		}
 	}
 	if (n > 1)

@@ -53,7 +53,7 @@ int open_checked(struct dircache *dc, struct scanned_file *f)
 {
 	const char *name;
 	struct stat st;
-	int dfd = dircache_parent(dc, f->paths[0], &name), fd;
+	int dfd = dircache_parent(dc, sf_paths(f)[0], &name), fd;
 
 	if (dfd < 0)
 		return dfd;
@@ -102,13 +102,16 @@ static int keep_guest_xattrs(struct xattr_list *l)
 static int open_with_xattrs(struct dircache *dc, struct scanned_file *f)
 {
 	_cleanup_close_ int fd = open_checked(dc, f);
+	struct xattr_list l = {0};
 	int r;
 
 	if (fd < 0)
 		return fd;
-	r = xattr_list_read(fd, false, 0, &f->m.xattrs);
+	r = xattr_list_read(fd, false, 0, &l);
 	if (r == 0)
-		r = keep_guest_xattrs(&f->m.xattrs);
+		r = keep_guest_xattrs(&l);
+	if (r == 0)
+		r = scan_xattrs_set(&f->m, &l);
 	return r < 0 ? r : steal_fd(&fd);
 }
 
@@ -222,7 +225,7 @@ int hash_all(struct guest_scan *scans, size_t ng, const struct unify_options *o,
 	free(j.items);
 	*ret_bytes = j.bytes;
 	if (j.error && j.failed &&
-	    asprintf(ret_what, "%s:/%s", scans[j.failed->guest].g->name, j.failed->paths[0]) < 0)
+	    asprintf(ret_what, "%s:/%s", scans[j.failed->guest].g->name, sf_paths(j.failed)[0]) < 0)
 		*ret_what = NULL;
 	return j.error;
 }

@@ -15,11 +15,12 @@
 
 void scanned_file_free(struct scanned_file *f)
 {
-	free(f->placed);
-	free(f->half);
-	if (f->paths != &f->path0)
+	struct xattr_list l = scan_xattrs(&f->m);
+
+	free(f->objname);
+	if (f->n_paths > 1)
 		free(f->paths); /* the names themselves are in the arena */
-	xattr_list_free(&f->m.xattrs);
+	xattr_list_free(&l);
 }
 
 /* Chunks grow from 4 KiB to 64 KiB: a guest with few files wastes little
@@ -64,9 +65,8 @@ static char *arena_strdup(struct path_arena *a, const char *s)
 	return r;
 }
 
-/* During the scan a file's one name is path0 (paths NULL: the record may
- * still move); a hard-link group's names are in paths, path0 the first.
- * scan_guest points paths at path0 once the records stay put. */
+/* A file's one name is path0; a hard-link group's names are in the array
+ * paths (sf_paths), the first name first. */
 static int add_path(struct path_arena *a, struct scanned_file *f, const char *path)
 {
 	char *copy = arena_strdup(a, path);
@@ -79,10 +79,10 @@ static int add_path(struct path_arena *a, struct scanned_file *f, const char *pa
 		f->n_paths = 1;
 		return 0;
 	}
-	np = realloc(f->paths, (f->n_paths + 1) * sizeof(*np));
+	np = realloc(f->n_paths > 1 ? f->paths : NULL, (f->n_paths + 1) * sizeof(*np));
 	if (!np)
 		return -ENOMEM;
-	if (!f->paths)
+	if (f->n_paths == 1)
 		np[0] = f->path0;
 	f->paths = np;
 	np[f->n_paths++] = copy;
@@ -233,8 +233,6 @@ static int scan_guest(size_t i, void *ud)
 	for (size_t k = 0; k < gs->n; k++) {
 		struct scanned_file *f = &gs->files[k];
 		f->guest = (uint32_t)i;
-		if (!f->paths)
-			f->paths = &f->path0;
 		/* A hard-link group is unified whole or not at all.  In the
 		 * redirect layout not at all: its names would leave the upper
 		 * one unlink at a time, and in between the guest would see

@@ -110,7 +110,7 @@ int share_choose(struct guest_scan *scans, size_t ng, const struct hash_set *poo
 				v[n++] = (struct share_item){.hash = f->m.hash,
 				                             .guest = (uint32_t)g,
 				                             .cls = f->cls,
-				                             .settle = f->half != NULL,
+				                             .settle = sf_half(f) != NULL,
 				                             .ud = f};
 		}
 	share_decide(v, n, pool_set);

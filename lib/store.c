@@ -60,7 +60,7 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 			/* our own lower entries of these paths: hidden, dropped */
 			for (uint32_t k = 0; k < f->n_paths && r == 0; k++) {
 				_cleanup_close_ int dfd =
-				        open_parent_beneath(gs->lower_fd, f->paths[k], false, &name);
+				        open_parent_beneath(gs->lower_fd, sf_paths(f)[k], false, &name);
 				if (dfd < 0)
 					continue;
 				if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -72,7 +72,7 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 				break;
 			{
 				_cleanup_close_ int dfd =
-				        open_parent_beneath(gs->upper_fd, f->paths[0], false, &name);
+				        open_parent_beneath(gs->upper_fd, sf_paths(f)[0], false, &name);
 				if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 				    st.st_ino != f->m.st.st_ino || st.st_dev != f->m.st.st_dev)
 					continue; /* changed: left alone */
@@ -93,8 +93,8 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 			name = object_map_find(map, f->m.st.st_ino);
 			if (!name)
 				continue; /* links we do not know: left in the upper */
-			f->half = strdup(name);
-			if (!f->half)
+			f->objname = strdup(name);
+			if (!f->objname)
 				r = -ENOMEM;
 			f->state = SF_CANDIDATE;
 		}
@@ -116,12 +116,12 @@ static int drop_misnamed_object(struct pool *p, struct dircache *upper_dc, struc
 	char rel[OBJECT_NAME_MAX + 4];
 	struct stat st;
 
-	object_relpath(f->half, rel);
+	object_relpath(sf_half(f), rel);
 	if (fstatat(p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == f->m.st.st_dev &&
 	    st.st_ino == f->m.st.st_ino && unlinkat(p->objects_fd, rel, 0) < 0)
 		return neg_errno();
-	free(f->half);
-	f->half = NULL;
+	free(f->objname);
+	f->objname = NULL;
 	return restat_upper(upper_dc, f);
 }
 
@@ -149,7 +149,7 @@ static int drop_misnamed_objects(struct pool *p, struct guest_scan *scans, size_
 			char name[OBJECT_NAME_MAX];
 			struct file_meta fm;
 
-			if (!f->half || f->state != SF_CHOSEN)
+			if (!sf_half(f) || f->state != SF_CHOSEN)
 				continue;
 			if (!dc_open) {
 				dircache_init(&dc, gs->upper_fd, false);
@@ -161,7 +161,7 @@ static int drop_misnamed_objects(struct pool *p, struct guest_scan *scans, size_
 				scan_meta_get(&f->m, &fm);
 				r = ops->object_name(&fm, name);
 			}
-			if (r == 0 && strcmp(f->half, name))
+			if (r == 0 && strcmp(sf_half(f), name))
 				r = drop_misnamed_object(p, &dc, f);
 			if (changed_under_us(r) || r == -EUCLEAN) {
 				f->state = SF_SKIPPED; /* changed since hashing */

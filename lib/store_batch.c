@@ -85,8 +85,8 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 	r = a->ops->object_name(&fm, name);
 	if (r < 0)
 		return r;
-	if (f->half) {
-		if (!strcmp(f->half, name))
+	if (sf_half(f)) {
+		if (!strcmp(sf_half(f), name))
 			return 0; /* finish: its lower entries link the object it is */
 		/* misnamed objects went before the threads started
 		 * (store.c, drop_misnamed_objects): changed since */
@@ -161,21 +161,32 @@ static int place_files(struct apply *a, struct batch *b, const struct layout_tar
 		else {
 			struct file_meta fm;
 			scan_meta_get(&f->m, &fm);
-			r = a->ops->place(t, &fm, b->names[i], f->paths, f->n_paths);
+			r = a->ops->place(t, &fm, b->names[i], sf_paths(f), f->n_paths);
 		}
 		/* our own links changed the upper inode's ctime: linking the
 		 * object that it is (a half-adopted file finished), or
 		 * replacing its lower entry after a lost adoption */
-		if (r == 0 && (f->half || f->lost_adoption))
+		if (r == 0 && (sf_half(f) || f->lost_adoption))
 			r = restat_upper(&a->upper_dc, f);
 		if (r == 0 && !scanned_placed(f)) {
 			/* most names are the content's hash: kept as a flag */
 			char hex[HASH_HEX_LEN + 1];
 			hash_to_hex(f->m.hash, hex);
-			if (!strcmp(hex, b->names[i]))
+			if (!strcmp(hex, b->names[i])) {
 				f->placed_hex = true;
-			else if (!(f->placed = strdup(b->names[i])))
-				r = -ENOMEM;
+			} else if (f->objname && !strcmp(f->objname, b->names[i])) {
+				f->objname_placed = true; /* a half-adopted file finished */
+			} else {
+				char *name = strdup(b->names[i]);
+				if (!name) {
+					r = -ENOMEM;
+				} else {
+					/* (its half name is not looked at again) */
+					free(f->objname);
+					f->objname = name;
+					f->objname_placed = true;
+				}
+			}
 		}
 		if (changed_under_us(r) || r == -EISDIR || r == -EMLINK || r == -EEXIST ||
 		    r == -ENAMETOOLONG) {
@@ -243,7 +254,7 @@ static int describe_batch(struct apply *a, struct batch *b)
 			continue;
 		for (uint32_t k = 0; k < f->n_paths; k++) {
 			names[n] = b->names[i];
-			paths[n++] = f->paths[k];
+			paths[n++] = sf_paths(f)[k];
 		}
 	}
 	return lowerlist_append(a->gs->home_fd, names, paths, n);

@@ -26,7 +26,7 @@ int restat_upper(struct dircache *dc, struct scanned_file *f)
 {
 	const char *name;
 	struct stat st;
-	int dfd = dircache_parent(dc, f->paths[0], &name);
+	int dfd = dircache_parent(dc, sf_paths(f)[0], &name);
 
 	if (dfd < 0)
 		return dfd;
@@ -50,7 +50,7 @@ int place_adopter(struct apply *a, struct scanned_file *f)
 	const char *name, *ename;
 	struct stat st;
 	_cleanup_close_ int fd = -1;
-	int dfd = dircache_parent(&a->upper_dc, f->paths[0], &name), r;
+	int dfd = dircache_parent(&a->upper_dc, sf_paths(f)[0], &name), r;
 
 	if (dfd < 0)
 		return dfd;
@@ -61,7 +61,7 @@ int place_adopter(struct apply *a, struct scanned_file *f)
 		return neg_errno();
 	if (!same_file(&st, &f->m.st))
 		return -ESTALE;
-	dfd = dircache_parent(&a->lower_dc, f->paths[0], &ename);
+	dfd = dircache_parent(&a->lower_dc, sf_paths(f)[0], &ename);
 	if (dfd < 0)
 		return dfd;
 	r = layout_link_in_place(fd, dfd, ename);
@@ -83,7 +83,7 @@ int adopt_object(struct apply *a, struct pending *pe)
 	char rel[OBJECT_NAME_MAX + 4];
 	const char *name;
 	struct stat st;
-	int dfd = dircache_parent(&a->upper_dc, pe->adopt->paths[0], &name);
+	int dfd = dircache_parent(&a->upper_dc, sf_paths(pe->adopt)[0], &name);
 
 	if (dfd < 0)
 		return dfd;
@@ -131,8 +131,8 @@ void plain_object(struct pool *p, const struct pending *pe)
 		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", p->objects_fd, rel);
 		n = llistxattr(path, names, sizeof(names));
 		if (n < 0 && errno == ERANGE)
-			for (size_t i = 0; i < pe->adopt->m.xattrs.n; i++)
-				(void)lremovexattr(path, pe->adopt->m.xattrs.v[i].name);
+			for (size_t i = 0; i < pe->adopt->m.n_xattrs; i++)
+				(void)lremovexattr(path, pe->adopt->m.xattrs[i].name);
 		for (ssize_t o = 0; n > 0 && o < n; o += (ssize_t)strlen(names + o) + 1)
 			(void)lremovexattr(path, names + o);
 	}
@@ -157,7 +157,7 @@ int remove_upper(struct apply *a, struct scanned_file *f, bool adopted)
 		for (uint32_t i = adopted ? 1 : 0; i < f->n_paths; i++) {
 			const char *name;
 			struct stat st;
-			int dfd = dircache_parent(&a->upper_dc, f->paths[i], &name);
+			int dfd = dircache_parent(&a->upper_dc, sf_paths(f)[i], &name);
 			if (dfd < 0)
 				return dfd;
 			if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {

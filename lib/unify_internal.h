@@ -14,6 +14,7 @@
 #ifndef VUNIFY_UNIFY_INTERNAL_H
 #define VUNIFY_UNIFY_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,6 +35,7 @@
 #include "unify.h"
 #include "util.h"
 #include "walk.h"
+#include "xattr.h"
 
 /* A store batch: at most this many files or bytes between syncs. */
 #define BATCH_FILES 8192
@@ -63,12 +65,14 @@ struct scan_stat {
 	uint32_t st_mode, st_uid, st_gid;
 	uint32_t st_nlink; /* (UINT32_MAX for more) */
 	struct scan_time st_atim, st_mtim, st_ctim;
-};
+} __attribute__((packed, aligned(4))); /* 84 bytes: a 4-byte field may follow */
 
-/* struct file_meta with a scan_stat */
+/* struct file_meta with a scan_stat, its xattrs as a pointer and a count
+ * (an xattr_list's size_t count would cost 8 bytes a file) */
 struct scan_meta {
 	struct scan_stat st;
-	struct xattr_list xattrs; /* without trusted.overlay.* */
+	uint32_t n_xattrs;
+	struct xattr *xattrs; /* without trusted.overlay.* */
 	unsigned char hash[HASH_LEN];
 };
 
@@ -116,10 +120,30 @@ static inline void scan_stat_get(const struct scan_stat *s, struct stat *d)
 
 /* The file_meta the layouts take; its xattrs are s's (not a copy: not to
  * be freed). */
+/* The xattrs of s as a list (not a copy: not to be freed). */
+static inline struct xattr_list scan_xattrs(const struct scan_meta *s)
+{
+	return (struct xattr_list){.v = s->xattrs, .n = s->n_xattrs};
+}
+
+/* Take over l's xattrs (l is empty afterwards).  Returns 0, or -E2BIG for
+ * more than a uint32_t counts (l freed). */
+static inline int scan_xattrs_set(struct scan_meta *s, struct xattr_list *l)
+{
+	if (l->n > UINT32_MAX) {
+		xattr_list_free(l);
+		return -E2BIG;
+	}
+	s->xattrs = l->v;
+	s->n_xattrs = (uint32_t)l->n;
+	*l = (struct xattr_list){0};
+	return 0;
+}
+
 static inline void scan_meta_get(const struct scan_meta *s, struct file_meta *d)
 {
 	scan_stat_get(&s->st, &d->st);
-	d->xattrs = s->xattrs;
+	d->xattrs = scan_xattrs(s);
 	memcpy(d->hash, s->hash, HASH_LEN);
 }
 
@@ -133,23 +157,47 @@ struct path_arena {
 };
 
 struct scanned_file {
-	char **paths; /* n_paths names (in the guest's arena); &path0 when one */
-	char *path0;
-	char *half; /* link layout: the object its upper inode already is (a
-	             * half-adopted file, settle_half_adopted) */
-	char *placed; /* object its lower entries point at, once placed, when
-	               * not placed_hex */
+	union {
+		char *path0; /* n_paths 1: its name (in the guest's arena) */
+		char **paths; /* more: the names (in the arena; the array not) */
+	};
+	/* link layout, until the file is placed: the object its upper inode
+	 * already is (a half-adopted file, settle_half_adopted), or NULL;
+	 * once placed (objname_placed): the object its lower entries point
+	 * at, when not placed_hex.  One pointer for the two: see sf_half,
+	 * sf_placed_name. */
+	char *objname;
 	uint32_t n_paths;
 	uint32_t guest;
 	uint8_t cls;
 	uint8_t state;
-	bool adopted; /* its first upper name was renamed into the pool */
-	bool adopting; /* its upper file is to become the object (prepare_object) */
-	bool lost_adoption; /* link layout: the object existed; relinked in 3b */
-	bool xattrs_pending; /* hash came from the cache; xattrs not read yet */
-	bool placed_hex; /* placed: the object named by hash_to_hex(m.hash) */
+	bool adopted : 1; /* its first upper name was renamed into the pool */
+	bool adopting : 1; /* its upper file is to become the object (prepare_object) */
+	bool lost_adoption : 1; /* link layout: the object existed; relinked in 3b */
+	bool xattrs_pending : 1; /* hash came from the cache; xattrs not read yet */
+	bool placed_hex : 1; /* placed: the object named by hash_to_hex(m.hash) */
+	bool objname_placed : 1; /* objname is the placed name */
 	struct scan_meta m;
-}; /* (184 bytes: one per file of every guest of a run, scan to store) */
+}; /* one per file of every guest of a run, scan to store: */
+_Static_assert(sizeof(struct scanned_file) == 160, "the record's size (docs/DESIGN.md)");
+
+/* The names of f (n_paths of them). */
+static inline char *const *sf_paths(const struct scanned_file *f)
+{
+	return f->n_paths > 1 ? f->paths : &f->path0;
+}
+
+/* The object f's upper inode already is (link layout), or NULL. */
+static inline const char *sf_half(const struct scanned_file *f)
+{
+	return f->objname_placed ? NULL : f->objname;
+}
+
+/* The object f was placed as, when not placed_hex; or NULL. */
+static inline char *sf_placed_name(const struct scanned_file *f)
+{
+	return f->objname_placed ? f->objname : NULL;
+}
 
 /* What the scan folded (fold.c): paths of whiteouts and opaque dirs. */
 struct fold_list {
@@ -217,7 +265,7 @@ void scanned_file_free(struct scanned_file *f);
 void path_arena_free(struct path_arena *a);
 static inline bool scanned_placed(const struct scanned_file *f)
 {
-	return f->placed_hex || f->placed;
+	return f->placed_hex || f->objname_placed;
 }
 int scan_all(struct pool *p, struct guest_scan *scans, size_t ng, bool normalize, unsigned nth,
              size_t *ret_failed);
