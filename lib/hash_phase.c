@@ -115,13 +115,16 @@ static int open_with_xattrs(struct dircache *dc, struct scanned_file *f)
 	return r < 0 ? r : steal_fd(&fd);
 }
 
-static int hash_one(struct dircache *dc, struct hasher *h, struct scanned_file *f)
+static int hash_one(struct dircache *dc, struct hasher *h, struct hash_intern *hashes, struct scanned_file *f)
 {
 	_cleanup_close_ int fd = open_with_xattrs(dc, f);
+	unsigned char hash[HASH_LEN];
+	int r;
 
 	if (fd < 0)
 		return fd;
-	return hasher_fd(h, fd, (uint64_t)f->m.st.st_size, f->m.hash);
+	r = hasher_fd(h, fd, (uint64_t)f->m.st.st_size, hash);
+	return r < 0 ? r : hash_intern_add(hashes, hash, &f->hash);
 }
 
 static void hash_report(struct hash_job *j, bool final)
@@ -165,7 +168,7 @@ static int hash_loop(size_t thread, void *ud)
 			break;
 		f = j->items[i];
 		dc_root(&dc, j->scans[f->guest].upper_fd, false);
-		r = hash_one(&dc, &h, f);
+		r = hash_one(&dc, &h, j->scans[f->guest].hashes, f);
 		if (r == 0) {
 			f->state = SF_HASHED;
 			__atomic_fetch_add(&j->bytes, (uint64_t)f->m.st.st_size, __ATOMIC_RELAXED);
@@ -209,7 +212,11 @@ int hash_all(struct guest_scan *scans, size_t ng, const struct unify_options *o,
 				scan_stat_get(&f->m.st, &st);
 				h = hashcache_find(&scans[g].cache, &st);
 				if (h) {
-					memcpy(f->m.hash, h, HASH_LEN);
+					int r = hash_intern_add(scans[g].hashes, h, &f->hash);
+					if (r < 0) {
+						free(j.items);
+						return r;
+					}
 					f->state = SF_HASHED;
 					f->xattrs_pending = true;
 					continue;

@@ -107,7 +107,7 @@ int share_choose(struct guest_scan *scans, size_t ng, const struct hash_set *poo
 		for (size_t i = 0; i < scans[g].n; i++) {
 			struct scanned_file *f = &scans[g].files[i];
 			if (f->state == SF_HASHED)
-				v[n++] = (struct share_item){.hash = f->m.hash,
+				v[n++] = (struct share_item){.hash = sf_hash(&scans[g], f),
 				                             .guest = (uint32_t)g,
 				                             .cls = f->cls,
 				                             .settle = sf_half(f) != NULL,
@@ -136,7 +136,7 @@ int share_estimate(struct guest_scan *scans, size_t ng, const struct hash_set *p
 				continue;
 			scans[i].res->files_unified += f->n_paths;
 			scans[i].res->bytes_unified += (uint64_t)f->m.st.st_size;
-			if (hash_set_has(pool_set, f->m.hash))
+			if (hash_set_has(pool_set, sf_hash(&scans[i], f)))
 				continue;
 			if (nv == cap) {
 				struct share_item *nn = realloc(v, 2 * cap * sizeof(*v));
@@ -148,7 +148,8 @@ int share_estimate(struct guest_scan *scans, size_t ng, const struct hash_set *p
 				v = nn;
 				cap *= 2;
 			}
-			v[nv++] = (struct share_item){.hash = f->m.hash, .guest = (uint32_t)i, .ud = f};
+			v[nv++] = (struct share_item){
+			        .hash = sf_hash(&scans[i], f), .guest = (uint32_t)i, .ud = f};
 		}
 	if (!v)
 		return -ENOMEM;

@@ -158,7 +158,7 @@ static int drop_misnamed_objects(struct pool *p, struct guest_scan *scans, size_
 			if (f->xattrs_pending)
 				r = read_pending_xattrs(&dc, f);
 			if (r == 0) {
-				scan_meta_get(&f->m, &fm);
+				sf_meta_get(gs, f, &fm);
 				r = ops->object_name(&fm, name);
 			}
 			if (r == 0 && strcmp(sf_half(f), name))
@@ -308,7 +308,7 @@ static int record_refs(size_t g, void *ud)
 		}
 		{
 			struct file_meta fm;
-			scan_meta_get(&f->m, &fm);
+			sf_meta_get(gs, f, &fm);
 			r = ops->object_name(&fm, names[n]);
 		}
 		refs[n] = names[n];

@@ -81,7 +81,7 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 	bool adopt;
 	int tfd, r;
 
-	scan_meta_get(&f->m, &fm);
+	sf_meta_get(a->gs, f, &fm);
 	r = a->ops->object_name(&fm, name);
 	if (r < 0)
 		return r;
@@ -94,7 +94,7 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 	}
 	if (pending_has(b, name))
 		return 0;
-	if (a->ops->names_by_content && hash_set_has(a->pool_set, f->m.hash))
+	if (a->ops->names_by_content && hash_set_has(a->pool_set, sf_hash(a->gs, f)))
 		return 0; /* held before this run: objects are never deleted by unify */
 	adopt = a->same_fs && f->n_paths == 1 && f->m.st.st_nlink == 1;
 	if (!adopt || a->ops->adopt_links_lower) {
@@ -114,8 +114,8 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 		fd = open_checked(&a->upper_dc, f);
 		if (fd < 0)
 			return fd;
-		r = object_write_tmp_with(p, &a->hasher, fd, (uint64_t)f->m.st.st_size, f->m.hash, pe->tmp,
-		                          &tfd);
+		r = object_write_tmp_with(p, &a->hasher, fd, (uint64_t)f->m.st.st_size, sf_hash(a->gs, f),
+		                          pe->tmp, &tfd);
 		if (r < 0)
 			return r;
 		r = a->ops->object_finish(tfd, &fm);
@@ -160,7 +160,7 @@ static int place_files(struct apply *a, struct batch *b, const struct layout_tar
 			r = place_adopter(a, f);
 		else {
 			struct file_meta fm;
-			scan_meta_get(&f->m, &fm);
+			sf_meta_get(a->gs, f, &fm);
 			r = a->ops->place(t, &fm, b->names[i], sf_paths(f), f->n_paths);
 		}
 		/* our own links changed the upper inode's ctime: linking the
@@ -171,7 +171,7 @@ static int place_files(struct apply *a, struct batch *b, const struct layout_tar
 		if (r == 0 && !scanned_placed(f)) {
 			/* most names are the content's hash: kept as a flag */
 			char hex[HASH_HEX_LEN + 1];
-			hash_to_hex(f->m.hash, hex);
+			hash_to_hex(sf_hash(a->gs, f), hex);
 			if (!strcmp(hex, b->names[i])) {
 				f->placed_hex = true;
 			} else if (f->objname && !strcmp(f->objname, b->names[i])) {

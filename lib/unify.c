@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -212,18 +213,23 @@ void unify_result_free(struct unify_result *r)
 	r->n_guests = 0;
 }
 
-/* VUNIFY_TIMING=1: phase durations on stderr, for tuning. */
+/* VUNIFY_TIMING=1: phase durations on stderr, for tuning, and the peak
+ * RSS at the end of each phase ("peak-rss PHASE KiB"). */
 static void phase_time(const char *what)
 {
 	static struct timespec t0;
 	struct timespec t1;
+	struct rusage ru;
 
 	if (!getenv("VUNIFY_TIMING"))
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (t0.tv_sec)
+	if (t0.tv_sec) {
 		fprintf(stderr, "%s %.3f\n", what,
 		        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+		if (getrusage(RUSAGE_SELF, &ru) == 0)
+			fprintf(stderr, "peak-rss %s %ld\n", what, ru.ru_maxrss);
+	}
 	t0 = t1;
 }
 
@@ -231,6 +237,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
               struct unify_result *ret, char **ret_what)
 {
 	struct hash_set pool_set = {0};
+	struct hash_intern hashes;
 	char **all = NULL;
 	struct guest_scan *scans = NULL;
 	struct unify_result res = {0};
@@ -247,6 +254,11 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		n = (size_t)r;
 		r = 0;
 	}
+	r = hash_intern_init(&hashes);
+	if (r < 0) {
+		names_free(all);
+		return r;
+	}
 	scans = calloc(n ? n : 1, sizeof(*scans));
 	res.guests = calloc(n ? n : 1, sizeof(*res.guests));
 	if (!scans || !res.guests) {
@@ -262,6 +274,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		}
 		snprintf(res.guests[i].name, sizeof(res.guests[i].name), "%s", names[i]);
 		scans[i].res = &res.guests[i];
+		scans[i].hashes = &hashes;
 		r = open_guest(p, names[i], &scans[i], !o->dry_run, o->online, ret_what);
 		res.guests[i].prepared = scans[i].online;
 		ng = i + 1;
@@ -358,6 +371,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 	}
 out:
 	hash_set_free(&pool_set);
+	hash_intern_free(&hashes);
 	for (size_t i = 0; i < ng; i++)
 		guest_scan_free(&scans[i]);
 	free(scans);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "dircache.h"
+#include "hash_intern.h"
 #include "hashcache.h"
 #include "ino_map.h"
 #include "layout.h"
@@ -68,12 +69,12 @@ struct scan_stat {
 } __attribute__((packed, aligned(4))); /* 84 bytes: a 4-byte field may follow */
 
 /* struct file_meta with a scan_stat, its xattrs as a pointer and a count
- * (an xattr_list's size_t count would cost 8 bytes a file) */
+ * (an xattr_list's size_t count would cost 8 bytes a file), without the
+ * hash (an index in the run's hash_intern: scanned_file.hash) */
 struct scan_meta {
 	struct scan_stat st;
 	uint32_t n_xattrs;
 	struct xattr *xattrs; /* without trusted.overlay.* */
-	unsigned char hash[HASH_LEN];
 };
 
 static inline struct scan_time scan_time_of(struct timespec t)
@@ -118,8 +119,6 @@ static inline void scan_stat_get(const struct scan_stat *s, struct stat *d)
 	d->st_ctim = timespec_of(s->st_ctim);
 }
 
-/* The file_meta the layouts take; its xattrs are s's (not a copy: not to
- * be freed). */
 /* The xattrs of s as a list (not a copy: not to be freed). */
 static inline struct xattr_list scan_xattrs(const struct scan_meta *s)
 {
@@ -138,13 +137,6 @@ static inline int scan_xattrs_set(struct scan_meta *s, struct xattr_list *l)
 	s->n_xattrs = (uint32_t)l->n;
 	*l = (struct xattr_list){0};
 	return 0;
-}
-
-static inline void scan_meta_get(const struct scan_meta *s, struct file_meta *d)
-{
-	scan_stat_get(&s->st, &d->st);
-	d->xattrs = scan_xattrs(s);
-	memcpy(d->hash, s->hash, HASH_LEN);
 }
 
 /* The names of a guest's scanned files, stored one after the other in
@@ -169,17 +161,19 @@ struct scanned_file {
 	char *objname;
 	uint32_t n_paths;
 	uint32_t guest;
+	uint32_t hash; /* its content hash: an index in the run's hash_intern
+	                * (sf_hash), HASH_NONE until hashed */
 	uint8_t cls;
 	uint8_t state;
 	bool adopted : 1; /* its first upper name was renamed into the pool */
 	bool adopting : 1; /* its upper file is to become the object (prepare_object) */
 	bool lost_adoption : 1; /* link layout: the object existed; relinked in 3b */
 	bool xattrs_pending : 1; /* hash came from the cache; xattrs not read yet */
-	bool placed_hex : 1; /* placed: the object named by hash_to_hex(m.hash) */
+	bool placed_hex : 1; /* placed: the object named by its hash in hex */
 	bool objname_placed : 1; /* objname is the placed name */
 	struct scan_meta m;
 }; /* one per file of every guest of a run, scan to store: */
-_Static_assert(sizeof(struct scanned_file) == 160, "the record's size (docs/DESIGN.md)");
+_Static_assert(sizeof(struct scanned_file) == 128, "the record's size (docs/DESIGN.md)");
 
 /* The names of f (n_paths of them). */
 static inline char *const *sf_paths(const struct scanned_file *f)
@@ -227,6 +221,8 @@ struct guest_scan {
 	uint64_t removed_blocks; /* of the upper copies unify removed */
 	struct ino_map seen_inos; /* hard-linked inodes counted once */
 	struct hashcache cache; /* hashes remembered from the last run */
+	struct hash_intern *hashes; /* the run's content hashes (one table for
+	                             * every guest of the run) */
 	struct unify_guest_result *res;
 	/* the store phase: */
 	size_t chosen; /* files to unify */
@@ -239,6 +235,23 @@ struct guest_scan {
 	bool lower_image; /* the layout keeps HOME/meta.img (meta_image.h) */
 	bool image_dropped; /* HOME/meta.img is gone: the lower may change */
 };
+
+/* f's content hash (HASH_LEN bytes; all zero before it is hashed). */
+static inline const unsigned char *sf_hash(const struct guest_scan *gs, const struct scanned_file *f)
+{
+	static const unsigned char none[HASH_LEN];
+
+	return f->hash == HASH_NONE ? none : hash_intern_get(gs->hashes, f->hash);
+}
+
+/* The file_meta the layouts take; its xattrs are f's (not a copy: not to
+ * be freed). */
+static inline void sf_meta_get(const struct guest_scan *gs, const struct scanned_file *f, struct file_meta *d)
+{
+	scan_stat_get(&f->m.st, &d->st);
+	d->xattrs = scan_xattrs(&f->m);
+	memcpy(d->hash, sf_hash(gs, f), HASH_LEN);
+}
 
 struct store_progress {
 	const struct unify_options *o;
