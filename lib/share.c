@@ -59,6 +59,49 @@ int hash_set_load(struct pool *p, struct hash_set *ret)
 	return 0;
 }
 
+int hash_set_load_held(struct pool *p, const struct hash_intern *t, struct hash_set *ret)
+{
+	struct hash_set set = {0};
+	int r = 0;
+
+	for (uint32_t idx = 1; idx <= t->n && r == 0; idx++) {
+		const unsigned char *h = hash_intern_get(t, idx);
+		char hex[HASH_HEX_LEN + 1];
+
+		hash_to_hex(h, hex);
+		/* a name that is no regular file is no object (hash_set_load
+		 * takes regular files' names only) */
+		r = pool_object_stat(p, hex, NULL);
+		if (r == -EUCLEAN || r == 0) {
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			break;
+		r = 0;
+		if (set.n == set.cap) {
+			size_t nc = set.cap ? set.cap * 2 : 1024;
+			unsigned char *nv = realloc(set.v, nc * HASH_LEN);
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			set.v = nv;
+			set.cap = nc;
+		}
+		memcpy(set.v + set.n * HASH_LEN, h, HASH_LEN);
+		set.n++;
+	}
+	if (r < 0) {
+		free(set.v);
+		return r;
+	}
+	if (set.n > 1)
+		qsort(set.v, set.n, HASH_LEN, cmp_hash);
+	*ret = set;
+	return 0;
+}
+
 void hash_set_free(struct hash_set *s)
 {
 	free(s->v);

@@ -319,7 +319,10 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 			goto out;
 		}
 	}
-	r = hash_set_load(p, &pool_set);
+	/* What the pool held before the run: where an object's name is its
+	 * content's hash, one stat for each content the run hashed (below);
+	 * else every name in objects/ (one readdir, 32 bytes a name). */
+	r = layout_ops_for(p)->names_by_content ? 0 : hash_set_load(p, &pool_set);
 	if (r == 0)
 		r = set_same_fs(p, scans, ng);
 	for (size_t i = 0; i < ng; i++)
@@ -330,6 +333,8 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 	if (r < 0)
 		goto out;
 	r = hash_all(scans, ng, o, &res.bytes_hashed, ret_what);
+	if (r == 0 && layout_ops_for(p)->names_by_content)
+		r = hash_set_load_held(p, &hashes, &pool_set);
 	phase_time("hash");
 	if (r < 0)
 		goto out;

@@ -13,9 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "hash.h"
+#include "hash_intern.h"
 #include "policy.h"
+#include "pool.h"
 #include "share.h"
+#include "tmpdir.h"
 #include "util.h"
 #include "banned.h"
 
@@ -154,11 +161,75 @@ static void test_empty(void **state)
 	assert_false(hash_set_has(&set, (const unsigned char *)"0123456789abcdef0123456789abcdef"));
 }
 
+/* hash_set_load_held (a stat for each of the run's contents) answers as
+ * hash_set_load (every name in objects/) for each of them: an object held;
+ * a name that is a directory, not an object; a content the pool lacks; and
+ * it holds nothing of the pool but the run's contents. */
+static void test_held_by_stat(void **state)
+{
+	char tmp[64], path[160];
+	struct pool *p = NULL;
+	struct hash_intern t;
+	struct hash_set all = {0}, held = {0};
+	unsigned char h[5][HASH_LEN];
+	char hex[HASH_HEX_LEN + 1];
+	unsigned line = 0;
+	int fd;
+
+	(void)state;
+	snprintf(tmp, sizeof(tmp), "/tmp/vunify-share.XXXXXX");
+	assert_non_null(mkdtemp(tmp));
+	snprintf(path, sizeof(path), "%s/pool", tmp);
+	assert_int_equal(pool_init(path, LAYOUT_REDIRECT), 0);
+	assert_int_equal(pool_open(path, POOL_LOCK_EXCLUSIVE, false, &p, &line), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(hash_buffer(&i, sizeof(i), h[i]), 0);
+	/* h[0]: an object; h[1]: a directory of that name; h[2]: absent;
+	 * h[3]: an object the run does not have; h[4]: in the run, absent */
+	for (int i = 0; i < 4; i++) {
+		char rel[OBJECT_NAME_MAX + 4];
+		if (i == 2)
+			continue;
+		hash_to_hex(h[i], hex);
+		snprintf(rel, sizeof(rel), "%c%c/%s", hex[0], hex[1], hex);
+		if (i == 1) {
+			assert_int_equal(mkdirat(p->objects_fd, rel, 0700), 0);
+		} else {
+			fd = openat(p->objects_fd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+			assert_true(fd >= 0);
+			close(fd);
+		}
+	}
+	assert_int_equal(hash_intern_init(&t), 0);
+	for (int i = 0; i < 5; i++) {
+		uint32_t idx;
+		if (i != 3)
+			assert_int_equal(hash_intern_add(&t, h[i], &idx), 0);
+	}
+	assert_int_equal(hash_set_load(p, &all), 0);
+	assert_int_equal(hash_set_load_held(p, &t, &held), 0);
+	assert_true(hash_set_has(&held, h[0]));
+	assert_false(hash_set_has(&held, h[1]));
+	assert_false(hash_set_has(&held, h[2]));
+	assert_false(hash_set_has(&held, h[4]));
+	for (uint32_t idx = 1; idx <= t.n; idx++)
+		assert_int_equal(hash_set_has(&held, hash_intern_get(&t, idx)),
+		                 hash_set_has(&all, hash_intern_get(&t, idx)));
+	assert_true(hash_set_has(&all, h[3]));
+	assert_int_equal(held.n, 1); /* only what the run has */
+	hash_set_free(&all);
+	hash_set_free(&held);
+	hash_intern_free(&t);
+	pool_close(p);
+	assert_int_equal(tmpdir_remove(tmp), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_spec_table),
 	        cmocka_unit_test(test_empty),
+	        cmocka_unit_test(test_held_by_stat),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
