@@ -59,7 +59,7 @@ static int save_hashcache(struct guest_scan *gs)
 		struct scanned_file *f = &gs->files[i];
 		if (f->state == SF_HASHED) {
 			struct stat st;
-			scan_stat_get(&f->m.st, &st);
+			sf_stat_get(gs, f, &st);
 			r = hashcache_add(&c, &st, sf_hash(gs, f));
 			all_cached &= f->xattrs_pending; /* its hash came from the cache */
 		}

@@ -106,6 +106,19 @@ static enum policy_class classify(struct pool *p, const char *relpath, enum poli
 	return c;
 }
 
+/* The index of DEV in gs->devs, added if new; -1 when the guest has
+ * GUEST_SCAN_DEVS others already. */
+static int dev_index(struct guest_scan *gs, dev_t dev)
+{
+	for (unsigned i = 0; i < gs->n_devs; i++)
+		if (gs->devs[i] == dev)
+			return (int)i;
+	if (gs->n_devs == GUEST_SCAN_DEVS)
+		return -1;
+	gs->devs[gs->n_devs] = dev;
+	return (int)gs->n_devs++;
+}
+
 struct scan_ctx {
 	struct pool *p;
 	struct guest_scan *gs;
@@ -117,7 +130,7 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	struct guest_scan *gs = s->gs;
 	enum policy_class parent, c;
 	struct scanned_file *f;
-	int r;
+	int r, dev;
 
 	if (ev == WALK_DIR_POST)
 		return 0;
@@ -178,6 +191,9 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	if ((uint64_t)e->st.st_size < s->p->policy.min_size ||
 	    (s->p->policy.max_size && (uint64_t)e->st.st_size > s->p->policy.max_size))
 		return 0; /* too small to matter, or too big to hash (policy.h) */
+	dev = dev_index(gs, e->st.st_dev);
+	if (dev < 0)
+		return 0; /* below the 257th mount point in one upper: left there */
 	c = classify(s->p, e->path, parent);
 	if (e->st.st_nlink > 1) {
 		uint64_t *idx;
@@ -207,6 +223,7 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	f = &gs->files[gs->n++];
 	memset(f, 0, sizeof(*f));
 	scan_stat_set(&f->m.st, &e->st);
+	f->dev = (uint8_t)dev;
 	f->cls = (uint8_t)c;
 	return add_path(&gs->arena, f, e->path);
 }

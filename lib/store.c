@@ -64,7 +64,7 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 				if (dfd < 0)
 					continue;
 				if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-				    st.st_dev == f->m.st.st_dev && st.st_ino == f->m.st.st_ino &&
+				    st.st_dev == sf_dev(gs, f) && st.st_ino == f->m.st.st_ino &&
 				    unlinkat(dfd, name, 0) < 0)
 					r = neg_errno();
 			}
@@ -74,7 +74,7 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 				_cleanup_close_ int dfd =
 				        open_parent_beneath(gs->upper_fd, sf_paths(f)[0], false, &name);
 				if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-				    st.st_ino != f->m.st.st_ino || st.st_dev != f->m.st.st_dev)
+				    st.st_ino != f->m.st.st_ino || st.st_dev != sf_dev(gs, f))
 					continue; /* changed: left alone */
 				scan_stat_set(&f->m.st, &st);
 			}
@@ -111,18 +111,19 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
  * reports them as not linked to any object.  The file itself is then
  * copied into the pool like any other.  Returns 0 or -errno (-E_CHANGED:
  * the upper file changed). */
-static int drop_misnamed_object(struct pool *p, struct dircache *upper_dc, struct scanned_file *f)
+static int drop_misnamed_object(struct pool *p, struct dircache *upper_dc, const struct guest_scan *gs,
+                                struct scanned_file *f)
 {
 	char rel[OBJECT_NAME_MAX + 4];
 	struct stat st;
 
 	object_relpath(sf_half(f), rel);
-	if (fstatat(p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == f->m.st.st_dev &&
+	if (fstatat(p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == sf_dev(gs, f) &&
 	    st.st_ino == f->m.st.st_ino && unlinkat(p->objects_fd, rel, 0) < 0)
 		return neg_errno();
 	free(f->objname);
 	f->objname = NULL;
-	return restat_upper(upper_dc, f);
+	return restat_upper(upper_dc, gs, f);
 }
 
 /* The wrong names of half-adopted files leave objects/ here, serially,
@@ -156,13 +157,13 @@ static int drop_misnamed_objects(struct pool *p, struct guest_scan *scans, size_
 				dc_open = true;
 			}
 			if (f->xattrs_pending)
-				r = read_pending_xattrs(&dc, f);
+				r = read_pending_xattrs(&dc, gs, f);
 			if (r == 0) {
 				sf_meta_get(gs, f, &fm);
 				r = ops->object_name(&fm, name);
 			}
 			if (r == 0 && strcmp(sf_half(f), name))
-				r = drop_misnamed_object(p, &dc, f);
+				r = drop_misnamed_object(p, &dc, gs, f);
 			if (changed_under_us(r) || r == -EUCLEAN) {
 				f->state = SF_SKIPPED; /* changed since hashing */
 				gs->res->files_skipped += f->n_paths;
@@ -295,7 +296,7 @@ static int record_refs(size_t g, void *ud)
 		if (f->state != SF_CHOSEN)
 			continue;
 		if (f->xattrs_pending) {
-			r = read_pending_xattrs(&dc, f);
+			r = read_pending_xattrs(&dc, gs, f);
 			if (changed_under_us(r) || r == -EUCLEAN) {
 				f->state = SF_SKIPPED;
 				gs->res->files_skipped += f->n_paths;

@@ -111,7 +111,7 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 		pe->adopt = f; /* checked again when it is adopted */
 		f->adopting = true;
 	} else {
-		fd = open_checked(&a->upper_dc, f);
+		fd = open_checked(&a->upper_dc, a->gs, f);
 		if (fd < 0)
 			return fd;
 		r = object_write_tmp_with(p, &a->hasher, fd, (uint64_t)f->m.st.st_size, sf_hash(a->gs, f),
@@ -167,7 +167,7 @@ static int place_files(struct apply *a, struct batch *b, const struct layout_tar
 		 * object that it is (a half-adopted file finished), or
 		 * replacing its lower entry after a lost adoption */
 		if (r == 0 && (sf_half(f) || f->lost_adoption))
-			r = restat_upper(&a->upper_dc, f);
+			r = restat_upper(&a->upper_dc, a->gs, f);
 		if (r == 0 && !scanned_placed(f)) {
 			/* most names are the content's hash: kept as a flag */
 			char hex[HASH_HEX_LEN + 1];

@@ -201,7 +201,7 @@ static int commit_online(struct guest_scan *gs)
 		if (f->state != SF_DONE || f->n_paths != 1)
 			continue; /* hard-link groups stay in the upper */
 		v[n].path = sf_paths(f)[0];
-		scan_stat_get(&f->m.st, &v[n++].st);
+		sf_stat_get(gs, f, &v[n++].st);
 	}
 	return online_prepare_commit(gs->home_fd, gs->lower_fd, v, n);
 }

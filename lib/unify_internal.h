@@ -61,12 +61,12 @@ struct scan_time {
 } __attribute__((packed));
 
 struct scan_stat {
-	uint64_t st_dev, st_ino;
+	uint64_t st_ino; /* (st_dev: scanned_file.dev, sf_dev) */
 	int64_t st_size, st_blocks;
 	uint32_t st_mode, st_uid, st_gid;
 	uint32_t st_nlink; /* (UINT32_MAX for more) */
 	struct scan_time st_atim, st_mtim, st_ctim;
-} __attribute__((packed, aligned(4))); /* 84 bytes: a 4-byte field may follow */
+} __attribute__((packed, aligned(4))); /* 76 bytes: a 4-byte field may follow */
 
 /* struct file_meta with a scan_stat, its xattrs as a pointer and a count
  * (an xattr_list's size_t count would cost 8 bytes a file), without the
@@ -89,8 +89,7 @@ static inline struct timespec timespec_of(struct scan_time t)
 
 static inline void scan_stat_set(struct scan_stat *d, const struct stat *s)
 {
-	*d = (struct scan_stat){.st_dev = s->st_dev,
-	                        .st_ino = s->st_ino,
+	*d = (struct scan_stat){.st_ino = s->st_ino,
 	                        .st_size = s->st_size,
 	                        .st_blocks = s->st_blocks,
 	                        .st_mode = s->st_mode,
@@ -102,11 +101,11 @@ static inline void scan_stat_set(struct scan_stat *d, const struct stat *s)
 	                        .st_ctim = scan_time_of(s->st_ctim)};
 }
 
-/* A struct stat holding what s holds (the rest zero). */
-static inline void scan_stat_get(const struct scan_stat *s, struct stat *d)
+/* A struct stat holding what s holds and DEV (the rest zero). */
+static inline void scan_stat_get(const struct scan_stat *s, dev_t dev, struct stat *d)
 {
 	memset(d, 0, sizeof(*d));
-	d->st_dev = s->st_dev;
+	d->st_dev = dev;
 	d->st_ino = s->st_ino;
 	d->st_size = s->st_size;
 	d->st_blocks = s->st_blocks;
@@ -165,6 +164,7 @@ struct scanned_file {
 	                * (sf_hash), HASH_NONE until hashed */
 	uint8_t cls;
 	uint8_t state;
+	uint8_t dev; /* its st_dev: an index in the guest's devs (sf_dev) */
 	bool adopted : 1; /* its first upper name was renamed into the pool */
 	bool adopting : 1; /* its upper file is to become the object (prepare_object) */
 	bool lost_adoption : 1; /* link layout: the object existed; relinked in 3b */
@@ -173,7 +173,7 @@ struct scanned_file {
 	bool objname_placed : 1; /* objname is the placed name */
 	struct scan_meta m;
 }; /* one per file of every guest of a run, scan to store: */
-_Static_assert(sizeof(struct scanned_file) == 128, "the record's size (docs/DESIGN.md)");
+_Static_assert(sizeof(struct scanned_file) == 120, "the record's size (docs/DESIGN.md)");
 
 /* The names of f (n_paths of them). */
 static inline char *const *sf_paths(const struct scanned_file *f)
@@ -204,6 +204,11 @@ struct fold_list {
 
 enum { FOLD_WHITEOUT, FOLD_OPAQUE };
 
+/* A guest's upper spans at most this many filesystems (one, but for mount
+ * points inside it): a record keeps a one-byte index (the scan leaves
+ * files of further ones in the upper). */
+#define GUEST_SCAN_DEVS 256
+
 /* One guest of a unify run, from open to its figures. */
 struct guest_scan {
 	struct guest *g;
@@ -223,6 +228,8 @@ struct guest_scan {
 	struct hashcache cache; /* hashes remembered from the last run */
 	struct hash_intern *hashes; /* the run's content hashes (one table for
 	                             * every guest of the run) */
+	dev_t devs[GUEST_SCAN_DEVS]; /* the filesystems its files are on */
+	unsigned n_devs;
 	struct unify_guest_result *res;
 	/* the store phase: */
 	size_t chosen; /* files to unify */
@@ -236,6 +243,17 @@ struct guest_scan {
 	bool image_dropped; /* HOME/meta.img is gone: the lower may change */
 };
 
+static inline dev_t sf_dev(const struct guest_scan *gs, const struct scanned_file *f)
+{
+	return gs->devs[f->dev];
+}
+
+/* The struct stat the scan saw (or restat_upper last): f->m.st, sf_dev. */
+static inline void sf_stat_get(const struct guest_scan *gs, const struct scanned_file *f, struct stat *d)
+{
+	scan_stat_get(&f->m.st, sf_dev(gs, f), d);
+}
+
 /* f's content hash (HASH_LEN bytes; all zero before it is hashed). */
 static inline const unsigned char *sf_hash(const struct guest_scan *gs, const struct scanned_file *f)
 {
@@ -248,7 +266,7 @@ static inline const unsigned char *sf_hash(const struct guest_scan *gs, const st
  * be freed). */
 static inline void sf_meta_get(const struct guest_scan *gs, const struct scanned_file *f, struct file_meta *d)
 {
-	scan_stat_get(&f->m.st, &d->st);
+	sf_stat_get(gs, f, &d->st);
 	d->xattrs = scan_xattrs(&f->m);
 	memcpy(d->hash, sf_hash(gs, f), HASH_LEN);
 }
@@ -296,9 +314,9 @@ int fold_finish(struct guest_scan *gs);
 void fold_list_free(struct fold_list *fl);
 
 /* hash_phase.c */
-bool same_file(const struct stat *a, const struct scan_stat *b);
-int open_checked(struct dircache *dc, struct scanned_file *f);
-int read_pending_xattrs(struct dircache *upper_dc, struct scanned_file *f);
+bool same_file(const struct stat *a, const struct guest_scan *gs, const struct scanned_file *f);
+int open_checked(struct dircache *dc, const struct guest_scan *gs, struct scanned_file *f);
+int read_pending_xattrs(struct dircache *upper_dc, const struct guest_scan *gs, struct scanned_file *f);
 int hash_all(struct guest_scan *scans, size_t ng, const struct unify_options *o, uint64_t *ret_bytes,
              char **ret_what);
 
