@@ -105,7 +105,7 @@ static int stats_from_run(struct pool *p, struct guest_scan *gs, uint64_t upper)
 			hash_to_hex(sf_hash(gs, f), refs[n]);
 			n++;
 		} else {
-			refs[n++] = sf_placed_name(f);
+			refs[n++] = sf_placed_name(gs, f);
 		}
 	}
 	if (n > 1)

@@ -17,10 +17,45 @@ void scanned_file_free(struct scanned_file *f)
 {
 	struct xattr_list l = scan_xattrs(&f->m);
 
-	free(f->objname);
 	if (f->n_paths > 1)
 		free(f->paths); /* the names themselves are in the arena */
 	xattr_list_free(&l);
+}
+
+int sf_set_objname(struct guest_scan *gs, struct scanned_file *f, char *name)
+{
+	char **t = __atomic_load_n(&gs->objnames, __ATOMIC_ACQUIRE);
+	size_t i = (size_t)(f - gs->files);
+
+	if (!t) {
+		char **none = NULL;
+		if (!name)
+			return 0;
+		t = calloc(gs->n, sizeof(*t));
+		if (!t) {
+			free(name);
+			return -ENOMEM;
+		}
+		/* another thread may have made the table first */
+		if (!__atomic_compare_exchange_n(&gs->objnames, &none, t, false, __ATOMIC_ACQ_REL,
+		                                 __ATOMIC_ACQUIRE)) {
+			free(t);
+			t = none;
+		}
+	}
+	free(t[i]);
+	t[i] = name;
+	return 0;
+}
+
+void objnames_free(struct guest_scan *gs)
+{
+	if (!gs->objnames)
+		return;
+	for (size_t i = 0; i < gs->n; i++)
+		free(gs->objnames[i]);
+	free(gs->objnames);
+	gs->objnames = NULL;
 }
 
 /* Chunks grow from 4 KiB to 64 KiB: a guest with few files wastes little

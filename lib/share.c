@@ -153,7 +153,7 @@ int share_choose(struct guest_scan *scans, size_t ng, const struct hash_set *poo
 				v[n++] = (struct share_item){.hash = sf_hash(&scans[g], f),
 				                             .guest = (uint32_t)g,
 				                             .cls = f->cls,
-				                             .settle = sf_half(f) != NULL,
+				                             .settle = sf_half(&scans[g], f) != NULL,
 				                             .ud = f};
 		}
 	share_decide(v, n, pool_set);

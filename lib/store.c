@@ -93,9 +93,10 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 			name = object_map_find(map, f->m.st.st_ino);
 			if (!name)
 				continue; /* links we do not know: left in the upper */
-			f->objname = strdup(name);
-			if (!f->objname)
-				r = -ENOMEM;
+			{
+				char *copy = strdup(name);
+				r = copy ? sf_set_objname(gs, f, copy) : -ENOMEM;
+			}
 			f->state = SF_CANDIDATE;
 		}
 	}
@@ -111,18 +112,17 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
  * reports them as not linked to any object.  The file itself is then
  * copied into the pool like any other.  Returns 0 or -errno (-E_CHANGED:
  * the upper file changed). */
-static int drop_misnamed_object(struct pool *p, struct dircache *upper_dc, const struct guest_scan *gs,
+static int drop_misnamed_object(struct pool *p, struct dircache *upper_dc, struct guest_scan *gs,
                                 struct scanned_file *f)
 {
 	char rel[OBJECT_NAME_MAX + 4];
 	struct stat st;
 
-	object_relpath(sf_half(f), rel);
+	object_relpath(sf_half(gs, f), rel);
 	if (fstatat(p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == sf_dev(gs, f) &&
 	    st.st_ino == f->m.st.st_ino && unlinkat(p->objects_fd, rel, 0) < 0)
 		return neg_errno();
-	free(f->objname);
-	f->objname = NULL;
+	(void)sf_set_objname(gs, f, NULL); /* (no allocation: returns 0) */
 	return restat_upper(upper_dc, gs, f);
 }
 
@@ -150,7 +150,7 @@ static int drop_misnamed_objects(struct pool *p, struct guest_scan *scans, size_
 			char name[OBJECT_NAME_MAX];
 			struct file_meta fm;
 
-			if (!sf_half(f) || f->state != SF_CHOSEN)
+			if (!sf_half(gs, f) || f->state != SF_CHOSEN)
 				continue;
 			if (!dc_open) {
 				dircache_init(&dc, gs->upper_fd, false);
@@ -162,7 +162,7 @@ static int drop_misnamed_objects(struct pool *p, struct guest_scan *scans, size_
 				sf_meta_get(gs, f, &fm);
 				r = ops->object_name(&fm, name);
 			}
-			if (r == 0 && strcmp(sf_half(f), name))
+			if (r == 0 && strcmp(sf_half(gs, f), name))
 				r = drop_misnamed_object(p, &dc, gs, f);
 			if (changed_under_us(r) || r == -EUCLEAN) {
 				f->state = SF_SKIPPED; /* changed since hashing */

@@ -85,8 +85,8 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 	r = a->ops->object_name(&fm, name);
 	if (r < 0)
 		return r;
-	if (sf_half(f)) {
-		if (!strcmp(sf_half(f), name))
+	if (sf_half(a->gs, f)) {
+		if (!strcmp(sf_half(a->gs, f), name))
 			return 0; /* finish: its lower entries link the object it is */
 		/* misnamed objects went before the threads started
 		 * (store.c, drop_misnamed_objects): changed since */
@@ -166,7 +166,7 @@ static int place_files(struct apply *a, struct batch *b, const struct layout_tar
 		/* our own links changed the upper inode's ctime: linking the
 		 * object that it is (a half-adopted file finished), or
 		 * replacing its lower entry after a lost adoption */
-		if (r == 0 && (sf_half(f) || f->lost_adoption))
+		if (r == 0 && (sf_half(a->gs, f) || f->lost_adoption))
 			r = restat_upper(&a->upper_dc, a->gs, f);
 		if (r == 0 && !scanned_placed(f)) {
 			/* most names are the content's hash: kept as a flag */
@@ -174,18 +174,14 @@ static int place_files(struct apply *a, struct batch *b, const struct layout_tar
 			hash_to_hex(sf_hash(a->gs, f), hex);
 			if (!strcmp(hex, b->names[i])) {
 				f->placed_hex = true;
-			} else if (f->objname && !strcmp(f->objname, b->names[i])) {
+			} else if (sf_objname(a->gs, f) && !strcmp(sf_objname(a->gs, f), b->names[i])) {
 				f->objname_placed = true; /* a half-adopted file finished */
 			} else {
 				char *name = strdup(b->names[i]);
-				if (!name) {
-					r = -ENOMEM;
-				} else {
-					/* (its half name is not looked at again) */
-					free(f->objname);
-					f->objname = name;
+				/* (its half name is not looked at again) */
+				r = name ? sf_set_objname(a->gs, f, name) : -ENOMEM;
+				if (r == 0)
 					f->objname_placed = true;
-				}
 			}
 		}
 		if (changed_under_us(r) || r == -EISDIR || r == -EMLINK || r == -EEXIST ||

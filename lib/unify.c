@@ -27,6 +27,7 @@
 
 static void guest_scan_free(struct guest_scan *gs)
 {
+	objnames_free(gs);
 	for (size_t i = 0; i < gs->n; i++)
 		scanned_file_free(&gs->files[i]);
 	free(gs->files);

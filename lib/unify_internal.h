@@ -152,12 +152,6 @@ struct scanned_file {
 		char *path0; /* n_paths 1: its name (in the guest's arena) */
 		char **paths; /* more: the names (in the arena; the array not) */
 	};
-	/* link layout, until the file is placed: the object its upper inode
-	 * already is (a half-adopted file, settle_half_adopted), or NULL;
-	 * once placed (objname_placed): the object its lower entries point
-	 * at, when not placed_hex.  One pointer for the two: see sf_half,
-	 * sf_placed_name. */
-	char *objname;
 	uint32_t n_paths;
 	uint32_t guest;
 	uint32_t hash; /* its content hash: an index in the run's hash_intern
@@ -170,27 +164,20 @@ struct scanned_file {
 	bool lost_adoption : 1; /* link layout: the object existed; relinked in 3b */
 	bool xattrs_pending : 1; /* hash came from the cache; xattrs not read yet */
 	bool placed_hex : 1; /* placed: the object named by its hash in hex */
-	bool objname_placed : 1; /* objname is the placed name */
+	/* link layout, until the file is placed: its object name (the
+	 * guest's objnames, sf_objname) is the object its upper inode already
+	 * is (a half-adopted file, settle_half_adopted), or none; once placed
+	 * (objname_placed): the object its lower entries point at, when not
+	 * placed_hex.  See sf_half, sf_placed_name. */
+	bool objname_placed : 1;
 	struct scan_meta m;
 }; /* one per file of every guest of a run, scan to store: */
-_Static_assert(sizeof(struct scanned_file) == 120, "the record's size (docs/DESIGN.md)");
+_Static_assert(sizeof(struct scanned_file) == 112, "the record's size (docs/DESIGN.md)");
 
 /* The names of f (n_paths of them). */
 static inline char *const *sf_paths(const struct scanned_file *f)
 {
 	return f->n_paths > 1 ? f->paths : &f->path0;
-}
-
-/* The object f's upper inode already is (link layout), or NULL. */
-static inline const char *sf_half(const struct scanned_file *f)
-{
-	return f->objname_placed ? NULL : f->objname;
-}
-
-/* The object f was placed as, when not placed_hex; or NULL. */
-static inline char *sf_placed_name(const struct scanned_file *f)
-{
-	return f->objname_placed ? f->objname : NULL;
 }
 
 /* What the scan folded (fold.c): paths of whiteouts and opaque dirs. */
@@ -229,6 +216,9 @@ struct guest_scan {
 	struct hash_intern *hashes; /* the run's content hashes (one table for
 	                             * every guest of the run) */
 	dev_t devs[GUEST_SCAN_DEVS]; /* the filesystems its files are on */
+	char **objnames; /* by index in files: object names of the few files
+	                  * that have one (link layout; sf_objname), NULL
+	                  * until the first (atomic: store threads set them) */
 	unsigned n_devs;
 	struct unify_guest_result *res;
 	/* the store phase: */
@@ -252,6 +242,26 @@ static inline dev_t sf_dev(const struct guest_scan *gs, const struct scanned_fil
 static inline void sf_stat_get(const struct guest_scan *gs, const struct scanned_file *f, struct stat *d)
 {
 	scan_stat_get(&f->m.st, sf_dev(gs, f), d);
+}
+
+/* f's object name (see scanned_file.objname_placed), or NULL. */
+static inline char *sf_objname(const struct guest_scan *gs, const struct scanned_file *f)
+{
+	char **t = __atomic_load_n(&gs->objnames, __ATOMIC_ACQUIRE);
+
+	return t ? t[f - gs->files] : NULL;
+}
+
+/* The object f's upper inode already is (link layout), or NULL. */
+static inline const char *sf_half(const struct guest_scan *gs, const struct scanned_file *f)
+{
+	return f->objname_placed ? NULL : sf_objname(gs, f);
+}
+
+/* The object f was placed as, when not placed_hex; or NULL. */
+static inline char *sf_placed_name(const struct guest_scan *gs, const struct scanned_file *f)
+{
+	return f->objname_placed ? sf_objname(gs, f) : NULL;
 }
 
 /* f's content hash (HASH_LEN bytes; all zero before it is hashed). */
@@ -293,6 +303,11 @@ static inline double since(const struct timespec *t)
 
 /* scan.c */
 void scanned_file_free(struct scanned_file *f);
+/* Make NAME (malloc'd, or NULL) f's object name, freeing the one before;
+ * safe from several threads for different files of one guest.  Returns 0
+ * or -ENOMEM (NAME freed). */
+int sf_set_objname(struct guest_scan *gs, struct scanned_file *f, char *name);
+void objnames_free(struct guest_scan *gs);
 void path_arena_free(struct path_arena *a);
 static inline bool scanned_placed(const struct scanned_file *f)
 {
