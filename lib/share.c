@@ -116,9 +116,46 @@ int share_item_cmp(const void *a, const void *b)
 	return c ? c : (x->guest > y->guest) - (x->guest < y->guest);
 }
 
+static void item_swap(struct share_item *a, struct share_item *b)
+{
+	struct share_item t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+static void sift_down(struct share_item *v, size_t root, size_t n)
+{
+	for (;;) {
+		size_t c = 2 * root + 1;
+		if (c >= n)
+			return;
+		if (c + 1 < n && share_item_cmp(&v[c], &v[c + 1]) < 0)
+			c++;
+		if (share_item_cmp(&v[root], &v[c]) >= 0)
+			return;
+		item_swap(&v[root], &v[c]);
+		root = c;
+	}
+}
+
+/* Sort V in place by share_item_cmp.  A heapsort, not qsort: glibc's qsort
+ * is a merge sort with a temporary copy of the whole array, and this array
+ * has an item for every hashed file of the run: with the copy it would be
+ * the run's peak of memory (48 bytes a file). */
+void share_sort(struct share_item *v, size_t n)
+{
+	for (size_t i = n / 2; i-- > 0;)
+		sift_down(v, i, n);
+	for (size_t end = n; end > 1; end--) {
+		item_swap(&v[0], &v[end - 1]);
+		sift_down(v, 0, end - 1);
+	}
+}
+
 void share_decide(struct share_item *v, size_t n, const struct hash_set *pool_set)
 {
-	qsort(v, n, sizeof(*v), share_item_cmp);
+	share_sort(v, n);
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
 		unsigned distinct = 0;
@@ -196,7 +233,7 @@ int share_estimate(struct guest_scan *scans, size_t ng, const struct hash_set *p
 		}
 	if (!v)
 		return -ENOMEM;
-	qsort(v, nv, sizeof(*v), share_item_cmp);
+	share_sort(v, nv);
 	for (size_t k = 0; k < nv; k++) {
 		if (k > 0 && !memcmp(v[k].hash, v[k - 1].hash, HASH_LEN))
 			continue;

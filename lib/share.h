@@ -49,4 +49,8 @@ void share_decide(struct share_item *v, size_t n, const struct hash_set *pool_se
 /* qsort order of share_decide: by content, then guest. */
 int share_item_cmp(const void *a, const void *b);
 
+/* Sort V by share_item_cmp, in place (no copy of V: it has an item for
+ * every hashed file of a run). */
+void share_sort(struct share_item *v, size_t n);
+
 #endif

@@ -161,6 +161,43 @@ static void test_empty(void **state)
 	assert_false(hash_set_has(&set, (const unsigned char *)"0123456789abcdef0123456789abcdef"));
 }
 
+/* share_sort (in place, no copy of the array): sorted by share_item_cmp
+ * and a permutation of its input, with many equal contents and guests,
+ * for every length up to 300 and one of 20,000. */
+static void test_sort(void **state)
+{
+	enum { MAX = 20000 };
+	static unsigned char contents[16][HASH_LEN];
+	struct share_item *v = calloc(MAX, sizeof(*v));
+	unsigned *seen = calloc(MAX, sizeof(*seen));
+	unsigned x = 12345;
+
+	(void)state;
+	assert_non_null(v);
+	assert_non_null(seen);
+	for (int c = 0; c < 16; c++)
+		contents[c][0] = (unsigned char)(c * 7 % 16); /* not in index order */
+	for (size_t n = 0; n <= MAX; n = n < 300 ? n + 1 : (n == 300 ? MAX : MAX + 1)) {
+		for (size_t i = 0; i < n; i++) {
+			x = x * 1103515245u + 12345u;
+			v[i] = (struct share_item){.hash = contents[(x >> 16) % 16],
+			                           .guest = (x >> 8) % 5,
+			                           .ud = (void *)(uintptr_t)i};
+		}
+		share_sort(v, n);
+		memset(seen, 0, MAX * sizeof(*seen));
+		for (size_t i = 0; i < n; i++) {
+			seen[(uintptr_t)v[i].ud]++;
+			if (i > 0 && share_item_cmp(&v[i - 1], &v[i]) > 0)
+				fail_msg("n %zu: items %zu and %zu out of order", n, i - 1, i);
+		}
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(seen[i], 1);
+	}
+	free(seen);
+	free(v);
+}
+
 /* hash_set_load_held (a stat for each of the run's contents) answers as
  * hash_set_load (every name in objects/) for each of them: an object held;
  * a name that is a directory, not an object; a content the pool lacks; and
@@ -230,6 +267,7 @@ int main(void)
 	        cmocka_unit_test(test_spec_table),
 	        cmocka_unit_test(test_empty),
 	        cmocka_unit_test(test_held_by_stat),
+	        cmocka_unit_test(test_sort),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
