@@ -59,8 +59,8 @@ static int save_hashcache(struct guest_scan *gs)
 		struct scanned_file *f = &gs->files[i];
 		if (f->state == SF_HASHED) {
 			struct stat st;
-			scan_stat_get(&f->m.st, &st);
-			r = hashcache_add(&c, &st, f->m.hash);
+			sf_stat_get(gs, f, &st);
+			r = hashcache_add(&c, &st, sf_hash(gs, f));
 			all_cached &= f->xattrs_pending; /* its hash came from the cache */
 		}
 	}
@@ -102,10 +102,10 @@ static int stats_from_run(struct pool *p, struct guest_scan *gs, uint64_t upper)
 		st.bytes_unified += (uint64_t)f->m.st.st_size;
 		if (f->placed_hex) {
 			refs[n] = hex + (n_hex++) * (HASH_HEX_LEN + 1);
-			hash_to_hex(f->m.hash, refs[n]);
+			hash_to_hex(sf_hash(gs, f), refs[n]);
 			n++;
 		} else {
-			refs[n++] = f->placed;
+			refs[n++] = sf_placed_name(gs, f);
 		}
 	}
 	if (n > 1)

@@ -31,9 +31,11 @@ struct hash_job {
 	pthread_t reporter; /* the thread that may call o->progress */
 };
 
-bool same_file(const struct stat *a, const struct scan_stat *b)
+bool same_file(const struct stat *a, const struct guest_scan *gs, const struct scanned_file *f)
 {
-	return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+	const struct scan_stat *b = &f->m.st;
+
+	return a->st_ino == b->st_ino && a->st_dev == sf_dev(gs, f) && a->st_size == b->st_size &&
 	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == (long)b->st_mtim.tv_nsec &&
 	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == (long)b->st_ctim.tv_nsec &&
 	       (a->st_mode & S_IFMT) == (b->st_mode & S_IFMT);
@@ -49,11 +51,11 @@ static void dc_root(struct dircache *dc, int root, bool mkdirs)
 }
 
 /* Open the upper copy of f and check it is still what the scan saw. */
-int open_checked(struct dircache *dc, struct scanned_file *f)
+int open_checked(struct dircache *dc, const struct guest_scan *gs, struct scanned_file *f)
 {
 	const char *name;
 	struct stat st;
-	int dfd = dircache_parent(dc, f->paths[0], &name), fd;
+	int dfd = dircache_parent(dc, sf_paths(f)[0], &name), fd;
 
 	if (dfd < 0)
 		return dfd;
@@ -64,7 +66,7 @@ int open_checked(struct dircache *dc, struct scanned_file *f)
 	fd = open_regular_at(dfd, name, O_RDONLY | O_NONBLOCK | O_NOATIME, &st);
 	if (fd < 0)
 		return fd;
-	if (!same_file(&st, &f->m.st)) {
+	if (!same_file(&st, gs, f)) {
 		close(fd);
 		return -E_CHANGED;
 	}
@@ -99,26 +101,33 @@ static int keep_guest_xattrs(struct xattr_list *l)
 
 /* Open the upper copy of f (checked) and read the xattrs unify keeps.
  * Returns the fd or -errno. */
-static int open_with_xattrs(struct dircache *dc, struct scanned_file *f)
+static int open_with_xattrs(struct dircache *dc, const struct guest_scan *gs, struct scanned_file *f)
 {
-	_cleanup_close_ int fd = open_checked(dc, f);
+	_cleanup_close_ int fd = open_checked(dc, gs, f);
+	struct xattr_list l = {0};
 	int r;
 
 	if (fd < 0)
 		return fd;
-	r = xattr_list_read(fd, false, 0, &f->m.xattrs);
+	r = xattr_list_read(fd, false, 0, &l);
 	if (r == 0)
-		r = keep_guest_xattrs(&f->m.xattrs);
+		r = keep_guest_xattrs(&l);
+	if (r == 0)
+		r = scan_xattrs_set(&f->m, &l);
 	return r < 0 ? r : steal_fd(&fd);
 }
 
-static int hash_one(struct dircache *dc, struct hasher *h, struct scanned_file *f)
+static int hash_one(struct dircache *dc, struct hasher *h, const struct guest_scan *gs,
+                    struct scanned_file *f)
 {
-	_cleanup_close_ int fd = open_with_xattrs(dc, f);
+	_cleanup_close_ int fd = open_with_xattrs(dc, gs, f);
+	unsigned char hash[HASH_LEN];
+	int r;
 
 	if (fd < 0)
 		return fd;
-	return hasher_fd(h, fd, (uint64_t)f->m.st.st_size, f->m.hash);
+	r = hasher_fd(h, fd, (uint64_t)f->m.st.st_size, hash);
+	return r < 0 ? r : hash_intern_add(gs->hashes, hash, &f->hash);
 }
 
 static void hash_report(struct hash_job *j, bool final)
@@ -162,7 +171,7 @@ static int hash_loop(size_t thread, void *ud)
 			break;
 		f = j->items[i];
 		dc_root(&dc, j->scans[f->guest].upper_fd, false);
-		r = hash_one(&dc, &h, f);
+		r = hash_one(&dc, &h, &j->scans[f->guest], f);
 		if (r == 0) {
 			f->state = SF_HASHED;
 			__atomic_fetch_add(&j->bytes, (uint64_t)f->m.st.st_size, __ATOMIC_RELAXED);
@@ -203,10 +212,14 @@ int hash_all(struct guest_scan *scans, size_t ng, const struct unify_options *o,
 				struct scanned_file *f = &scans[g].files[i];
 				struct stat st;
 				const unsigned char *h;
-				scan_stat_get(&f->m.st, &st);
+				sf_stat_get(&scans[g], f, &st);
 				h = hashcache_find(&scans[g].cache, &st);
 				if (h) {
-					memcpy(f->m.hash, h, HASH_LEN);
+					int r = hash_intern_add(scans[g].hashes, h, &f->hash);
+					if (r < 0) {
+						free(j.items);
+						return r;
+					}
 					f->state = SF_HASHED;
 					f->xattrs_pending = true;
 					continue;
@@ -222,16 +235,16 @@ int hash_all(struct guest_scan *scans, size_t ng, const struct unify_options *o,
 	free(j.items);
 	*ret_bytes = j.bytes;
 	if (j.error && j.failed &&
-	    asprintf(ret_what, "%s:/%s", scans[j.failed->guest].g->name, j.failed->paths[0]) < 0)
+	    asprintf(ret_what, "%s:/%s", scans[j.failed->guest].g->name, sf_paths(j.failed)[0]) < 0)
 		*ret_what = NULL;
 	return j.error;
 }
 
 /* A hash from the cache: read the xattrs unify needs now, with the same
  * checks hashing does. */
-int read_pending_xattrs(struct dircache *upper_dc, struct scanned_file *f)
+int read_pending_xattrs(struct dircache *upper_dc, const struct guest_scan *gs, struct scanned_file *f)
 {
-	int fd = open_with_xattrs(upper_dc, f);
+	int fd = open_with_xattrs(upper_dc, gs, f);
 
 	if (fd < 0)
 		return fd;

@@ -1,8 +1,10 @@
-/* The one hash table of the code base: inodes (device, inode number) to a
+/* The hash table of the code base for inodes: (device, inode number) to a
  * 64-bit value, with open addressing.  Used for hard-link maps (an inode
  * seen before), inode sets (counted once) and the object map (inode ->
  * object).  Sorted files on disk (the hash cache) are searched in place
- * instead. */
+ * instead.  (The other table, hash_intern.h, stores a unify run's content
+ * hashes once each: 4-byte indices where a per-file record would hold
+ * 32 bytes.) */
 #ifndef VUNIFY_INO_MAP_H
 #define VUNIFY_INO_MAP_H
 

@@ -15,11 +15,47 @@
 
 void scanned_file_free(struct scanned_file *f)
 {
-	free(f->placed);
-	free(f->half);
-	if (f->paths != &f->path0)
+	struct xattr_list l = scan_xattrs(&f->m);
+
+	if (f->n_paths > 1)
 		free(f->paths); /* the names themselves are in the arena */
-	xattr_list_free(&f->m.xattrs);
+	xattr_list_free(&l);
+}
+
+int sf_set_objname(struct guest_scan *gs, struct scanned_file *f, char *name)
+{
+	char **t = __atomic_load_n(&gs->objnames, __ATOMIC_ACQUIRE);
+	size_t i = (size_t)(f - gs->files);
+
+	if (!t) {
+		char **none = NULL;
+		if (!name)
+			return 0;
+		t = calloc(gs->n, sizeof(*t));
+		if (!t) {
+			free(name);
+			return -ENOMEM;
+		}
+		/* another thread may have made the table first */
+		if (!__atomic_compare_exchange_n(&gs->objnames, &none, t, false, __ATOMIC_ACQ_REL,
+		                                 __ATOMIC_ACQUIRE)) {
+			free(t);
+			t = none;
+		}
+	}
+	free(t[i]);
+	t[i] = name;
+	return 0;
+}
+
+void objnames_free(struct guest_scan *gs)
+{
+	if (!gs->objnames)
+		return;
+	for (size_t i = 0; i < gs->n; i++)
+		free(gs->objnames[i]);
+	free(gs->objnames);
+	gs->objnames = NULL;
 }
 
 /* Chunks grow from 4 KiB to 64 KiB: a guest with few files wastes little
@@ -64,9 +100,8 @@ static char *arena_strdup(struct path_arena *a, const char *s)
 	return r;
 }
 
-/* During the scan a file's one name is path0 (paths NULL: the record may
- * still move); a hard-link group's names are in paths, path0 the first.
- * scan_guest points paths at path0 once the records stay put. */
+/* A file's one name is path0; a hard-link group's names are in the array
+ * paths (sf_paths), the first name first. */
 static int add_path(struct path_arena *a, struct scanned_file *f, const char *path)
 {
 	char *copy = arena_strdup(a, path);
@@ -79,10 +114,10 @@ static int add_path(struct path_arena *a, struct scanned_file *f, const char *pa
 		f->n_paths = 1;
 		return 0;
 	}
-	np = realloc(f->paths, (f->n_paths + 1) * sizeof(*np));
+	np = realloc(f->n_paths > 1 ? f->paths : NULL, (f->n_paths + 1) * sizeof(*np));
 	if (!np)
 		return -ENOMEM;
-	if (!f->paths)
+	if (f->n_paths == 1)
 		np[0] = f->path0;
 	f->paths = np;
 	np[f->n_paths++] = copy;
@@ -106,6 +141,19 @@ static enum policy_class classify(struct pool *p, const char *relpath, enum poli
 	return c;
 }
 
+/* The index of DEV in gs->devs, added if new; -1 when the guest has
+ * GUEST_SCAN_DEVS others already. */
+static int dev_index(struct guest_scan *gs, dev_t dev)
+{
+	for (unsigned i = 0; i < gs->n_devs; i++)
+		if (gs->devs[i] == dev)
+			return (int)i;
+	if (gs->n_devs == GUEST_SCAN_DEVS)
+		return -1;
+	gs->devs[gs->n_devs] = dev;
+	return (int)gs->n_devs++;
+}
+
 struct scan_ctx {
 	struct pool *p;
 	struct guest_scan *gs;
@@ -117,7 +165,7 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	struct guest_scan *gs = s->gs;
 	enum policy_class parent, c;
 	struct scanned_file *f;
-	int r;
+	int r, dev;
 
 	if (ev == WALK_DIR_POST)
 		return 0;
@@ -178,6 +226,9 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	if ((uint64_t)e->st.st_size < s->p->policy.min_size ||
 	    (s->p->policy.max_size && (uint64_t)e->st.st_size > s->p->policy.max_size))
 		return 0; /* too small to matter, or too big to hash (policy.h) */
+	dev = dev_index(gs, e->st.st_dev);
+	if (dev < 0)
+		return 0; /* below the 257th mount point in one upper: left there */
 	c = classify(s->p, e->path, parent);
 	if (e->st.st_nlink > 1) {
 		uint64_t *idx;
@@ -207,6 +258,7 @@ static int scan_cb(const struct walk_entry *e, enum walk_event ev, void *ud)
 	f = &gs->files[gs->n++];
 	memset(f, 0, sizeof(*f));
 	scan_stat_set(&f->m.st, &e->st);
+	f->dev = (uint8_t)dev;
 	f->cls = (uint8_t)c;
 	return add_path(&gs->arena, f, e->path);
 }
@@ -233,8 +285,6 @@ static int scan_guest(size_t i, void *ud)
 	for (size_t k = 0; k < gs->n; k++) {
 		struct scanned_file *f = &gs->files[k];
 		f->guest = (uint32_t)i;
-		if (!f->paths)
-			f->paths = &f->path0;
 		/* A hard-link group is unified whole or not at all.  In the
 		 * redirect layout not at all: its names would leave the upper
 		 * one unlink at a time, and in between the guest would see

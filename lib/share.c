@@ -59,6 +59,49 @@ int hash_set_load(struct pool *p, struct hash_set *ret)
 	return 0;
 }
 
+int hash_set_load_held(struct pool *p, const struct hash_intern *t, struct hash_set *ret)
+{
+	struct hash_set set = {0};
+	int r = 0;
+
+	for (uint32_t idx = 1; idx <= t->n && r == 0; idx++) {
+		const unsigned char *h = hash_intern_get(t, idx);
+		char hex[HASH_HEX_LEN + 1];
+
+		hash_to_hex(h, hex);
+		/* a name that is no regular file is no object (hash_set_load
+		 * takes regular files' names only) */
+		r = pool_object_stat(p, hex, NULL);
+		if (r == -EUCLEAN || r == 0) {
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			break;
+		r = 0;
+		if (set.n == set.cap) {
+			size_t nc = set.cap ? set.cap * 2 : 1024;
+			unsigned char *nv = realloc(set.v, nc * HASH_LEN);
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			set.v = nv;
+			set.cap = nc;
+		}
+		memcpy(set.v + set.n * HASH_LEN, h, HASH_LEN);
+		set.n++;
+	}
+	if (r < 0) {
+		free(set.v);
+		return r;
+	}
+	if (set.n > 1)
+		qsort(set.v, set.n, HASH_LEN, cmp_hash);
+	*ret = set;
+	return 0;
+}
+
 void hash_set_free(struct hash_set *s)
 {
 	free(s->v);
@@ -73,9 +116,46 @@ int share_item_cmp(const void *a, const void *b)
 	return c ? c : (x->guest > y->guest) - (x->guest < y->guest);
 }
 
+static void item_swap(struct share_item *a, struct share_item *b)
+{
+	struct share_item t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+static void sift_down(struct share_item *v, size_t root, size_t n)
+{
+	for (;;) {
+		size_t c = 2 * root + 1;
+		if (c >= n)
+			return;
+		if (c + 1 < n && share_item_cmp(&v[c], &v[c + 1]) < 0)
+			c++;
+		if (share_item_cmp(&v[root], &v[c]) >= 0)
+			return;
+		item_swap(&v[root], &v[c]);
+		root = c;
+	}
+}
+
+/* Sort V in place by share_item_cmp.  A heapsort, not qsort: glibc's qsort
+ * is a merge sort with a temporary copy of the whole array, and this array
+ * has an item for every hashed file of the run: with the copy it would be
+ * the run's peak of memory (48 bytes a file). */
+void share_sort(struct share_item *v, size_t n)
+{
+	for (size_t i = n / 2; i-- > 0;)
+		sift_down(v, i, n);
+	for (size_t end = n; end > 1; end--) {
+		item_swap(&v[0], &v[end - 1]);
+		sift_down(v, 0, end - 1);
+	}
+}
+
 void share_decide(struct share_item *v, size_t n, const struct hash_set *pool_set)
 {
-	qsort(v, n, sizeof(*v), share_item_cmp);
+	share_sort(v, n);
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
 		unsigned distinct = 0;
@@ -107,10 +187,10 @@ int share_choose(struct guest_scan *scans, size_t ng, const struct hash_set *poo
 		for (size_t i = 0; i < scans[g].n; i++) {
 			struct scanned_file *f = &scans[g].files[i];
 			if (f->state == SF_HASHED)
-				v[n++] = (struct share_item){.hash = f->m.hash,
+				v[n++] = (struct share_item){.hash = sf_hash(&scans[g], f),
 				                             .guest = (uint32_t)g,
 				                             .cls = f->cls,
-				                             .settle = f->half != NULL,
+				                             .settle = sf_half(&scans[g], f) != NULL,
 				                             .ud = f};
 		}
 	share_decide(v, n, pool_set);
@@ -136,7 +216,7 @@ int share_estimate(struct guest_scan *scans, size_t ng, const struct hash_set *p
 				continue;
 			scans[i].res->files_unified += f->n_paths;
 			scans[i].res->bytes_unified += (uint64_t)f->m.st.st_size;
-			if (hash_set_has(pool_set, f->m.hash))
+			if (hash_set_has(pool_set, sf_hash(&scans[i], f)))
 				continue;
 			if (nv == cap) {
 				struct share_item *nn = realloc(v, 2 * cap * sizeof(*v));
@@ -148,11 +228,12 @@ int share_estimate(struct guest_scan *scans, size_t ng, const struct hash_set *p
 				v = nn;
 				cap *= 2;
 			}
-			v[nv++] = (struct share_item){.hash = f->m.hash, .guest = (uint32_t)i, .ud = f};
+			v[nv++] = (struct share_item){
+			        .hash = sf_hash(&scans[i], f), .guest = (uint32_t)i, .ud = f};
 		}
 	if (!v)
 		return -ENOMEM;
-	qsort(v, nv, sizeof(*v), share_item_cmp);
+	share_sort(v, nv);
 	for (size_t k = 0; k < nv; k++) {
 		if (k > 0 && !memcmp(v[k].hash, v[k - 1].hash, HASH_LEN))
 			continue;

@@ -60,11 +60,11 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 			/* our own lower entries of these paths: hidden, dropped */
 			for (uint32_t k = 0; k < f->n_paths && r == 0; k++) {
 				_cleanup_close_ int dfd =
-				        open_parent_beneath(gs->lower_fd, f->paths[k], false, &name);
+				        open_parent_beneath(gs->lower_fd, sf_paths(f)[k], false, &name);
 				if (dfd < 0)
 					continue;
 				if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-				    st.st_dev == f->m.st.st_dev && st.st_ino == f->m.st.st_ino &&
+				    st.st_dev == sf_dev(gs, f) && st.st_ino == f->m.st.st_ino &&
 				    unlinkat(dfd, name, 0) < 0)
 					r = neg_errno();
 			}
@@ -72,9 +72,9 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 				break;
 			{
 				_cleanup_close_ int dfd =
-				        open_parent_beneath(gs->upper_fd, f->paths[0], false, &name);
+				        open_parent_beneath(gs->upper_fd, sf_paths(f)[0], false, &name);
 				if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-				    st.st_ino != f->m.st.st_ino || st.st_dev != f->m.st.st_dev)
+				    st.st_ino != f->m.st.st_ino || st.st_dev != sf_dev(gs, f))
 					continue; /* changed: left alone */
 				scan_stat_set(&f->m.st, &st);
 			}
@@ -93,9 +93,10 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
 			name = object_map_find(map, f->m.st.st_ino);
 			if (!name)
 				continue; /* links we do not know: left in the upper */
-			f->half = strdup(name);
-			if (!f->half)
-				r = -ENOMEM;
+			{
+				char *copy = strdup(name);
+				r = copy ? sf_set_objname(gs, f, copy) : -ENOMEM;
+			}
 			f->state = SF_CANDIDATE;
 		}
 	}
@@ -111,18 +112,18 @@ int settle_half_adopted(struct pool *p, struct guest_scan *scans, size_t ng)
  * reports them as not linked to any object.  The file itself is then
  * copied into the pool like any other.  Returns 0 or -errno (-E_CHANGED:
  * the upper file changed). */
-static int drop_misnamed_object(struct pool *p, struct dircache *upper_dc, struct scanned_file *f)
+static int drop_misnamed_object(struct pool *p, struct dircache *upper_dc, struct guest_scan *gs,
+                                struct scanned_file *f)
 {
 	char rel[OBJECT_NAME_MAX + 4];
 	struct stat st;
 
-	object_relpath(f->half, rel);
-	if (fstatat(p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == f->m.st.st_dev &&
+	object_relpath(sf_half(gs, f), rel);
+	if (fstatat(p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == sf_dev(gs, f) &&
 	    st.st_ino == f->m.st.st_ino && unlinkat(p->objects_fd, rel, 0) < 0)
 		return neg_errno();
-	free(f->half);
-	f->half = NULL;
-	return restat_upper(upper_dc, f);
+	(void)sf_set_objname(gs, f, NULL); /* (no allocation: returns 0) */
+	return restat_upper(upper_dc, gs, f);
 }
 
 /* The wrong names of half-adopted files leave objects/ here, serially,
@@ -149,20 +150,20 @@ static int drop_misnamed_objects(struct pool *p, struct guest_scan *scans, size_
 			char name[OBJECT_NAME_MAX];
 			struct file_meta fm;
 
-			if (!f->half || f->state != SF_CHOSEN)
+			if (!sf_half(gs, f) || f->state != SF_CHOSEN)
 				continue;
 			if (!dc_open) {
 				dircache_init(&dc, gs->upper_fd, false);
 				dc_open = true;
 			}
 			if (f->xattrs_pending)
-				r = read_pending_xattrs(&dc, f);
+				r = read_pending_xattrs(&dc, gs, f);
 			if (r == 0) {
-				scan_meta_get(&f->m, &fm);
+				sf_meta_get(gs, f, &fm);
 				r = ops->object_name(&fm, name);
 			}
-			if (r == 0 && strcmp(f->half, name))
-				r = drop_misnamed_object(p, &dc, f);
+			if (r == 0 && strcmp(sf_half(gs, f), name))
+				r = drop_misnamed_object(p, &dc, gs, f);
 			if (changed_under_us(r) || r == -EUCLEAN) {
 				f->state = SF_SKIPPED; /* changed since hashing */
 				gs->res->files_skipped += f->n_paths;
@@ -295,7 +296,7 @@ static int record_refs(size_t g, void *ud)
 		if (f->state != SF_CHOSEN)
 			continue;
 		if (f->xattrs_pending) {
-			r = read_pending_xattrs(&dc, f);
+			r = read_pending_xattrs(&dc, gs, f);
 			if (changed_under_us(r) || r == -EUCLEAN) {
 				f->state = SF_SKIPPED;
 				gs->res->files_skipped += f->n_paths;
@@ -308,7 +309,7 @@ static int record_refs(size_t g, void *ud)
 		}
 		{
 			struct file_meta fm;
-			scan_meta_get(&f->m, &fm);
+			sf_meta_get(gs, f, &fm);
 			r = ops->object_name(&fm, names[n]);
 		}
 		refs[n] = names[n];

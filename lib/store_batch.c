@@ -81,12 +81,12 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 	bool adopt;
 	int tfd, r;
 
-	scan_meta_get(&f->m, &fm);
+	sf_meta_get(a->gs, f, &fm);
 	r = a->ops->object_name(&fm, name);
 	if (r < 0)
 		return r;
-	if (f->half) {
-		if (!strcmp(f->half, name))
+	if (sf_half(a->gs, f)) {
+		if (!strcmp(sf_half(a->gs, f), name))
 			return 0; /* finish: its lower entries link the object it is */
 		/* misnamed objects went before the threads started
 		 * (store.c, drop_misnamed_objects): changed since */
@@ -94,7 +94,7 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 	}
 	if (pending_has(b, name))
 		return 0;
-	if (a->ops->names_by_content && hash_set_has(a->pool_set, f->m.hash))
+	if (a->ops->names_by_content && hash_set_has(a->pool_set, sf_hash(a->gs, f)))
 		return 0; /* held before this run: objects are never deleted by unify */
 	adopt = a->same_fs && f->n_paths == 1 && f->m.st.st_nlink == 1;
 	if (!adopt || a->ops->adopt_links_lower) {
@@ -111,11 +111,11 @@ static int prepare_object(struct apply *a, struct scanned_file *f, struct batch 
 		pe->adopt = f; /* checked again when it is adopted */
 		f->adopting = true;
 	} else {
-		fd = open_checked(&a->upper_dc, f);
+		fd = open_checked(&a->upper_dc, a->gs, f);
 		if (fd < 0)
 			return fd;
-		r = object_write_tmp_with(p, &a->hasher, fd, (uint64_t)f->m.st.st_size, f->m.hash, pe->tmp,
-		                          &tfd);
+		r = object_write_tmp_with(p, &a->hasher, fd, (uint64_t)f->m.st.st_size, sf_hash(a->gs, f),
+		                          pe->tmp, &tfd);
 		if (r < 0)
 			return r;
 		r = a->ops->object_finish(tfd, &fm);
@@ -160,22 +160,29 @@ static int place_files(struct apply *a, struct batch *b, const struct layout_tar
 			r = place_adopter(a, f);
 		else {
 			struct file_meta fm;
-			scan_meta_get(&f->m, &fm);
-			r = a->ops->place(t, &fm, b->names[i], f->paths, f->n_paths);
+			sf_meta_get(a->gs, f, &fm);
+			r = a->ops->place(t, &fm, b->names[i], sf_paths(f), f->n_paths);
 		}
 		/* our own links changed the upper inode's ctime: linking the
 		 * object that it is (a half-adopted file finished), or
 		 * replacing its lower entry after a lost adoption */
-		if (r == 0 && (f->half || f->lost_adoption))
-			r = restat_upper(&a->upper_dc, f);
+		if (r == 0 && (sf_half(a->gs, f) || f->lost_adoption))
+			r = restat_upper(&a->upper_dc, a->gs, f);
 		if (r == 0 && !scanned_placed(f)) {
 			/* most names are the content's hash: kept as a flag */
 			char hex[HASH_HEX_LEN + 1];
-			hash_to_hex(f->m.hash, hex);
-			if (!strcmp(hex, b->names[i]))
+			hash_to_hex(sf_hash(a->gs, f), hex);
+			if (!strcmp(hex, b->names[i])) {
 				f->placed_hex = true;
-			else if (!(f->placed = strdup(b->names[i])))
-				r = -ENOMEM;
+			} else if (sf_objname(a->gs, f) && !strcmp(sf_objname(a->gs, f), b->names[i])) {
+				f->objname_placed = true; /* a half-adopted file finished */
+			} else {
+				char *name = strdup(b->names[i]);
+				/* (its half name is not looked at again) */
+				r = name ? sf_set_objname(a->gs, f, name) : -ENOMEM;
+				if (r == 0)
+					f->objname_placed = true;
+			}
 		}
 		if (changed_under_us(r) || r == -EISDIR || r == -EMLINK || r == -EEXIST ||
 		    r == -ENAMETOOLONG) {
@@ -243,7 +250,7 @@ static int describe_batch(struct apply *a, struct batch *b)
 			continue;
 		for (uint32_t k = 0; k < f->n_paths; k++) {
 			names[n] = b->names[i];
-			paths[n++] = f->paths[k];
+			paths[n++] = sf_paths(f)[k];
 		}
 	}
 	return lowerlist_append(a->gs->home_fd, names, paths, n);

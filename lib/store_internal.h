@@ -43,7 +43,7 @@ struct apply {
 
 /* store_object.c; each returns 0 or -errno (-ESTALE: the upper file
  * changed), adopt_object 1 when the upper name was moved (see there). */
-int restat_upper(struct dircache *dc, struct scanned_file *f);
+int restat_upper(struct dircache *dc, const struct guest_scan *gs, struct scanned_file *f);
 int place_adopter(struct apply *a, struct scanned_file *f);
 int adopt_object(struct apply *a, struct pending *pe);
 void plain_object(struct pool *p, const struct pending *pe);

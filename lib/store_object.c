@@ -22,17 +22,17 @@
 /* Our own link or unlink changed the upper inode's ctime and link count:
  * take them again, provided the upper name still shows the inode, size,
  * mtime and type the scan saw.  Returns 0 or -errno (-ESTALE). */
-int restat_upper(struct dircache *dc, struct scanned_file *f)
+int restat_upper(struct dircache *dc, const struct guest_scan *gs, struct scanned_file *f)
 {
 	const char *name;
 	struct stat st;
-	int dfd = dircache_parent(dc, f->paths[0], &name);
+	int dfd = dircache_parent(dc, sf_paths(f)[0], &name);
 
 	if (dfd < 0)
 		return dfd;
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return neg_errno();
-	if (st.st_dev != f->m.st.st_dev || st.st_ino != f->m.st.st_ino || st.st_size != f->m.st.st_size ||
+	if (st.st_dev != sf_dev(gs, f) || st.st_ino != f->m.st.st_ino || st.st_size != f->m.st.st_size ||
 	    st.st_mtim.tv_sec != f->m.st.st_mtim.tv_sec || st.st_mtim.tv_nsec != f->m.st.st_mtim.tv_nsec ||
 	    (st.st_mode & S_IFMT) != (f->m.st.st_mode & S_IFMT))
 		return -ESTALE;
@@ -50,7 +50,7 @@ int place_adopter(struct apply *a, struct scanned_file *f)
 	const char *name, *ename;
 	struct stat st;
 	_cleanup_close_ int fd = -1;
-	int dfd = dircache_parent(&a->upper_dc, f->paths[0], &name), r;
+	int dfd = dircache_parent(&a->upper_dc, sf_paths(f)[0], &name), r;
 
 	if (dfd < 0)
 		return dfd;
@@ -59,15 +59,15 @@ int place_adopter(struct apply *a, struct scanned_file *f)
 		return neg_errno();
 	if (fstat(fd, &st) < 0)
 		return neg_errno();
-	if (!same_file(&st, &f->m.st))
+	if (!same_file(&st, a->gs, f))
 		return -ESTALE;
-	dfd = dircache_parent(&a->lower_dc, f->paths[0], &ename);
+	dfd = dircache_parent(&a->lower_dc, sf_paths(f)[0], &ename);
 	if (dfd < 0)
 		return dfd;
 	r = layout_link_in_place(fd, dfd, ename);
 	if (r < 0)
 		return r;
-	return restat_upper(&a->upper_dc, f);
+	return restat_upper(&a->upper_dc, a->gs, f);
 }
 
 /* Move the upper file of pe into objects/ by renaming its one upper name
@@ -83,13 +83,13 @@ int adopt_object(struct apply *a, struct pending *pe)
 	char rel[OBJECT_NAME_MAX + 4];
 	const char *name;
 	struct stat st;
-	int dfd = dircache_parent(&a->upper_dc, pe->adopt->paths[0], &name);
+	int dfd = dircache_parent(&a->upper_dc, sf_paths(pe->adopt)[0], &name);
 
 	if (dfd < 0)
 		return dfd;
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return neg_errno();
-	if (!same_file(&st, &pe->adopt->m.st))
+	if (!same_file(&st, a->gs, pe->adopt))
 		return -ESTALE;
 	object_relpath(pe->name, rel);
 	if (renameat2(dfd, name, a->p->objects_fd, rel, RENAME_NOREPLACE) < 0) {
@@ -102,7 +102,7 @@ int adopt_object(struct apply *a, struct pending *pe)
 	}
 	if (fstatat(a->p->objects_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return neg_errno();
-	if (st.st_dev != pe->adopt->m.st.st_dev || st.st_ino != pe->adopt->m.st.st_ino) {
+	if (st.st_dev != sf_dev(a->gs, pe->adopt) || st.st_ino != pe->adopt->m.st.st_ino) {
 		/* swapped in between the check and the rename: give it back */
 		if (renameat2(a->p->objects_fd, rel, dfd, name, RENAME_NOREPLACE) < 0)
 			return neg_errno();
@@ -131,8 +131,8 @@ void plain_object(struct pool *p, const struct pending *pe)
 		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", p->objects_fd, rel);
 		n = llistxattr(path, names, sizeof(names));
 		if (n < 0 && errno == ERANGE)
-			for (size_t i = 0; i < pe->adopt->m.xattrs.n; i++)
-				(void)lremovexattr(path, pe->adopt->m.xattrs.v[i].name);
+			for (size_t i = 0; i < pe->adopt->m.n_xattrs; i++)
+				(void)lremovexattr(path, pe->adopt->m.xattrs[i].name);
 		for (ssize_t o = 0; n > 0 && o < n; o += (ssize_t)strlen(names + o) + 1)
 			(void)lremovexattr(path, names + o);
 	}
@@ -157,7 +157,7 @@ int remove_upper(struct apply *a, struct scanned_file *f, bool adopted)
 		for (uint32_t i = adopted ? 1 : 0; i < f->n_paths; i++) {
 			const char *name;
 			struct stat st;
-			int dfd = dircache_parent(&a->upper_dc, f->paths[i], &name);
+			int dfd = dircache_parent(&a->upper_dc, sf_paths(f)[i], &name);
 			if (dfd < 0)
 				return dfd;
 			if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -165,8 +165,8 @@ int remove_upper(struct apply *a, struct scanned_file *f, bool adopted)
 					continue;
 				return neg_errno();
 			}
-			if (pass == 0 ? !same_file(&st, &f->m.st)
-			              : st.st_dev != f->m.st.st_dev || st.st_ino != f->m.st.st_ino)
+			if (pass == 0 ? !same_file(&st, a->gs, f)
+			              : st.st_dev != sf_dev(a->gs, f) || st.st_ino != f->m.st.st_ino)
 				return -ESTALE;
 			if (pass == 1 && unlinkat(dfd, name, 0) < 0)
 				return neg_errno();

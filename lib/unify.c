@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +27,7 @@
 
 static void guest_scan_free(struct guest_scan *gs)
 {
+	objnames_free(gs);
 	for (size_t i = 0; i < gs->n; i++)
 		scanned_file_free(&gs->files[i]);
 	free(gs->files);
@@ -199,8 +201,8 @@ static int commit_online(struct guest_scan *gs)
 		const struct scanned_file *f = &gs->files[i];
 		if (f->state != SF_DONE || f->n_paths != 1)
 			continue; /* hard-link groups stay in the upper */
-		v[n].path = f->paths[0];
-		scan_stat_get(&f->m.st, &v[n++].st);
+		v[n].path = sf_paths(f)[0];
+		sf_stat_get(gs, f, &v[n++].st);
 	}
 	return online_prepare_commit(gs->home_fd, gs->lower_fd, v, n);
 }
@@ -212,18 +214,23 @@ void unify_result_free(struct unify_result *r)
 	r->n_guests = 0;
 }
 
-/* VUNIFY_TIMING=1: phase durations on stderr, for tuning. */
+/* VUNIFY_TIMING=1: phase durations on stderr, for tuning, and the peak
+ * RSS at the end of each phase ("peak-rss PHASE KiB"). */
 static void phase_time(const char *what)
 {
 	static struct timespec t0;
 	struct timespec t1;
+	struct rusage ru;
 
 	if (!getenv("VUNIFY_TIMING"))
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (t0.tv_sec)
+	if (t0.tv_sec) {
 		fprintf(stderr, "%s %.3f\n", what,
 		        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+		if (getrusage(RUSAGE_SELF, &ru) == 0)
+			fprintf(stderr, "peak-rss %s %ld\n", what, ru.ru_maxrss);
+	}
 	t0 = t1;
 }
 
@@ -231,6 +238,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
               struct unify_result *ret, char **ret_what)
 {
 	struct hash_set pool_set = {0};
+	struct hash_intern hashes;
 	char **all = NULL;
 	struct guest_scan *scans = NULL;
 	struct unify_result res = {0};
@@ -247,6 +255,11 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		n = (size_t)r;
 		r = 0;
 	}
+	r = hash_intern_init(&hashes);
+	if (r < 0) {
+		names_free(all);
+		return r;
+	}
 	scans = calloc(n ? n : 1, sizeof(*scans));
 	res.guests = calloc(n ? n : 1, sizeof(*res.guests));
 	if (!scans || !res.guests) {
@@ -262,6 +275,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 		}
 		snprintf(res.guests[i].name, sizeof(res.guests[i].name), "%s", names[i]);
 		scans[i].res = &res.guests[i];
+		scans[i].hashes = &hashes;
 		r = open_guest(p, names[i], &scans[i], !o->dry_run, o->online, ret_what);
 		res.guests[i].prepared = scans[i].online;
 		ng = i + 1;
@@ -306,7 +320,10 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 			goto out;
 		}
 	}
-	r = hash_set_load(p, &pool_set);
+	/* What the pool held before the run: where an object's name is its
+	 * content's hash, one stat for each content the run hashed (below);
+	 * else every name in objects/ (one readdir, 32 bytes a name). */
+	r = layout_ops_for(p)->names_by_content ? 0 : hash_set_load(p, &pool_set);
 	if (r == 0)
 		r = set_same_fs(p, scans, ng);
 	for (size_t i = 0; i < ng; i++)
@@ -317,6 +334,8 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 	if (r < 0)
 		goto out;
 	r = hash_all(scans, ng, o, &res.bytes_hashed, ret_what);
+	if (r == 0 && layout_ops_for(p)->names_by_content)
+		r = hash_set_load_held(p, &hashes, &pool_set);
 	phase_time("hash");
 	if (r < 0)
 		goto out;
@@ -358,6 +377,7 @@ int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_o
 	}
 out:
 	hash_set_free(&pool_set);
+	hash_intern_free(&hashes);
 	for (size_t i = 0; i < ng; i++)
 		guest_scan_free(&scans[i]);
 	free(scans);

@@ -14,6 +14,7 @@
 #ifndef VUNIFY_UNIFY_INTERNAL_H
 #define VUNIFY_UNIFY_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "dircache.h"
+#include "hash_intern.h"
 #include "hashcache.h"
 #include "ino_map.h"
 #include "layout.h"
@@ -34,6 +36,7 @@
 #include "unify.h"
 #include "util.h"
 #include "walk.h"
+#include "xattr.h"
 
 /* A store batch: at most this many files or bytes between syncs. */
 #define BATCH_FILES 8192
@@ -58,18 +61,20 @@ struct scan_time {
 } __attribute__((packed));
 
 struct scan_stat {
-	uint64_t st_dev, st_ino;
+	uint64_t st_ino; /* (st_dev: scanned_file.dev, sf_dev) */
 	int64_t st_size, st_blocks;
 	uint32_t st_mode, st_uid, st_gid;
 	uint32_t st_nlink; /* (UINT32_MAX for more) */
 	struct scan_time st_atim, st_mtim, st_ctim;
-};
+} __attribute__((packed, aligned(4))); /* 76 bytes: a 4-byte field may follow */
 
-/* struct file_meta with a scan_stat */
+/* struct file_meta with a scan_stat, its xattrs as a pointer and a count
+ * (an xattr_list's size_t count would cost 8 bytes a file), without the
+ * hash (an index in the run's hash_intern: scanned_file.hash) */
 struct scan_meta {
 	struct scan_stat st;
-	struct xattr_list xattrs; /* without trusted.overlay.* */
-	unsigned char hash[HASH_LEN];
+	uint32_t n_xattrs;
+	struct xattr *xattrs; /* without trusted.overlay.* */
 };
 
 static inline struct scan_time scan_time_of(struct timespec t)
@@ -84,8 +89,7 @@ static inline struct timespec timespec_of(struct scan_time t)
 
 static inline void scan_stat_set(struct scan_stat *d, const struct stat *s)
 {
-	*d = (struct scan_stat){.st_dev = s->st_dev,
-	                        .st_ino = s->st_ino,
+	*d = (struct scan_stat){.st_ino = s->st_ino,
 	                        .st_size = s->st_size,
 	                        .st_blocks = s->st_blocks,
 	                        .st_mode = s->st_mode,
@@ -97,11 +101,11 @@ static inline void scan_stat_set(struct scan_stat *d, const struct stat *s)
 	                        .st_ctim = scan_time_of(s->st_ctim)};
 }
 
-/* A struct stat holding what s holds (the rest zero). */
-static inline void scan_stat_get(const struct scan_stat *s, struct stat *d)
+/* A struct stat holding what s holds and DEV (the rest zero). */
+static inline void scan_stat_get(const struct scan_stat *s, dev_t dev, struct stat *d)
 {
 	memset(d, 0, sizeof(*d));
-	d->st_dev = s->st_dev;
+	d->st_dev = dev;
 	d->st_ino = s->st_ino;
 	d->st_size = s->st_size;
 	d->st_blocks = s->st_blocks;
@@ -114,13 +118,24 @@ static inline void scan_stat_get(const struct scan_stat *s, struct stat *d)
 	d->st_ctim = timespec_of(s->st_ctim);
 }
 
-/* The file_meta the layouts take; its xattrs are s's (not a copy: not to
- * be freed). */
-static inline void scan_meta_get(const struct scan_meta *s, struct file_meta *d)
+/* The xattrs of s as a list (not a copy: not to be freed). */
+static inline struct xattr_list scan_xattrs(const struct scan_meta *s)
 {
-	scan_stat_get(&s->st, &d->st);
-	d->xattrs = s->xattrs;
-	memcpy(d->hash, s->hash, HASH_LEN);
+	return (struct xattr_list){.v = s->xattrs, .n = s->n_xattrs};
+}
+
+/* Take over l's xattrs (l is empty afterwards).  Returns 0, or -E2BIG for
+ * more than a uint32_t counts (l freed). */
+static inline int scan_xattrs_set(struct scan_meta *s, struct xattr_list *l)
+{
+	if (l->n > UINT32_MAX) {
+		xattr_list_free(l);
+		return -E2BIG;
+	}
+	s->xattrs = l->v;
+	s->n_xattrs = (uint32_t)l->n;
+	*l = (struct xattr_list){0};
+	return 0;
 }
 
 /* The names of a guest's scanned files, stored one after the other in
@@ -133,23 +148,37 @@ struct path_arena {
 };
 
 struct scanned_file {
-	char **paths; /* n_paths names (in the guest's arena); &path0 when one */
-	char *path0;
-	char *half; /* link layout: the object its upper inode already is (a
-	             * half-adopted file, settle_half_adopted) */
-	char *placed; /* object its lower entries point at, once placed, when
-	               * not placed_hex */
+	union {
+		char *path0; /* n_paths 1: its name (in the guest's arena) */
+		char **paths; /* more: the names (in the arena; the array not) */
+	};
 	uint32_t n_paths;
 	uint32_t guest;
+	uint32_t hash; /* its content hash: an index in the run's hash_intern
+	                * (sf_hash), HASH_NONE until hashed */
 	uint8_t cls;
 	uint8_t state;
-	bool adopted; /* its first upper name was renamed into the pool */
-	bool adopting; /* its upper file is to become the object (prepare_object) */
-	bool lost_adoption; /* link layout: the object existed; relinked in 3b */
-	bool xattrs_pending; /* hash came from the cache; xattrs not read yet */
-	bool placed_hex; /* placed: the object named by hash_to_hex(m.hash) */
+	uint8_t dev; /* its st_dev: an index in the guest's devs (sf_dev) */
+	bool adopted : 1; /* its first upper name was renamed into the pool */
+	bool adopting : 1; /* its upper file is to become the object (prepare_object) */
+	bool lost_adoption : 1; /* link layout: the object existed; relinked in 3b */
+	bool xattrs_pending : 1; /* hash came from the cache; xattrs not read yet */
+	bool placed_hex : 1; /* placed: the object named by its hash in hex */
+	/* link layout, until the file is placed: its object name (the
+	 * guest's objnames, sf_objname) is the object its upper inode already
+	 * is (a half-adopted file, settle_half_adopted), or none; once placed
+	 * (objname_placed): the object its lower entries point at, when not
+	 * placed_hex.  See sf_half, sf_placed_name. */
+	bool objname_placed : 1;
 	struct scan_meta m;
-}; /* (184 bytes: one per file of every guest of a run, scan to store) */
+}; /* one per file of every guest of a run, scan to store: */
+_Static_assert(sizeof(struct scanned_file) == 112, "the record's size (docs/DESIGN.md)");
+
+/* The names of f (n_paths of them). */
+static inline char *const *sf_paths(const struct scanned_file *f)
+{
+	return f->n_paths > 1 ? f->paths : &f->path0;
+}
 
 /* What the scan folded (fold.c): paths of whiteouts and opaque dirs. */
 struct fold_list {
@@ -161,6 +190,11 @@ struct fold_list {
 };
 
 enum { FOLD_WHITEOUT, FOLD_OPAQUE };
+
+/* A guest's upper spans at most this many filesystems (one, but for mount
+ * points inside it): a record keeps a one-byte index (the scan leaves
+ * files of further ones in the upper). */
+#define GUEST_SCAN_DEVS 256
 
 /* One guest of a unify run, from open to its figures. */
 struct guest_scan {
@@ -179,6 +213,13 @@ struct guest_scan {
 	uint64_t removed_blocks; /* of the upper copies unify removed */
 	struct ino_map seen_inos; /* hard-linked inodes counted once */
 	struct hashcache cache; /* hashes remembered from the last run */
+	struct hash_intern *hashes; /* the run's content hashes (one table for
+	                             * every guest of the run) */
+	dev_t devs[GUEST_SCAN_DEVS]; /* the filesystems its files are on */
+	char **objnames; /* by index in files: object names of the few files
+	                  * that have one (link layout; sf_objname), NULL
+	                  * until the first (atomic: store threads set them) */
+	unsigned n_devs;
 	struct unify_guest_result *res;
 	/* the store phase: */
 	size_t chosen; /* files to unify */
@@ -191,6 +232,54 @@ struct guest_scan {
 	bool lower_image; /* the layout keeps HOME/meta.img (meta_image.h) */
 	bool image_dropped; /* HOME/meta.img is gone: the lower may change */
 };
+
+static inline dev_t sf_dev(const struct guest_scan *gs, const struct scanned_file *f)
+{
+	return gs->devs[f->dev];
+}
+
+/* The struct stat the scan saw (or restat_upper last): f->m.st, sf_dev. */
+static inline void sf_stat_get(const struct guest_scan *gs, const struct scanned_file *f, struct stat *d)
+{
+	scan_stat_get(&f->m.st, sf_dev(gs, f), d);
+}
+
+/* f's object name (see scanned_file.objname_placed), or NULL. */
+static inline char *sf_objname(const struct guest_scan *gs, const struct scanned_file *f)
+{
+	char **t = __atomic_load_n(&gs->objnames, __ATOMIC_ACQUIRE);
+
+	return t ? t[f - gs->files] : NULL;
+}
+
+/* The object f's upper inode already is (link layout), or NULL. */
+static inline const char *sf_half(const struct guest_scan *gs, const struct scanned_file *f)
+{
+	return f->objname_placed ? NULL : sf_objname(gs, f);
+}
+
+/* The object f was placed as, when not placed_hex; or NULL. */
+static inline char *sf_placed_name(const struct guest_scan *gs, const struct scanned_file *f)
+{
+	return f->objname_placed ? sf_objname(gs, f) : NULL;
+}
+
+/* f's content hash (HASH_LEN bytes; all zero before it is hashed). */
+static inline const unsigned char *sf_hash(const struct guest_scan *gs, const struct scanned_file *f)
+{
+	static const unsigned char none[HASH_LEN];
+
+	return f->hash == HASH_NONE ? none : hash_intern_get(gs->hashes, f->hash);
+}
+
+/* The file_meta the layouts take; its xattrs are f's (not a copy: not to
+ * be freed). */
+static inline void sf_meta_get(const struct guest_scan *gs, const struct scanned_file *f, struct file_meta *d)
+{
+	sf_stat_get(gs, f, &d->st);
+	d->xattrs = scan_xattrs(&f->m);
+	memcpy(d->hash, sf_hash(gs, f), HASH_LEN);
+}
 
 struct store_progress {
 	const struct unify_options *o;
@@ -214,10 +303,15 @@ static inline double since(const struct timespec *t)
 
 /* scan.c */
 void scanned_file_free(struct scanned_file *f);
+/* Make NAME (malloc'd, or NULL) f's object name, freeing the one before;
+ * safe from several threads for different files of one guest.  Returns 0
+ * or -ENOMEM (NAME freed). */
+int sf_set_objname(struct guest_scan *gs, struct scanned_file *f, char *name);
+void objnames_free(struct guest_scan *gs);
 void path_arena_free(struct path_arena *a);
 static inline bool scanned_placed(const struct scanned_file *f)
 {
-	return f->placed_hex || f->placed;
+	return f->placed_hex || f->objname_placed;
 }
 int scan_all(struct pool *p, struct guest_scan *scans, size_t ng, bool normalize, unsigned nth,
              size_t *ret_failed);
@@ -235,9 +329,9 @@ int fold_finish(struct guest_scan *gs);
 void fold_list_free(struct fold_list *fl);
 
 /* hash_phase.c */
-bool same_file(const struct stat *a, const struct scan_stat *b);
-int open_checked(struct dircache *dc, struct scanned_file *f);
-int read_pending_xattrs(struct dircache *upper_dc, struct scanned_file *f);
+bool same_file(const struct stat *a, const struct guest_scan *gs, const struct scanned_file *f);
+int open_checked(struct dircache *dc, const struct guest_scan *gs, struct scanned_file *f);
+int read_pending_xattrs(struct dircache *upper_dc, const struct guest_scan *gs, struct scanned_file *f);
 int hash_all(struct guest_scan *scans, size_t ng, const struct unify_options *o, uint64_t *ret_bytes,
              char **ret_what);
 

@@ -13,9 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "hash.h"
+#include "hash_intern.h"
 #include "policy.h"
+#include "pool.h"
 #include "share.h"
+#include "tmpdir.h"
 #include "util.h"
 #include "banned.h"
 
@@ -154,11 +161,113 @@ static void test_empty(void **state)
 	assert_false(hash_set_has(&set, (const unsigned char *)"0123456789abcdef0123456789abcdef"));
 }
 
+/* share_sort (in place, no copy of the array): sorted by share_item_cmp
+ * and a permutation of its input, with many equal contents and guests,
+ * for every length up to 300 and one of 20,000. */
+static void test_sort(void **state)
+{
+	enum { MAX = 20000 };
+	static unsigned char contents[16][HASH_LEN];
+	struct share_item *v = calloc(MAX, sizeof(*v));
+	unsigned *seen = calloc(MAX, sizeof(*seen));
+	unsigned x = 12345;
+
+	(void)state;
+	assert_non_null(v);
+	assert_non_null(seen);
+	for (int c = 0; c < 16; c++)
+		contents[c][0] = (unsigned char)(c * 7 % 16); /* not in index order */
+	for (size_t n = 0; n <= MAX; n = n < 300 ? n + 1 : (n == 300 ? MAX : MAX + 1)) {
+		for (size_t i = 0; i < n; i++) {
+			x = x * 1103515245u + 12345u;
+			v[i] = (struct share_item){.hash = contents[(x >> 16) % 16],
+			                           .guest = (x >> 8) % 5,
+			                           .ud = (void *)(uintptr_t)i};
+		}
+		share_sort(v, n);
+		memset(seen, 0, MAX * sizeof(*seen));
+		for (size_t i = 0; i < n; i++) {
+			seen[(uintptr_t)v[i].ud]++;
+			if (i > 0 && share_item_cmp(&v[i - 1], &v[i]) > 0)
+				fail_msg("n %zu: items %zu and %zu out of order", n, i - 1, i);
+		}
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(seen[i], 1);
+	}
+	free(seen);
+	free(v);
+}
+
+/* hash_set_load_held (a stat for each of the run's contents) answers as
+ * hash_set_load (every name in objects/) for each of them: an object held;
+ * a name that is a directory, not an object; a content the pool lacks; and
+ * it holds nothing of the pool but the run's contents. */
+static void test_held_by_stat(void **state)
+{
+	char tmp[64], path[160];
+	struct pool *p = NULL;
+	struct hash_intern t;
+	struct hash_set all = {0}, held = {0};
+	unsigned char h[5][HASH_LEN];
+	char hex[HASH_HEX_LEN + 1];
+	unsigned line = 0;
+	int fd;
+
+	(void)state;
+	snprintf(tmp, sizeof(tmp), "/tmp/vunify-share.XXXXXX");
+	assert_non_null(mkdtemp(tmp));
+	snprintf(path, sizeof(path), "%s/pool", tmp);
+	assert_int_equal(pool_init(path, LAYOUT_REDIRECT), 0);
+	assert_int_equal(pool_open(path, POOL_LOCK_EXCLUSIVE, false, &p, &line), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(hash_buffer(&i, sizeof(i), h[i]), 0);
+	/* h[0]: an object; h[1]: a directory of that name; h[2]: absent;
+	 * h[3]: an object the run does not have; h[4]: in the run, absent */
+	for (int i = 0; i < 4; i++) {
+		char rel[OBJECT_NAME_MAX + 4];
+		if (i == 2)
+			continue;
+		hash_to_hex(h[i], hex);
+		snprintf(rel, sizeof(rel), "%c%c/%s", hex[0], hex[1], hex);
+		if (i == 1) {
+			assert_int_equal(mkdirat(p->objects_fd, rel, 0700), 0);
+		} else {
+			fd = openat(p->objects_fd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+			assert_true(fd >= 0);
+			close(fd);
+		}
+	}
+	assert_int_equal(hash_intern_init(&t), 0);
+	for (int i = 0; i < 5; i++) {
+		uint32_t idx;
+		if (i != 3)
+			assert_int_equal(hash_intern_add(&t, h[i], &idx), 0);
+	}
+	assert_int_equal(hash_set_load(p, &all), 0);
+	assert_int_equal(hash_set_load_held(p, &t, &held), 0);
+	assert_true(hash_set_has(&held, h[0]));
+	assert_false(hash_set_has(&held, h[1]));
+	assert_false(hash_set_has(&held, h[2]));
+	assert_false(hash_set_has(&held, h[4]));
+	for (uint32_t idx = 1; idx <= t.n; idx++)
+		assert_int_equal(hash_set_has(&held, hash_intern_get(&t, idx)),
+		                 hash_set_has(&all, hash_intern_get(&t, idx)));
+	assert_true(hash_set_has(&all, h[3]));
+	assert_int_equal(held.n, 1); /* only what the run has */
+	hash_set_free(&all);
+	hash_set_free(&held);
+	hash_intern_free(&t);
+	pool_close(p);
+	assert_int_equal(tmpdir_remove(tmp), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_spec_table),
 	        cmocka_unit_test(test_empty),
+	        cmocka_unit_test(test_held_by_stat),
+	        cmocka_unit_test(test_sort),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
