@@ -369,7 +369,10 @@ static int parse_xattrs(const char *s, struct xattr_list *xl)
 		if (r < 0)
 			return r;
 		xl->v[xl->n++] = (struct xattr){.name = (char *)name};
-		if (*s != '=' || nl == 0 || memchr(name, '\0', nl))
+		/* never written: those steer overlayfs (a description that
+		 * names one is not vunify's) */
+		if (*s != '=' || nl == 0 || memchr(name, '\0', nl) ||
+		    !strncmp((char *)name, "trusted.overlay.", 16))
 			return -EBADMSG;
 		s++;
 		r = parse_hex(&s, ",", &xl->v[xl->n - 1].value, &xl->v[xl->n - 1].size);

@@ -5,8 +5,9 @@
  * and a file linked to an object, then replayed into an empty directory:
  * the rebuilt tree has the same attributes everywhere (a directory's
  * times survive the entries replayed into it) and the file is the object.
- * A version-1 description still replays; a malformed record or a version-1
- * file carrying version-2 records is refused (-EBADMSG), an unknown
+ * A version-1 description still replays; a malformed record, one naming a
+ * trusted.overlay.* xattr, or a version-1 file carrying version-2 records
+ * is refused (-EBADMSG), an unknown
  * version too (-EPROTONOSUPPORT).  Needs root (chown, trusted.*). */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -225,6 +226,9 @@ static void test_roundtrip(void **state)
 		        "vunify-lower 2\nl:0:0:1:0:1:0::\tx", /* no target */
 		        "vunify-lower 2\nl:0:0:1:0:1:0:6100:\tx", /* a NUL in the target */
 		        "vunify-lower 2\nd:755:0:0:1:0:1:0:\t/x", /* absolute */
+		        /* trusted.overlay.opaque=y: steers overlayfs, never written */
+		        "vunify-lower "
+		        "2\nd:755:0:0:1:0:1:0:747275737465642e6f7665726c61792e6f7061717565=79\tx",
 		};
 		char name[16];
 		for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
