@@ -15,6 +15,7 @@
 
 #include "copy.h"
 #include "layout.h"
+#include "meta_image.h"
 #include "overlay.h"
 #include "remove_tree.h"
 #include "util.h"
@@ -24,7 +25,8 @@ int guest_export(struct pool *p, const struct guest *g, const char *dest, char *
 {
 	_cleanup_free_ char *d1 = strdup(dest), *d2 = strdup(dest), *upper = NULL, *lower = NULL,
 	                    *data = NULL, *opts = NULL, *mnt = NULL, *tmpname = NULL;
-	_cleanup_close_ int parent = -1, mfd = -1, tfd = -1;
+	_cleanup_close_ int parent = -1, mfd = -1, tfd = -1, home_fd = -1;
+	_cleanup_free_ char *image_dir = NULL;
 	const char *base;
 	char mname[64];
 	struct layout_location loc;
@@ -55,7 +57,31 @@ int guest_export(struct pool *p, const struct guest *g, const char *dest, char *
 		return r;
 	lower = loc.lower;
 	data = loc.data;
-	{
+	if (unshare(CLONE_NEWNS) < 0)
+		return neg_errno();
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return neg_errno();
+	if (layout_ops_for(p)->lower_image) {
+		/* the record: the metadata image, mounted in this private
+		 * namespace only (gone with the process) */
+		home_fd = guest_open_home(p, g);
+		if (home_fd < 0)
+			return home_fd;
+		r = meta_image_mount(home_fd, g->home, 0, &image_dir);
+		if (r < 0)
+			return r;
+		if (r == 0 && meta_image_exists(home_fd) == 1 &&
+		    faccessat(home_fd, HOME_META, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+			return -EOPNOTSUPP; /* the kernel does not mount it */
+		if (image_dir) {
+			free(lower);
+			lower = strdup(image_dir);
+			loc.lower = lower;
+			if (!lower)
+				return -ENOMEM;
+		}
+	}
+	if (!image_dir) {
 		/* a never-unified guest has no lower layer yet: an empty one */
 		_cleanup_close_ int lfd = open(lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (lfd < 0 && errno == ENOENT && mkdir(lower, 0755) < 0 && errno != EEXIST)
@@ -64,10 +90,6 @@ int guest_export(struct pool *p, const struct guest *g, const char *dest, char *
 	opts = overlay_options_readonly(upper, lower, data);
 	if (!opts)
 		return -ENOMEM;
-	if (unshare(CLONE_NEWNS) < 0)
-		return neg_errno();
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		return neg_errno();
 	snprintf(mname, sizeof(mname), "export.%ld", (long)getpid());
 	if (mkdirat(p->tmp_fd, mname, 0700) < 0 && errno != EEXIST)
 		return neg_errno();
@@ -81,8 +103,11 @@ int guest_export(struct pool *p, const struct guest *g, const char *dest, char *
 		if (!mnt)
 			return -ENOMEM;
 	}
-	if (mount("vunify", mnt, "overlay", MS_RDONLY, opts) < 0) {
-		r = neg_errno();
+	r = mount("vunify", mnt, "overlay", MS_RDONLY, opts) < 0 ? neg_errno() : 0;
+	if (image_dir)
+		/* the overlay holds its own reference to the image's mount */
+		(void)meta_image_unmount(home_fd, image_dir);
+	if (r < 0) {
 		unlinkat(p->tmp_fd, mname, AT_REMOVEDIR);
 		return r;
 	}

@@ -47,6 +47,7 @@ struct fsck {
 	int upper_fd; /* of the guest being checked, or -1 */
 	int home_fd; /* its home */
 	int staging_fd; /* HOME/staging of the guest being checked, or -1 */
+	bool image_record; /* its lower layer checked is HOME/meta.img's tree */
 	dev_t objects_dev;
 	const struct object_map *map;
 };
@@ -188,9 +189,21 @@ static int on_lower_problem(const struct walk_entry *e, enum lower_problem kind,
 {
 	struct fsck *f = ud;
 
+	/* In an image (written whole: no stub in it is torn), an entry naming
+	 * an object that does not exist yet, hidden by its upper copy: a unify
+	 * killed after renaming the image in and before adopting that copy as
+	 * the object (store.c, finish_lower); or a torn stub an older pool's
+	 * stubs carried in, hidden the same way.  The guest sees its upper
+	 * copy; the next unify writes the entry again.  Not a problem. */
+	if (f->image_record && (kind == LOWER_MALFORMED || kind == LOWER_MISSING_OBJECT) &&
+	    hidden_by_upper(f, e->path)) {
+		say(f, FSCK_GUEST, f->guest, FSCK_NOTE,
+		    "/%s: %s, hidden by its upper copy (left for the next unify)", e->path, problem);
+		return 1;
+	}
 	/* A stub torn by a killed unify is written in place under the upper
 	 * copy that hides it: a leftover, removed, not a problem. */
-	if (kind == LOWER_MALFORMED && !f->readonly && hidden_by_upper(f, e->path)) {
+	if (kind == LOWER_MALFORMED && !f->readonly && !f->image_record && hidden_by_upper(f, e->path)) {
 		/* a change to HOME/meta: its image goes first (lib/meta_image.h);
 		 * the next unify writes it again */
 		if ((!layout_ops_for(f->p)->lower_image || meta_image_drop(f->home_fd) == 0) &&
@@ -256,15 +269,25 @@ static int check_record(struct fsck *f, const struct guest *g, const struct lowe
 	return 0;
 }
 
-/* The lower layer fsck checks: the record, which writers change (the
- * stubs; their image is checked against them by check_image).  Returns an
- * fd or -errno (-ENOENT: never unified). */
-static int open_record(struct pool *p, const struct guest *g, int hfd)
+/* The lower layer fsck checks: the record.  Format 4 (redirect): the
+ * metadata image where there is one (*ret_image), read-only; else, and in
+ * older pools, the stubs (their image is checked against them by
+ * check_image).  Returns an fd or -errno (-ENOENT: never unified). */
+static int open_record(struct pool *p, const struct guest *g, int hfd, bool *ret_image)
 {
 	const char *name;
-	_cleanup_close_ int base = layout_ops_for(p)->open_lower_parent(p, g, hfd, &name);
+	_cleanup_close_ int base = -1;
 	int fd;
 
+	*ret_image = false;
+	if (layout_ops_for(p)->lower_image && p->format >= 4) {
+		fd = meta_image_open(hfd, 0);
+		if (fd != -ENOENT) {
+			*ret_image = fd >= 0;
+			return fd;
+		}
+	}
+	base = layout_ops_for(p)->open_lower_parent(p, g, hfd, &name);
 	if (base < 0)
 		return base;
 	fd = openat(base, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -288,12 +311,33 @@ static void guest_done(struct fsck *f)
  * written again with --repair. */
 static void check_image(struct fsck *f, const struct guest *g, int hfd)
 {
+	struct stat st;
 	int r;
 
 	/* a mount point left by a killed mount (the overlay holds its own
 	 * reference to the image) */
 	if (!f->readonly && unlinkat(hfd, HOME_META_IMAGE_MNT, AT_REMOVEDIR) == 0)
 		f->res->leftovers++;
+	if (f->image_record) {
+		/* format 4: the image is the record (checked by the scan of
+		 * its tree); stubs beside it are what a unify killed before
+		 * removing them left (pool.h) */
+		if (fstatat(hfd, HOME_META, &st, AT_SYMLINK_NOFOLLOW) == 0 && f->readonly) {
+			say(f, FSCK_GUEST, g->name, FSCK_PROBLEM,
+			    "stubs beside its metadata image (a leftover); not removed: guest is mounted");
+			f->res->problems++;
+		} else if (fstatat(hfd, HOME_META, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			r = remove_tree_at(hfd, HOME_META);
+			if (r == 0)
+				r = fsync_dir(hfd);
+			if (r == 0)
+				f->res->leftovers++;
+			else
+				say(f, FSCK_GUEST, g->name, FSCK_NOTE,
+				    "cannot remove meta/ beside its image: %s", strerror(-r));
+		}
+		return;
+	}
 	r = meta_image_check(hfd);
 	if (r == 1 || r == -ENOENT)
 		return;
@@ -408,6 +452,9 @@ static void check_guest(struct fsck *f, const char *name)
 	r = remove_contents_at(hfd, HOME_STAGING, &f->res->leftovers);
 	if (r == 0)
 		r = remove_tree_at(hfd, HOME_UPPER ".new");
+	if (r == 0)
+		/* an online switch's copy of the image killed before its rename */
+		r = remove_tree_at(hfd, "." HOME_META ".from-image");
 	if (r == 0 && unlinkat(hfd, "." HOME_META_IMAGE ".tmp", 0) == 0)
 		f->res->leftovers++; /* an image unify did not finish */
 	if (r < 0)
@@ -428,7 +475,7 @@ static void check_guest(struct fsck *f, const char *name)
 	if (f->staging_fd >= 0)
 		close(f->staging_fd);
 	f->staging_fd = -1;
-	lfd = open_record(f->p, g, hfd);
+	lfd = open_record(f->p, g, hfd, &f->image_record);
 	if (lfd == -ENOENT)
 		goto out; /* never unified */
 	if (lfd < 0) {

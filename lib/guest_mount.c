@@ -51,9 +51,11 @@ static int switch_pending(struct pool *p, const struct guest *g, int home_fd, co
 	return 0;
 }
 
-/* The overlay with the metadata image as its lower layer when unify wrote
- * one (lib/meta_image.h), else with the stubs: both show the same tree;
- * an overlay that refuses the image takes the stubs. */
+/* The overlay with the metadata image as its lower layer (lib/meta_image.h),
+ * else (an older pool's guest not unified since, or one an online switch
+ * left on stubs) with the stubs.  An image the kernel does not mount is
+ * an error where no stubs are beside it (format 4): never an empty lower
+ * layer in its place. */
 static int mount_overlay(struct pool *p, struct guest *g, int home_fd, const struct layout_location *loc,
                          const char *upper, const char *work, const char *target, unsigned long flags,
                          bool fake, struct guest_mount_result *ret)
@@ -65,6 +67,9 @@ static int mount_overlay(struct pool *p, struct guest *g, int home_fd, const str
 		r = meta_image_mount(home_fd, g->home, 0, &image_dir);
 		if (r < 0)
 			return fail(ret, GUEST_MOUNT_IMAGE, r);
+		if (r == 0 && meta_image_exists(home_fd) == 1 &&
+		    faccessat(home_fd, HOME_META, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+			return fail(ret, GUEST_MOUNT_IMAGE, -EOPNOTSUPP);
 	}
 	ret->options = overlay_options(image_dir ? image_dir : loc->lower, loc->data, upper, work);
 	if (!ret->options)
@@ -76,7 +81,7 @@ static int mount_overlay(struct pool *p, struct guest *g, int home_fd, const str
 		/* overlayfs holds its own reference to the image's mount: the
 		 * mount point is not needed once the overlay is mounted */
 		(void)meta_image_unmount(home_fd, image_dir);
-		if (r < 0) {
+		if (r < 0 && faccessat(home_fd, HOME_META, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
 			free(ret->options);
 			ret->options = overlay_options(loc->lower, loc->data, upper, work);
 			if (!ret->options)
@@ -113,7 +118,11 @@ int guest_mount(struct pool *p, struct guest *g, int home_fd, const char *target
 		return fail(ret, GUEST_MOUNT_WORK, neg_errno());
 	lower_fd = guest_open_lower(p, g, home_fd, !fake);
 	if (lower_fd < 0)
-		return fail(ret, GUEST_MOUNT_LOWER, lower_fd);
+		return fail(ret,
+		            layout_ops_for(p)->lower_image && meta_image_exists(home_fd) == 1
+		                    ? GUEST_MOUNT_IMAGE
+		                    : GUEST_MOUNT_LOWER,
+		            lower_fd);
 	if (layout_locate(p, g, &loc) < 0)
 		return fail(ret, GUEST_MOUNT_LOCATE, -ENOMEM);
 	/* 3. the mount */

@@ -370,9 +370,13 @@ int guest_open_lower(struct pool *p, const struct guest *g, int home_fd, bool cr
 	 * format an image present equals (or is) the record (meta_image.h);
 	 * a kernel that mounts no erofs falls back to the stubs, which a
 	 * pool that keeps them still has */
-	if (!create && home_fd >= 0 && layout_ops_for(p)->lower_image) {
+	if (home_fd >= 0 && layout_ops_for(p)->lower_image) {
 		int fd = meta_image_open(home_fd, 0);
 		if (fd >= 0 || fd == -ENOMEM || fd == -EMFILE)
+			return fd;
+		/* an image the kernel does not mount, with no stubs beside it
+		 * (format 4): an empty HOME/meta would show nothing */
+		if (fd != -ENOENT && faccessat(home_fd, HOME_META, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
 			return fd;
 	}
 	base = layout_ops_for(p)->open_lower_parent(p, g, home_fd, &name);

@@ -1,6 +1,7 @@
 /* The interface both lower-layer layouts implement.
  *
- * redirect: the lower layer is HOME/meta, on the guest's own filesystem.
+ * redirect: the lower layer is HOME/meta.img, an EROFS image on the guest's
+ *   own filesystem (meta_image.h; HOME/meta, stubs on disk, before format 4).
  *   Each unified inode is a sparse stub carrying the file's metadata plus
  *   trusted.overlay.metacopy and trusted.overlay.redirect="/XX/HASH"; the
  *   pool's objects/ is mounted as a data-only lower layer.  Objects are
@@ -69,9 +70,10 @@ struct layout_ops {
 	bool lower_in_home;
 	/* objects/ is mounted below it as a data-only lower layer. */
 	bool data_layer;
-	/* The lower layer may have a derived EROFS image, HOME/meta.img
-	 * (meta_image.h), that mount prefers: every change to the lower layer
-	 * drops it first, unify writes it again at the end. */
+	/* The lower layer's record is an EROFS image, HOME/meta.img
+	 * (meta_image.h): readers get its tree through a detached mount,
+	 * unify changes a private working copy and renames the next image
+	 * in (format 4; older pools' HOME/meta migrates). */
 	bool lower_image;
 	/* An fd of the directory holding the guest's lower layer (the caller
 	 * closes it) and the lower layer's name in it.  HOME_FD is the

@@ -1,8 +1,8 @@
-/* redirect layout: metacopy stubs.  A stub is written in place in
- * HOME/meta while the guest's upper copy hides that path; unify removes
- * the upper copy only after the stub is complete and durable, so no guest
- * ever sees a torn stub (a killed run leaves at most a hidden one, which
- * the next unify replaces and fsck removes). */
+/* redirect layout: metacopy stubs.  The record of a guest's stubs is its
+ * metadata image, HOME/meta.img (meta_image.h); unify places stubs in a
+ * private working copy of it (meta_work_open) and writes the next image
+ * from that, whole, so no guest ever sees a torn stub, and removes the
+ * upper copies only once that image is renamed in (store.c). */
 #define _GNU_SOURCE
 #include "layout.h"
 
@@ -17,6 +17,7 @@
 #include "copy.h"
 #include "dircache.h"
 #include "lowerlist.h"
+#include "meta_image.h"
 #include "object.h"
 #include "overlay.h"
 #include "util.h"
@@ -208,9 +209,15 @@ static int redirect_adopt_open_lower(struct pool *p, int home_fd, const char *na
 	(void)p, (void)name, (void)staging, (void)missing, (void)n_missing;
 	if (lowerlist_exists(home_fd) > 0)
 		return -EPROTOTYPE;
-	fd = openat(home_fd, HOME_META, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 && errno != ENOENT)
-		return neg_errno();
+	/* the record: the image where there is one, else the stubs */
+	fd = meta_image_open(home_fd, 0);
+	if (fd == -ENOENT) {
+		fd = openat(home_fd, HOME_META, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 && errno != ENOENT)
+			return neg_errno();
+	} else if (fd < 0) {
+		return fd;
+	}
 	*ret_fd = fd;
 	return 0;
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "erofs.h"
+#include "lower_copy.h"
 #include "pool.h"
 #include "util.h"
 #include "banned.h"
@@ -58,6 +59,61 @@ int meta_image_build(int home_fd)
 	r = erofs_write_at(t, home_fd, HOME_META_IMAGE);
 	erofs_tree_free(t);
 	return r;
+}
+
+int meta_image_write(int lower_fd, int home_fd)
+{
+	struct erofs_tree *t;
+	int r = erofs_tree_from_dir(lower_fd, &t, NULL);
+
+	if (r < 0)
+		return r;
+	r = erofs_write_at(t, home_fd, HOME_META_IMAGE);
+	erofs_tree_free(t);
+	return r;
+}
+
+int meta_work_open(int home_fd, int *ret_lower)
+{
+	_cleanup_close_ int fs = -1, mnt = -1, src = -1;
+	int r, fd;
+
+	/* a detached tmpfs: in no namespace, gone with the process */
+	fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return neg_errno();
+	if (fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0700", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "huge", "never", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		return neg_errno();
+	mnt = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+	if (mnt < 0)
+		return neg_errno();
+	/* the record it starts from: the image, else (an older pool, or a
+	 * guest whose image an online switch dropped) the stubs, else
+	 * nothing (a first unify) */
+	src = meta_image_open(home_fd, 0);
+	if (src == -ENOENT) {
+		src = openat(home_fd, HOME_META, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (src < 0)
+			src = errno == ENOENT ? -ENOENT : neg_errno();
+	}
+	if (src == -ENOENT) {
+		r = mkdirat(mnt, HOME_META, 0755) < 0 ? neg_errno() : 0;
+		if (r < 0)
+			return r;
+	} else if (src < 0) {
+		return src;
+	} else {
+		r = lower_copy_tree(src, mnt, HOME_META, false);
+		if (r < 0)
+			return r;
+	}
+	fd = openat(mnt, HOME_META, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return neg_errno();
+	*ret_lower = fd;
+	return src >= 0;
 }
 
 int meta_image_check(int home_fd)
@@ -200,6 +256,16 @@ int meta_image_open_at(int dir_fd, const char *name, unsigned flags)
 	 * mount alive until it is closed */
 	fd = openat(mnt, ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	return fd < 0 ? neg_errno() : fd;
+}
+
+int meta_image_probe(void)
+{
+	int fs = fsopen("erofs", FSOPEN_CLOEXEC);
+
+	if (fs < 0)
+		return errno == ENODEV ? 0 : neg_errno();
+	close(fs);
+	return 1;
 }
 
 int meta_image_open(int home_fd, unsigned flags)

@@ -1,20 +1,19 @@
-/* The redirect layout's metadata image: HOME/meta.img, an EROFS image of
- * HOME/meta (lib/erofs.h) that mount uses as the guest's metadata lower
- * layer instead of the stub directory, so that a cold guest reads its
- * metadata from one compact file instead of one ext4 inode per stub.
+/* The redirect layout's metadata image: HOME/meta.img, an EROFS image
+ * (lib/erofs.h) of the guest's lower layer (stubs, directories, symlinks).
  *
- * HOME/meta stays the record that writers change and fsck checks; the
- * image is derived from it and only ever equal to it, so readers (gc,
- * remove/detach, online preparation, the figures) take the image where
- * there is one (meta_image_open: a detached read-only mount) and the
- * stubs otherwise:
- *   - every writer of HOME/meta drops the image (unlink, fsync HOME)
- *     before its first change, so a crash at any later instant leaves no
- *     image, and mount uses HOME/meta, which is always complete;
- *   - unify writes a new image after the guest's lower layer is final and
- *     durable (temp name, fsync, rename, fsync HOME): mount sees the old
- *     state (no image) or the new image, never a mix.
- * A mount finds the image or not; both show the guest the same tree. */
+ * Format 4: the image is the record; there are no stubs on disk.
+ *   - readers get its tree through a detached read-only mount
+ *     (meta_image_open), mount through a mount point for the moment the
+ *     overlay needs a path (meta_image_mount);
+ *   - a writer copies it to a private tmpfs (meta_work_open), changes the
+ *     copy and renames the next image in (meta_image_write: temp name,
+ *     fsync, rename, fsync HOME) before any upper-side step that relies
+ *     on it (store.c, finish_lower): a kill leaves the old image or the
+ *     new one, never a mix, and never a torn stub.
+ * Formats 1-3: HOME/meta (stubs on disk) is the record and an image, when
+ * there, equal to it (every writer dropped it first); the first unify of
+ * format 4 migrates (pool.h).  In every format an image present is the
+ * record. */
 #ifndef VUNIFY_META_IMAGE_H
 #define VUNIFY_META_IMAGE_H
 
@@ -31,6 +30,21 @@ int meta_image_exists(int home_fd);
 
 /* Build HOME/meta.img from HOME/meta.  Returns 0 or -errno. */
 int meta_image_build(int home_fd);
+
+/* Write HOME/meta.img (HOME_FD) from the lower layer tree at LOWER_FD:
+ * whole under a temp name, fsync, renamed in, HOME fsync'd.  A kill
+ * leaves the old image or the new one.  Returns 0 or -errno. */
+int meta_image_write(int lower_fd, int home_fd);
+
+/* A writer's working copy of the guest's lower layer: a directory on a
+ * private tmpfs (a detached mount: in no namespace, gone with the
+ * process) holding a copy of the record (the image, else HOME/meta, else
+ * nothing) with every mode, owner, time, xattr (trusted.overlay.*
+ * included), sparse size and hard link.  Changes to it are seen by no
+ * one until meta_image_write makes an image of it.  *RET_LOWER receives
+ * the directory fd.  Returns 1 (copied from a record), 0 (empty: no
+ * record yet), or -errno. */
+int meta_work_open(int home_fd, int *ret_lower);
 
 /* Does HOME/meta.img hold exactly what HOME/meta holds (images are
  * written deterministically)?  Returns 1 (equal), 0 (differs), or -errno
@@ -59,6 +73,10 @@ int meta_image_mount(int home_fd, const char *home, unsigned flags, char **ret_d
  * loop device that detaches itself with its last user.  FLAGS:
  * META_IMAGE_LOOP.  Returns the fd or -errno (-ENOENT: no image). */
 int meta_image_open(int home_fd, unsigned flags);
+
+/* Does this kernel have erofs (which the redirect layout's images need)?
+ * Returns 1, 0 or -errno. */
+int meta_image_probe(void);
 
 /* The same for the image NAME in DIR_FD. */
 int meta_image_open_at(int dir_fd, const char *name, unsigned flags);

@@ -17,6 +17,7 @@
 #include "dircache.h"
 #include "layout.h"
 #include "lowerlist.h"
+#include "meta_image.h"
 #include "parallel.h"
 #include "remove_tree.h"
 #include "unify.h"
@@ -291,6 +292,39 @@ static int drop_stale_image(int home_fd)
 	return fsync_dir(home_fd);
 }
 
+/* Format 4 keeps no stubs on disk: the exchange below needs the old lower
+ * as a directory, so the image's tree is written out as HOME/meta first,
+ * whole under a temp name, then renamed in.  Beside the image it shows the
+ * same tree (the image stays the record until step 2 drops it); dying
+ * before the rename leaves a temp directory the next switch replaces, and
+ * after it stubs that the next writer removes or this switch uses.  The
+ * guest then runs on the stubs until the next unify writes its image.
+ * Returns 0 or -errno. */
+static int stubs_from_image(int home_fd)
+{
+	static const char tmp[] = "." HOME_META ".from-image";
+	_cleanup_close_ int img = -1;
+	int r;
+
+	if (faccessat(home_fd, HOME_META, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	img = meta_image_open(home_fd, 0);
+	if (img == -ENOENT)
+		return 0;
+	if (img < 0)
+		return img;
+	r = remove_tree_at(home_fd, tmp);
+	if (r == 0)
+		r = lower_copy_tree(img, home_fd, tmp, false);
+	if (r == 0 && syncfs(home_fd) < 0)
+		r = neg_errno();
+	if (r == 0 && renameat2(home_fd, tmp, home_fd, HOME_META, RENAME_NOREPLACE) < 0)
+		r = neg_errno();
+	if (r == 0)
+		r = fsync_dir(home_fd);
+	return r;
+}
+
 static double now_s(void)
 {
 	struct timespec t;
@@ -356,6 +390,12 @@ int online_switch(struct pool *p, const struct guest *g, int home_fd, struct onl
 	if (dir < 0) {
 		r = dir;
 		goto out;
+	}
+	/* (format 4: the old lower as stubs, from its image) */
+	if (ops->lower_image) {
+		r = stubs_from_image(home_fd);
+		if (r < 0)
+			goto out;
 	}
 	/* 0. which is which */
 	if (fstatat(dir, lower, &sl, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(sl.st_mode) &&

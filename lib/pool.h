@@ -28,8 +28,15 @@
  * writes 3 for a redirect pool and 2 for a link pool (nothing changed for
  * it); an older redirect pool is read as it is and becomes format 3 on its
  * first unify (pool_upgrade), before any image exists, so that no binary
- * that does not know the image changes HOME/meta behind one. */
-#define POOL_FORMAT 3
+ * that does not know the image changes HOME/meta behind one.
+ * 4: redirect layout: HOME/meta.img is the record of a guest's lower layer
+ * and there are no stubs on disk (writers work on a private copy and
+ * rename a new image in: meta_image.h); a HOME/meta beside an image is a
+ * leftover the next writer removes, a HOME/meta without one (format 3, or
+ * an online switch) is the record until the next unify writes the image.
+ * A format-3 pool becomes format 4 on its first unify, before any guest's
+ * HOME/meta goes, so that no binary that reads HOME/meta finds it gone. */
+#define POOL_FORMAT 4
 #define POOL_FORMAT_LINK 2
 #define POOL_FORMAT_MIN 1
 #define POOL_DEFAULT_PATH "/var/lib/vunify"
@@ -193,10 +200,11 @@ int pool_guest_unregister(struct pool *p, const char *name);
  * pool or guest). */
 int guest_open_home(struct pool *p, const struct guest *g);
 
-/* Open the guest's lower layer directory: HOME/meta or POOL/roots/NAME.
- * Creates it when CREATE (a writer's HOME/meta).  A reader (!CREATE) of
- * a layout with a metadata image gets the image's tree where there is one
- * (a detached read-only mount: meta_image_open).  Returns fd or -errno. */
+/* Open the guest's lower layer directory for reading: HOME/meta.img's
+ * tree where there is one (a detached read-only mount: meta_image_open),
+ * else HOME/meta or POOL/roots/NAME, created when CREATE.  (Writers of the
+ * redirect layout work on a copy: meta_work_open.)  Returns fd or
+ * -errno. */
 int guest_open_lower(struct pool *p, const struct guest *g, int home_fd, bool create);
 
 #endif

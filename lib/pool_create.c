@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "layout.h"
+#include "meta_image.h"
 #include "pool_internal.h"
 #include "overlay.h"
 #include "remove_tree.h"
@@ -182,8 +183,12 @@ int pool_create(const char *path, bool auto_layout, enum layout_kind *kind, int 
 
 	if (fd < 0)
 		return fd;
-	/* on the pool's own filesystem: where the data-only layer will live */
+	/* on the pool's own filesystem: where the data-only layer will live;
+	 * and the redirect layout's metadata images need erofs (2: data-only
+	 * layers, but no erofs) */
 	*ret_probe = overlay_probe_data_only(fd);
+	if (*ret_probe == 1 && meta_image_probe() != 1)
+		*ret_probe = 2;
 	if (auto_layout)
 		*kind = layout_auto(*ret_probe);
 	else {

@@ -278,7 +278,10 @@ static int scan_guest(size_t i, void *ud)
 
 	gs->normalize = j->normalize && !gs->online;
 	r = walk_tree(gs->upper_fd, scan_cb, &s);
-	if (r == 0 && gs->normalize)
+	/* the upper's whiteouts and opaque marks go once the lower without
+	 * the entries they hide is durable: at once for a lower edited in
+	 * place, after the image for a working copy (store.c) */
+	if (r == 0 && gs->normalize && !gs->lower_image)
 		r = fold_finish(gs);
 	if (r < 0)
 		return r;

@@ -15,6 +15,7 @@
 #include "lowerlist.h"
 #include "meta_image.h"
 #include "prune.h"
+#include "remove_tree.h"
 #include "object.h"
 #include "parallel.h"
 #include "store_internal.h"
@@ -359,25 +360,21 @@ static int image_will_change(void *ud)
 	return lower_will_change(ud);
 }
 
-/* The end of a guest's offline run, every layout (the order: prune.h):
+/* The end of a guest's offline run, a lower layer changed in place (the link
+ * layout; the order: prune.h):
  *   1. every upper directory's (and symlink's) lower counterpart gets its
  *      attributes (hidden by it: no view changes), and that is made
  *      durable (syncfs of the lower layer's filesystem: the guest's for
  *      HOME/meta, the pool's for POOL/roots/NAME);
  *   2. what describes the lower layer elsewhere, once it is final and
- *      durable (sync_uppers, fold_finish, 1):
- *      - the next metadata image (layout_ops.lower_image): written whole
- *        under a temp name, renamed in.  Killed before the rename: no
- *        image, mount takes the stubs; after: the image equals them;
- *      - HOME/vunify-lower (layout_ops.describes_lower, kept for this
- *        guest): rewritten from the lower layer with its directories' and
- *        symlinks' attributes (temp file, fsync, rename).  Killed before
- *        the rename: the old description plus the whole upper still show
- *        the guest; after: the new one shows what 3 removes;
+ *      durable (sync_uppers, fold_finish, 1): HOME/vunify-lower
+ *      (layout_ops.describes_lower, kept for this guest): rewritten from the lower layer with its
+ * directories' and symlinks' attributes (temp file, fsync, rename).  Killed before the rename: the old
+ * description plus the whole upper still show the guest; after: the new one shows what 3 removes;
  *   3. the upper directories that hold nothing of the guest's own go,
  *      children first: the lower shows the same without them.
- * A failed store leaves the image dropped (the next unify writes it), the
- * description as the batches appended it, and the upper as it is. */
+ * A failed store leaves the description as the batches appended it and
+ * the upper as it is.  (The redirect layout: finish_image below.) */
 static int finish_lower(struct pool *p, struct guest_scan *gs)
 {
 	const struct layout_ops *ops = layout_ops_for(p);
@@ -388,10 +385,6 @@ static int finish_lower(struct pool *p, struct guest_scan *gs)
 	r = prune_prepare(gs->upper_fd, gs->lower_fd, &p->policy, image_will_change, gs, &pl, &changed);
 	if (r == 0 && changed)
 		r = do_syncfs(gs->lower_fd);
-	if (r == 0 && gs->lower_image && (gs->image_dropped || (r = meta_image_exists(gs->home_fd)) == 0))
-		r = meta_image_build(gs->home_fd);
-	if (r > 0)
-		r = 0;
 	/* a description kept without replicas (an earlier `replicate`
 	 * wrote it) is kept current as well: it must show what 3 removes */
 	if (r == 0 && ops->describes_lower && !gs->describe && changed)
@@ -409,12 +402,102 @@ static int finish_lower(struct pool *p, struct guest_scan *gs)
 	return r;
 }
 
+/* Write the next image if the working copy changed (or there is none yet:
+ * a guest unified before images, or never), then remove a HOME/meta beside
+ * it.  Returns 0 or -errno. */
+static int commit_image(struct guest_scan *gs, bool changed)
+{
+	struct stat st;
+	int r = meta_image_exists(gs->home_fd);
+
+	if (r < 0)
+		return r;
+	if (changed || r == 0) {
+		r = meta_image_write(gs->lower_fd, gs->home_fd);
+		if (r < 0)
+			return r;
+	}
+	gs->lower_changed = false;
+	/* stubs beside the image (an older pool's, or what an online switch
+	 * left): an image present is the record (pool.h) */
+	if (fstatat(gs->home_fd, HOME_META, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		r = remove_tree_at(gs->home_fd, HOME_META);
+		if (r == 0)
+			r = fsync_dir(gs->home_fd);
+	}
+	return r;
+}
+
+/* The end of a guest's offline run, redirect layout: its lower layer is a private
+ * working copy (meta_work_open) and HOME/meta.img the record.  The order,
+ * and why a kill -9 after each step leaves the guest's view intact:
+ *   1. the next image, written whole from the working copy (temp name,
+ *      fsync, renamed in, HOME fsync'd: commit_image).  Dying before the
+ *      rename: the old image, and the upper untouched (every upper-side
+ *      step of this run waits for this one), so the old view.  After it:
+ *      the new image, which differs from the old one only where the upper
+ *      hides it (the entries placed under upper copies still there, the
+ *      entries deleted under whiteouts and opaque directories still
+ *      there).  Every object it names is durable already (store_range's
+ *      step 1) or is an adopter's, named in 2.  Stubs beside it go after
+ *      the rename;
+ *   2. the upper-side steps, each hiding less of what the image shows:
+ *      adoptions and the upper copies (store_commit_upper), the whiteouts
+ *      and opaque marks (fold_finish).  Dying in between leaves upper
+ *      entries that hide equal entries of the image (or, before an
+ *      adoption, an entry naming the object it is about to become); the
+ *      next unify removes them;
+ *   3. every upper directory's lower counterpart gets its attributes and
+ *      the upper symlinks an equal lower one (prune.h), in the working
+ *      copy, and the image is written again if that changed it (as 1: all
+ *      of it hidden by the upper directories and symlinks);
+ *   4. the upper directories and symlinks that hold nothing of the
+ *      guest's own go (prune_apply), then syncfs of the upper: the image
+ *      shows the same without them.
+ * A failed store (any guest) writes no image: the upper is as it was. */
+static int finish_image(struct pool *p, struct guest_scan *gs)
+{
+	struct prune_list pl = {0};
+	uint64_t removed = 0, blocks = 0;
+	int changed = 0, r;
+
+	/* 1. */
+	r = commit_image(gs, gs->lower_changed);
+	/* 2. */
+	if (r == 0)
+		r = store_commit_upper(p, gs);
+	if (r == 0)
+		r = fold_finish(gs);
+	/* 3. */
+	if (r == 0)
+		r = prune_prepare(gs->upper_fd, gs->lower_fd, &p->policy, image_will_change, gs, &pl,
+		                  &changed);
+	if (r == 0 && (changed || gs->lower_changed))
+		r = commit_image(gs, true);
+	/* 4. */
+	if (r == 0 && (pl.n || pl.n_links))
+		r = prune_apply(gs->upper_fd, &pl, &removed, &blocks);
+	if (r == 0 && syncfs(gs->upper_fd) < 0)
+		r = neg_errno();
+	/* the figures count what left the upper */
+	count_add(&gs->removed_blocks, blocks);
+	prune_list_free(&pl);
+	return r;
+}
+
 static int finish_guest(size_t i, void *ud)
 {
 	struct finish_job *j = ud;
 	struct guest_scan *gs = &j->scans[i];
-	int r = finish_guest_stats(j->p, gs, j->failed);
+	int r = 0;
 
+	/* redirect: the upper-side steps and the figures follow the image */
+	if (gs->lower_image) {
+		if (!j->failed && gs->lower_fd >= 0)
+			r = finish_image(j->p, gs);
+		return r < 0 ? r : finish_guest_stats(j->p, gs, j->failed);
+	}
+	r = finish_guest_stats(j->p, gs, j->failed);
 	if (r == 0 && !j->failed && !gs->online)
 		r = finish_lower(j->p, gs);
 	return r;

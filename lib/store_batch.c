@@ -339,8 +339,18 @@ static int apply_batch(struct apply *a, struct batch *b)
 	}
 	/* 2. lower entries (link layout: adopters only, the rest in 3b) */
 	r = place_files(a, b, &t, link ? PLACE_ADOPTERS : PLACE_ALL);
-	if (r == 0)
-		r = do_syncfs(gs->lower_fd);
+	if (r < 0)
+		return r;
+	if (gs->lower_image) {
+		/* a working copy: nothing is durable, nor seen, until the
+		 * image of it is renamed in; steps 3 and 4 wait for that
+		 * (store_commit_upper) */
+		for (size_t i = 0; i < b->n; i++)
+			if (b->files[i]->state != SF_CHOSEN)
+				count_add(&gs->res->files_skipped, b->files[i]->n_paths);
+		return 0;
+	}
+	r = do_syncfs(gs->lower_fd);
 	if (r < 0)
 		return r;
 	/* 3. adoption: the upper name becomes the object's */
@@ -415,6 +425,101 @@ static int apply_batch(struct apply *a, struct batch *b)
 			if (b->pend[i].adopt && b->pend[i].adopt->adopted)
 				plain_object(p, &b->pend[i]);
 	return 0;
+}
+
+/* Steps 3 and 4 of every batch of a guest whose lower layer is a working
+ * copy, run once the image of it is the record (store.c, finish_lower):
+ * every lower entry the image shows is there, hidden by the upper copies.
+ *  3. adoption: each adopter's one upper name is renamed into objects/;
+ *     the guest now sees its entry in the image (the same bytes).  Dying
+ *     before a rename leaves an image entry naming a missing object,
+ *     hidden by the upper copy still there (fsck: a leftover; the next
+ *     unify adopts it again).  A file whose adoption failed (changed
+ *     since hashing) leaves its object missing: every file of the guest
+ *     naming it keeps its upper copy (objects an adoption would make are
+ *     named by no other guest's entries: another guest makes its own).
+ *     Each adopted object is made plain at once (root, 0444, no xattrs):
+ *     no upper name shows its inode any more.
+ *  3a. objects/ synced if anything was adopted: a file that did not adopt
+ *     may name an object an adoption renamed in, and its upper copy goes
+ *     in 4 (power loss must not keep the unlink and lose the rename).
+ *  4. the upper copies, each checked unchanged, go; the guest sees the
+ *     equal entry of the image.
+ * Returns 0 or -errno. */
+int store_commit_upper(struct pool *p, struct guest_scan *gs)
+{
+	struct apply a = {.p = p, .ops = layout_ops_for(p), .gs = gs};
+	unsigned char(*failed)[HASH_LEN] = NULL;
+	size_t n_failed = 0, cap_failed = 0;
+	bool adopted_any = false;
+	int r = 0;
+
+	dircache_init(&a.upper_dc, gs->upper_fd, false);
+	/* 3. adoption */
+	for (size_t i = 0; i < gs->n && r == 0; i++) {
+		struct scanned_file *f = &gs->files[i];
+		struct pending pe = {.adopt = f};
+		if (f->state != SF_CHOSEN || !f->adopting || !scanned_placed(f))
+			continue;
+		/* (the redirect layout: an object's name is its hash) */
+		hash_to_hex(sf_hash(gs, f), pe.name);
+		adopted_any = true;
+		r = adopt_object(&a, &pe);
+		if (r == 1) {
+			/* no upper name shows that inode any more: a plain
+			 * object at once (a kill before this leaves one that
+			 * fsck --repair puts right) */
+			f->adopted = true;
+			if (!a.ops->object_metadata)
+				plain_object(p, &pe);
+			r = 0;
+		} else if (changed_under_us(r)) {
+			if (n_failed == cap_failed) {
+				size_t nc = cap_failed ? 2 * cap_failed : 16;
+				void *nv = realloc(failed, nc * sizeof(*failed));
+				if (!nv) {
+					r = -ENOMEM;
+					break;
+				}
+				failed = nv;
+				cap_failed = nc;
+			}
+			memcpy(failed[n_failed++], sf_hash(gs, f), HASH_LEN);
+			r = 0;
+		}
+	}
+	/* 3a. the names adoption made durable before any upper copy goes */
+	if (r == 0 && adopted_any)
+		r = do_syncfs(p->objects_fd);
+	/* 4. the upper copies */
+	for (size_t i = 0; i < gs->n && r == 0; i++) {
+		struct scanned_file *f = &gs->files[i];
+		bool lost = !scanned_placed(f);
+		if (f->state != SF_CHOSEN)
+			continue;
+		for (size_t k = 0; k < n_failed && !lost; k++)
+			lost = !memcmp(failed[k], sf_hash(gs, f), HASH_LEN);
+		if (lost) {
+			/* its entry is missing, or names a missing object */
+			f->state = SF_SKIPPED;
+			count_add(&gs->res->files_skipped, f->n_paths);
+			continue;
+		}
+		r = remove_upper(&a, f, f->adopted);
+		if (r == -ESTALE) {
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			break;
+		f->state = SF_DONE;
+		count_add(&gs->removed_blocks, (uint64_t)f->m.st.st_blocks);
+		count_add(&gs->res->files_unified, f->n_paths);
+		count_add(&gs->res->bytes_unified, (uint64_t)f->m.st.st_size);
+	}
+	free(failed);
+	dircache_release(&a.upper_dc);
+	return r;
 }
 
 static int batch_alloc(struct batch *b)

@@ -50,14 +50,10 @@ static void guest_scan_free(struct guest_scan *gs)
 
 int lower_will_change(struct guest_scan *gs)
 {
-	int r;
-
-	if (gs->image_dropped || !gs->lower_image)
-		return 0;
-	r = meta_image_drop(gs->home_fd);
-	if (r == 0)
-		gs->image_dropped = true;
-	return r;
+	/* the working copy is private: the image written at the end of the
+	 * store is what makes the change */
+	gs->lower_changed = true;
+	return 0;
 }
 
 /* Which guests' uppers share the pool's filesystem. */
@@ -135,8 +131,9 @@ static int open_guest(struct pool *p, const char *name, struct guest_scan *gs, b
 		r = neg_errno();
 		goto fail;
 	}
-	/* an online run never changes HOME/meta (nor the upper): the switch
-	 * drops the image, the next offline unify writes it */
+	/* an online run never changes the guest's record (nor the upper);
+	 * an offline one works on a private copy of the record and makes it
+	 * the record by writing the image (store.c, finish_lower) */
 	gs->lower_image = layout_ops_for(p)->lower_image && !gs->online;
 	if (create && gs->online) {
 		/* the store places into a copy of the lower layer, which the
@@ -160,10 +157,18 @@ static int open_guest(struct pool *p, const char *name, struct guest_scan *gs, b
 			r = online_cleanup(p, gs->g, gs->home_fd, false);
 		if (r < 0)
 			goto fail;
-		gs->lower_fd = guest_open_lower(p, gs->g, gs->home_fd, true);
-		if (gs->lower_fd < 0) {
-			r = gs->lower_fd;
-			goto fail;
+		if (gs->lower_image) {
+			/* the working copy (meta_image.h): the image, else the
+			 * stubs of an older pool, else empty */
+			r = meta_work_open(gs->home_fd, &gs->lower_fd);
+			if (r < 0)
+				goto fail;
+		} else {
+			gs->lower_fd = guest_open_lower(p, gs->g, gs->home_fd, true);
+			if (gs->lower_fd < 0) {
+				r = gs->lower_fd;
+				goto fail;
+			}
 		}
 		r = dir_is_empty(gs->lower_fd);
 		if (r < 0)

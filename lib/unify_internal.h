@@ -229,8 +229,10 @@ struct guest_scan {
 	bool describe_due; /* ...and it is to be written afresh (finish_lower) */
 	bool online; /* mounted, --online: lower_fd is the prepared lower, the
 	              * upper is only read (online.h) */
-	bool lower_image; /* the layout keeps HOME/meta.img (meta_image.h) */
-	bool image_dropped; /* HOME/meta.img is gone: the lower may change */
+	bool lower_image; /* HOME/meta.img is the record: lower_fd is a private
+	                   * working copy (meta_work_open) and the upper-side
+	                   * steps wait for the image (store.c, finish_lower) */
+	bool lower_changed; /* the working copy differs from the record */
 };
 
 static inline dev_t sf_dev(const struct guest_scan *gs, const struct scanned_file *f)
@@ -316,10 +318,9 @@ static inline bool scanned_placed(const struct scanned_file *f)
 int scan_all(struct pool *p, struct guest_scan *scans, size_t ng, bool normalize, unsigned nth,
              size_t *ret_failed);
 
-/* Before the first change to a guest's lower layer in a run: drop its
- * metadata image, durably (meta_image.h), so that from here until the end
- * of the store writes the next one a crash leaves mount the stubs, which
- * are always complete.  Returns 0 or -errno. */
+/* Before the first change to a guest's lower layer in a run: note that
+ * the working copy will differ from the record, so that the end of the
+ * store writes the next image.  Returns 0 or -errno. */
 int lower_will_change(struct guest_scan *gs);
 
 /* fold.c */
@@ -340,6 +341,7 @@ int share_choose(struct guest_scan *scans, size_t ng, const struct hash_set *poo
 int share_estimate(struct guest_scan *scans, size_t ng, const struct hash_set *pool_set);
 
 /* store_batch.c */
+int store_commit_upper(struct pool *p, struct guest_scan *gs);
 int store_range(struct pool *p, struct guest_scan *gs, const struct hash_set *pool_set,
                 struct replica_session *replicas, struct store_progress *sp, size_t begin, size_t end);
 

@@ -294,6 +294,17 @@ if want stubs || want image || want image-nora || want mkfs || want stubs-skel |
 	say "redirect layout pool"
 	pool "$FS/rpool" "$FS/rh" 6 --layout redirect
 	[ -f "$FS/rh/g1/meta.img" ] || die "unify wrote no HOME/meta.img (this vunify has no metadata image)"
+	# Pool format 4 keeps no stubs on disk (the image is the record):
+	# the stub variants get them written out from each image, as a
+	# format-3 home has them (beside an image they are not used; g0 and
+	# g5 lose their image below and are mounted from them).
+	for i in 0 1 2 3 4 5; do
+		[ -d "$FS/rh/g$i/meta" ] && continue
+		mkdir -p "$FS/img.mnt"
+		mount -t erofs -o ro "$FS/rh/g$i/meta.img" "$FS/img.mnt" || die "mount g$i's image"
+		cp -a --sparse=always "$FS/img.mnt" "$FS/rh/g$i/meta" || die "write out g$i's stubs"
+		umount "$FS/img.mnt"
+	done
 	info "HOME/meta.img: $(stat -c %s "$FS/rh/g1/meta.img") bytes for $(find "$FS/rh/g1/meta" | wc -l) entries of HOME/meta"
 	info "upper of a unified guest: $(find "$FS/rh/g1/upper" -type d | wc -l) directories, $(find "$FS/rh/g1/upper" -type l | wc -l) symlinks, $(find "$FS/rh/g1/upper" -type f | wc -l) files; the tree: $(find "$FS/plain" -type d | wc -l) directories, $(find "$FS/plain" -type l | wc -l) symlinks"
 	# g0 and g5 without their image: vunify mounts the stubs

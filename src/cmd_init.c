@@ -51,6 +51,10 @@ int cmd_init(const struct cli *c, int argc, char **argv)
 		return cli_error("init", c->pool_path, r, "a pool is already there");
 	if (r == -ENOTEMPTY)
 		return cli_error("init", c->pool_path, r, "directory holds other files");
+	if (r == -EOPNOTSUPP && probe == 2)
+		return cli_fail("init '%s': this kernel has no erofs (the redirect layout keeps each guest's "
+		                "metadata in an EROFS image); use --layout link",
+		                c->pool_path);
 	if (r == -EOPNOTSUPP)
 		return cli_fail("init '%s': this kernel cannot mount overlayfs data-only lower layers "
 		                "(Linux 6.5+ needed for the redirect layout); use --layout link",
@@ -58,6 +62,8 @@ int cmd_init(const struct cli *c, int argc, char **argv)
 	if (r < 0)
 		return cli_error("init", c->pool_path, r, NULL);
 	printf("vunify: pool '%s' created, layout %s%s\n", c->pool_path, layout_name(kind),
-	       probe == 1 ? "" : " (kernel lacks overlayfs data-only lower layers)");
+	       probe == 1   ? ""
+	       : probe == 2 ? " (kernel lacks erofs, which the redirect layout's metadata images need)"
+	                    : " (kernel lacks overlayfs data-only lower layers)");
 	return 0;
 }

@@ -97,7 +97,10 @@ static void print_mount_error(const struct guest *g, const struct pool *p, const
 		cli_error("mount", g->name, r, NULL);
 		break;
 	case GUEST_MOUNT_IMAGE:
-		cli_error("mount: metadata image of", g->name, r, NULL);
+		cli_error("mount: metadata image of", g->name, r,
+		          "the kernel mounts neither the image file (erofs, Linux 6.12+) nor a loop device "
+		          "of it "
+		          "(erofs and loop support needed; see dmesg)");
 		break;
 	case GUEST_MOUNT_OPTIONS:
 		cli_error("mount: overlay options for", g->name, r, NULL);

@@ -119,6 +119,24 @@ umount_under() {
 	return 0
 }
 
+# lower_open HOME: a directory showing the redirect layout's record of the
+# guest whose home is HOME: its metadata image mounted read-only (the
+# record: docs/FORMAT.md), or HOME/meta where there is no image (an older
+# pool, or stubs an online switch left).  lower_close DIR when done.
+lower_open() {
+	local d
+	if [ -f "$1/meta.img" ]; then
+		d=$(mktemp -d "$TEST_TMP/lower.XXXXXX") || return 1
+		mount -t erofs -o ro "$1/meta.img" "$d" || { rmdir "$d"; return 1; }
+		echo "$d"
+	else
+		echo "$1/meta"
+	fi
+}
+lower_close() {
+	case $1 in "$TEST_TMP"/lower.*) umount "$1" && rmdir "$1" ;; esac
+}
+
 _run_cleanup() {
 	local i
 	umount_under "$TEST_TMP"

@@ -120,6 +120,7 @@ after_refusal() {
 	manifest "$1/upper" "$C/after.man"
 	assert_same_manifest "$2" "$C/after.man" "the refused unify changed nothing in the upper"
 	assert_eq "" "$(ls -A "$1/meta" 2>/dev/null)" "nor in the lower layer"
+	assert_eq no "$([ -e "$1/meta.img" ] && echo yes || echo no)" "nor wrote a metadata image"
 }
 
 newcase guest_mounted_in_another_namespace redirect 0
@@ -327,6 +328,62 @@ for k in 1 2 3 4 5 6 7 8 9 10; do
 done
 [ "$killed" -ge 2 ] || _fail "only $killed kills landed mid-command"
 [ "$mid" -ge 1 ] || _fail "no kill landed while an upper file had a second name (mid-adoption)"
+
+# kill -9 around the redirect layout's image rename and the upper-side steps
+# after it (lib/store.c, finish_lower): at each rename, fsync, unlink and
+# syncfs of a same-filesystem unify (adoptions) of a guest that ran (a
+# whiteout, an opaque directory, a changed file) and a new one.  After each:
+# both views intact, no stubs on disk beside an image, fsck clean, and a
+# re-run finishes the work.
+killed=0 after_image=0
+for point in renameat:1 renameat:2 renameat:3 fsync:1 fsync:2 fsync:3 fsync:4 unlinkat:1 unlinkat:3 \
+	syncfs:2 syncfs:3 syncfs:4 syncfs:5; do
+	sc=${point%:*} k=${point#*:}
+	newcase "kill_9_around_the_image_rename ($point)" redirect 1
+	mktree "$C/tree"
+	addguest a "$C/tree"
+	assert_ok "${V[@]}" unify a
+	mkdir -p "$C/ma"
+	assert_ok "${V[@]}" mount a "$C/ma"
+	rm "$C/ma/usr/bin/other"
+	rm -rf "$C/ma/var/log" && mkdir "$C/ma/var/log" && echo new >"$C/ma/var/log/new.log"
+	echo changed >>"$C/ma/etc/demo.conf"
+	cp -a "$C/ma/usr/lib/libdemo.so" "$C/ma/usr/lib/libdemo2.so"
+	manifest "$C/ma" "$C/a.exp"
+	assert_ok "${V[@]}" umount a
+	addguest b "$C/tree"
+	manifest "$C/tree" "$C/b.exp"
+	img0=$(stat -c %i "$HB/a/meta.img")
+	rc=0
+	strace -f -qq -o /dev/null -e trace="$sc" -e inject="$sc:signal=SIGKILL:when=$k" \
+		env ASAN_OPTIONS="$NOLEAK" "${V[@]}" unify a b >/dev/null 2>&1 || rc=$?
+	[ "$rc" != 0 ] && killed=$((killed + 1))
+	[ "$rc" != 0 ] && [ "$(stat -c %i "$HB/a/meta.img")" != "$img0" ] && after_image=$((after_image + 1))
+	for g in a b; do
+		[ -e "$HB/$g/meta" ] && [ -e "$HB/$g/meta.img" ] && [ "$rc" = 0 ] && _fail "$point: $g has stubs beside its image"
+		mkdir -p "$C/m$g"
+		assert_ok "${V[@]}" mount "$g" "$C/m$g"
+		manifest "$C/m$g" "$C/$g.now"
+		assert_same_manifest "$C/$g.exp" "$C/$g.now" "killed at $point (rc $rc): $g's view intact"
+		assert_ok "${V[@]}" umount "$g"
+	done
+	assert_status 0 "${V[@]}" fsck
+	assert_ok "${V[@]}" unify a b
+	assert_eq "" "$(find "$HB/b/upper/usr" -type f)" "$point: the re-run finished the work"
+	assert_eq "" "$(find "$HB/a/upper" -type c)" "$point: the re-run folded the whiteout"
+	[ ! -e "$HB/a/meta" ] && [ ! -e "$HB/b/meta" ] || _fail "$point: stubs left on disk"
+	for g in a b; do
+		assert_ok "${V[@]}" mount "$g" "$C/m$g"
+		manifest "$C/m$g" "$C/$g.now"
+		assert_same_manifest "$C/$g.exp" "$C/$g.now" "$point, re-run: $g's view"
+		assert_ok "${V[@]}" umount "$g"
+	done
+	assert_status 0 "${V[@]}" fsck
+	assert_eq "" "$(bad_objects)" "every object holds the content its name says"
+done
+echo "image-order kills: $killed landed, $after_image after the image rename"
+[ "$killed" -ge 8 ] || _fail "only $killed kills landed mid-command"
+[ "$after_image" -ge 3 ] || _fail "only $after_image kills landed after the image rename"
 
 # ---------------------------------------------------------------------------
 # A path swapped between the scan's stat and the hash's open: a FIFO whose

@@ -71,7 +71,16 @@ view() { manifest "$M" "$1"; }
 upper_files() { find "$H/upper" -type f | wc -l; }
 
 # ---- 1. online unify while the guest writes ----
-manifest "$H/meta" "$TEST_TMP/meta.before"
+# the guest's record (docs/FORMAT.md): its metadata image, read through a
+# mount of it, and its bytes; HOME/meta before the guest's first unify
+lower_manifest() {
+	local l
+	l=$(lower_open "$H") || fatal "mount $H/meta.img"
+	manifest "$l" "$1"
+	lower_close "$l"
+	{ [ ! -f "$H/meta.img" ] || cksum <"$H/meta.img"; } >>"$1"
+}
+lower_manifest "$TEST_TMP/meta.before"
 n_upper=$(upper_files)
 rm -f "$M/tmp/stop"
 chroot "$M" /bin/sh -c 'i=0; while [ ! -e /tmp/stop ] && [ $i -lt 1000000 ]; do
@@ -85,7 +94,7 @@ touch "$M/tmp/stop"
 wait "$writer"
 sed 's/^/    /' "$LAST_STDOUT"
 grep -Eq "^g: mounted: [0-9]{4,} files .* prepared in its next lower layer" "$LAST_STDOUT" && _pass "thousands of files prepared" || _fail "not prepared: $(cat "$LAST_STDOUT")"
-manifest "$H/meta" "$TEST_TMP/meta.after"
+lower_manifest "$TEST_TMP/meta.after"
 assert_same_manifest "$TEST_TMP/meta.before" "$TEST_TMP/meta.after" "the mounted guest's lower layer was not written"
 [ "$(upper_files)" -ge "$n_upper" ] && _pass "no file left the live upper" || _fail "upper lost files: $n_upper -> $(upper_files)"
 [ -f "$H/online-switch" ] && [ -d "$H/meta.next" ] && _pass "prepared lower and manifest" || _fail "no preparation in $H: $(ls "$H")"
@@ -206,6 +215,10 @@ assert_ok "${V[@]}" umount g
 assert_ok "${V[@]}" unify --online g
 grep -q '^g: not mounted: unified now' "$LAST_STDOUT" && _pass "--online on an unmounted guest says so" || _fail "no message: $(cat "$LAST_STDOUT")"
 [ -e "$H/online-switch" ] && _fail "the pending switch was not carried out" || _pass "the pending switch was carried out first"
+# the switch left the guest on stubs (docs/FORMAT.md); the unify after it
+# made its image the record again
+[ -f "$H/meta.img" ] && [ ! -e "$H/meta" ] && _pass "after the switch and unify: the image is the record" ||
+	_fail "no image, or stubs beside it: $(ls "$H")"
 assert_ok "${V[@]}" mount g "$M"
 view "$TEST_TMP/b.after"
 assert_same_manifest "$TEST_TMP/b.before" "$TEST_TMP/b.after" "unify of the unmounted guest: the same view"

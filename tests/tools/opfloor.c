@@ -3,12 +3,16 @@
  *
  *   opfloor DEST TREE...
  *
- * Two passes over the regular files of the TREEs, on one thread:
+ * Three passes over the regular files of the TREEs, on one thread:
  *   hash   open (O_NOFOLLOW, O_NOATIME), fstat, read and SHA-256 each file,
  *          as unify's hash phase does;
- *   stubs  create one metacopy stub per file under DEST (a new directory
- *          mirroring the trees): create, ftruncate, the two overlay xattrs,
- *          futimens, close, as the redirect layout's place does.
+ *   stubs  create one metacopy stub per file in a working copy on a
+ *          private tmpfs (meta_work_open; a directory per tree mirroring
+ *          it): create, ftruncate, the two overlay xattrs, futimens,
+ *          close, as the redirect layout's place does in pool format 4
+ *          (no stub inodes on disk any more);
+ *   image  the EROFS image of that working copy written to DEST/meta.img
+ *          (temp name, fsync, rename), as unify does per guest.
  * Prints one line per pass with wall and CPU seconds, and the sum of the
  * CPU seconds divided by the CPUs online: no first unify on this machine
  * can take less wall time (it does this and more: unlinking or renaming
@@ -27,6 +31,7 @@
 
 #include "dircache.h"
 #include "hash.h"
+#include "meta_image.h"
 #include "overlay.h"
 #include "util.h"
 #include "walk.h"
@@ -135,9 +140,9 @@ static int run(struct pass *ps, char **trees, int n, double *ret_cpu)
 int main(int argc, char **argv)
 {
 	struct pass hp = {.name = "hash"}, sp = {.name = "stubs"};
-	double ch, cs;
+	double ch, cs, ci, w0;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	int dest;
+	int dest, work = -1, r;
 
 	if (argc < 3) {
 		fprintf(stderr, "usage: opfloor DEST TREE...\n");
@@ -152,12 +157,28 @@ int main(int argc, char **argv)
 	if (hasher_init(&hp.h) < 0)
 		return 1;
 	dircache_init(&hp.dc, -1, false);
-	dircache_init(&sp.dc, dest, true);
+	r = meta_work_open(dest, &work);
+	if (r < 0) {
+		fprintf(stderr, "opfloor: a working copy on tmpfs: %s\n", strerror(-r));
+		return 1;
+	}
+	dircache_init(&sp.dc, work, true);
 	if (run(&hp, argv + 2, argc - 2, &ch) < 0 || run(&sp, argv + 2, argc - 2, &cs) < 0)
 		return 1;
-	printf("floor cpus=%ld wall_s=%.2f\n", ncpu, (ch + cs) / (double)(ncpu > 0 ? ncpu : 1));
+	w0 = wall_now();
+	ci = cpu_now();
+	r = meta_image_write(work, dest);
+	if (r < 0) {
+		fprintf(stderr, "opfloor: %s/meta.img: %s\n", argv[1], strerror(-r));
+		return 1;
+	}
+	ci = cpu_now() - ci;
+	printf("image files=%llu bytes=%llu wall_s=%.2f cpu_s=%.2f\n", (unsigned long long)sp.files,
+	       (unsigned long long)sp.bytes, wall_now() - w0, ci);
+	printf("floor cpus=%ld wall_s=%.2f\n", ncpu, (ch + cs + ci) / (double)(ncpu > 0 ? ncpu : 1));
 	dircache_release(&sp.dc);
 	hasher_release(&hp.h);
+	close(work);
 	close(dest);
 	return 0;
 }

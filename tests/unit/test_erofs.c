@@ -194,9 +194,10 @@ static void set_mtime(int dfd, const char *name, time_t s, long ns)
 
 /* ------------------------------------------------------------------------ */
 
-static void test_every_type(void **state)
+/* Below REL (a new directory of the fixture): every inode type, xattrs of
+ * every namespace, a hard-link group, times before 1970 and after 2038. */
+static void build_every_type(struct fx *f, const char *rel)
 {
-	struct fx *f = *state;
 	static const unsigned char acl_access[] = {
 	        2,    0, 0, 0, /* version */
 	        1,    0, 6, 0, 0xff, 0xff, 0xff, 0xff, /* USER_OBJ rw- */
@@ -207,12 +208,13 @@ static void test_every_type(void **state)
 	};
 	static const unsigned char cap[20] = {0, 0, 0, 2, 0x00, 0x20, 0, 0}; /* v2, cap_net_raw */
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+#define P(x) (snprintf(at, sizeof(at), "%s/%s/%s", f->tmp, rel, x), at)
 	_cleanup_close_ int src = -1, sub = -1, sock = -1;
 
-	if (!require_root("mknod, trusted.* xattrs, mount"))
-		return;
-	assert_int_equal(mkdirat(f->dir, "src", 0750), 0);
-	src = openat(f->dir, "src", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	char at[256];
+
+	assert_int_equal(mkdirat(f->dir, rel, 0750), 0);
+	src = openat(f->dir, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	assert_true(src >= 0);
 	assert_int_equal(mkdirat(src, "sub", 02775), 0);
 	sub = openat(src, "sub", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -239,29 +241,41 @@ static void test_every_type(void **state)
 	assert_int_equal(mkfifoat(src, "fifo", 0640), 0);
 	sock = socket(AF_UNIX, SOCK_STREAM, 0);
 	assert_true(sock >= 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/src/sock", f->tmp);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/sock", f->tmp, rel);
 	assert_int_equal(bind(sock, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	/* a hard-link group of three names in two directories */
 	assert_int_equal(linkat(src, "block", sub, "hl1", 0), 0);
 	assert_int_equal(linkat(src, "block", sub, "hl2", 0), 0);
 	/* xattrs of every namespace */
-	assert_int_equal(setxattr(p(f, "src/one"), "user.k", "v", 1, 0), 0);
-	assert_int_equal(setxattr(p(f, "src/one"), "user.empty", "", 0, 0), 0);
-	assert_int_equal(setxattr(p(f, "src/one"), "trusted.t", "\0\1\2", 3, 0), 0);
-	assert_int_equal(setxattr(p(f, "src/big"), "security.capability", cap, sizeof(cap), 0), 0);
-	assert_int_equal(
-	        setxattr(p(f, "src/empty"), "system.posix_acl_access", acl_access, sizeof(acl_access), 0), 0);
-	assert_int_equal(
-	        setxattr(p(f, "src/sub"), "system.posix_acl_default", acl_access, sizeof(acl_access), 0), 0);
-	assert_int_equal(lsetxattr(p(f, "src/abs"), "trusted.on-a-symlink", "s", 1, 0), 0);
-	assert_int_equal(setxattr(p(f, "src/block"), "user.shared-by-links", "x", 1, 0), 0);
-	assert_int_equal(setxattr(p(f, "src/fifo"), "trusted.f", "fifo", 4, 0), 0);
+	assert_int_equal(setxattr(P("one"), "user.k", "v", 1, 0), 0);
+	assert_int_equal(setxattr(P("one"), "user.empty", "", 0, 0), 0);
+	assert_int_equal(setxattr(P("one"), "trusted.t", "\0\1\2", 3, 0), 0);
+	assert_int_equal(setxattr(P("big"), "security.capability", cap, sizeof(cap), 0), 0);
+	assert_int_equal(setxattr(P("empty"), "system.posix_acl_access", acl_access, sizeof(acl_access), 0),
+	                 0);
+	assert_int_equal(setxattr(P("sub"), "system.posix_acl_default", acl_access, sizeof(acl_access), 0),
+	                 0);
+	assert_int_equal(lsetxattr(P("abs"), "trusted.on-a-symlink", "s", 1, 0), 0);
+	assert_int_equal(setxattr(P("block"), "user.shared-by-links", "x", 1, 0), 0);
+	assert_int_equal(setxattr(P("fifo"), "trusted.f", "fifo", 4, 0), 0);
 	set_mtime(src, "one", 1234567890, 123456789);
 	set_mtime(src, "abs", -1, 999999999); /* before 1970 */
 	set_mtime(src, "chr", 4102444800LL, 1); /* after 2038 */
 	set_mtime(src, "fifo", 1234567890, 123456789); /* the most common: compact inodes */
 	set_mtime(src, "sgid", 1234567890, 123456789);
+#undef P
+}
 
+static void test_every_type(void **state)
+{
+	struct fx *f = *state;
+	_cleanup_close_ int src = -1;
+
+	if (!require_root("mknod, trusted.* xattrs, mount"))
+		return;
+	build_every_type(f, "src");
+	src = openat(f->dir, "src", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(src >= 0);
 	build_from(f, "src", "img");
 	assert_int_equal(fsck(f, "img"), 0);
 	mount_image(f, "img", "mnt");
@@ -799,6 +813,61 @@ static void test_meta_image(void **state)
 	assert_null(dir);
 }
 
+/* A writer's working copy (meta_work_open): empty without a record; a
+ * copy of the image (every type, xattrs of every namespace, hard links,
+ * sparse sizes) that nobody else sees; an image written from it
+ * (meta_image_write) is the next record. */
+static void test_work_copy(void **state)
+{
+	struct fx *f = *state;
+	_cleanup_close_ int home = -1, meta = -1, work = -1, again = -1;
+	struct stat st;
+	char xp[80], v[8];
+
+	if (!require_root("fsopen"))
+		return;
+	assert_int_equal(mkdirat(f->dir, "home", 0755), 0);
+	home = openat(f->dir, "home", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(home >= 0);
+	/* no record: an empty copy */
+	assert_int_equal(meta_work_open(home, &work), 0);
+	assert_int_equal(fstatat(work, "x", &st, AT_SYMLINK_NOFOLLOW), -1);
+	close(work);
+	work = -1;
+	/* a record with every type of entry */
+	build_every_type(f, "home/meta");
+	meta = openat(home, "meta", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(meta >= 0);
+	assert_int_equal(meta_image_write(meta, home), 0);
+	assert_int_equal(remove_tree_at(home, "meta"), 0);
+	assert_int_equal(meta_work_open(home, &work), 1);
+	/* the copy shows what the image shows */
+	mount_image(f, "home/meta.img", "mnt");
+	snprintf(xp, sizeof(xp), "/proc/%d/fd/%d", (int)getpid(), work);
+	{
+		char cmd[4096];
+		snprintf(cmd, sizeof(cmd), "%s %s >%s/w.man && %s %s >%s/m.man && cmp -s %s/w.man %s/m.man",
+		         manifest_tool, xp, f->tmp, manifest_tool, p(f, "mnt"), f->tmp, f->tmp, f->tmp);
+		assert_int_equal(system(cmd), 0);
+	}
+	/* a change in the copy is seen by nobody until an image of it */
+	mkfile(work, "new-stub", 4096, 0640);
+	snprintf(xp, sizeof(xp), "/proc/self/fd/%d/new-stub", work);
+	assert_int_equal(lsetxattr(xp, "trusted.overlay.redirect", "/ab/x", 5, 0), 0);
+	assert_int_equal(faccessat(home, "meta", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+	again = meta_image_open(home, 0);
+	assert_true(again >= 0);
+	assert_int_equal(fstatat(again, "new-stub", &st, AT_SYMLINK_NOFOLLOW), -1);
+	close(again);
+	assert_int_equal(meta_image_write(work, home), 0);
+	again = meta_image_open(home, 0);
+	assert_true(again >= 0);
+	assert_int_equal(fstatat(again, "new-stub", &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(st.st_size, 4096);
+	snprintf(xp, sizeof(xp), "/proc/self/fd/%d/new-stub", again);
+	assert_int_equal(lgetxattr(xp, "trusted.overlay.redirect", v, sizeof(v)), 5);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -813,6 +882,7 @@ int main(int argc, char **argv)
 	        cmocka_unit_test_setup_teardown(test_stub_sizes, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_overlay_redirect, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_meta_image, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_work_copy, setup, teardown),
 	};
 	char *copy = strdup(argv[0]);
 

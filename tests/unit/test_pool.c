@@ -269,14 +269,15 @@ static void test_bad_conf(void **state)
 	good = get_file(fd, "vunify.conf");
 
 	/* a future format, and format 0; format 1 (16-digit link keys) is
-	 * read.  A redirect pool is written as format 3 (metadata images) */
+	 * read.  A redirect pool is written as format 4 (the metadata image
+	 * is the record) */
 	conf = strdup(good);
 	assert_non_null(conf);
-	assert_non_null(strstr(conf, "\nformat 3\n"));
-	strstr(conf, "\nformat 3\n")[8] = '4';
+	assert_non_null(strstr(conf, "\nformat 4\n"));
+	strstr(conf, "\nformat 4\n")[8] = '5';
 	put_file(fd, "vunify.conf", conf);
 	assert_int_equal(pool_open(f->pool, POOL_LOCK_SHARED, false, &p, &line), -EPROTO);
-	strstr(conf, "\nformat 4\n")[8] = '0';
+	strstr(conf, "\nformat 5\n")[8] = '0';
 	put_file(fd, "vunify.conf", conf);
 	assert_int_equal(pool_open(f->pool, POOL_LOCK_SHARED, false, &p, &line), -EPROTO);
 	strstr(conf, "\nformat 0\n")[8] = '1';
@@ -285,9 +286,9 @@ static void test_bad_conf(void **state)
 	assert_int_equal(p->format, 1);
 	pool_close(p);
 	p = NULL;
-	/* a redirect pool of format 1 or 2 (before metadata images) is
-	 * upgraded in place, keeping layout and id */
-	for (char v = '1'; v <= '2'; v++) {
+	/* a redirect pool of format 1 to 3 (before the image was the record)
+	 * is upgraded in place, keeping layout and id */
+	for (char v = '1'; v <= '3'; v++) {
 		char *now;
 
 		strstr(conf, "\nformat ")[8] = v;
@@ -295,7 +296,7 @@ static void test_bad_conf(void **state)
 		p = open_ok(f->pool, POOL_LOCK_EXCLUSIVE);
 		assert_int_equal(p->format, v - '0');
 		assert_int_equal(pool_upgrade(p), 0);
-		assert_int_equal(p->format, 3);
+		assert_int_equal(p->format, 4);
 		pool_close(p);
 		p = NULL;
 		now = get_file(fd, "vunify.conf");
