@@ -360,6 +360,16 @@ static int image_will_change(void *ud)
 	return lower_will_change(ud);
 }
 
+/* prune_prepare over the record itself (read-only) stops at its first
+ * change, which the working copy must take. */
+#define E_NEEDS_COPY 1000
+static int needs_copy(void *ud)
+{
+	struct guest_scan *gs = ud;
+
+	return gs->lower_is_copy ? lower_will_change(gs) : -E_NEEDS_COPY;
+}
+
 /* The end of a guest's offline run, a lower layer changed in place (the link
  * layout; the order: prune.h):
  *   1. every upper directory's (and symlink's) lower counterpart gets its
@@ -449,8 +459,9 @@ static int commit_image(struct guest_scan *gs, bool changed)
  *      next unify removes them;
  *   3. every upper directory's lower counterpart gets its attributes and
  *      the upper symlinks an equal lower one (prune.h), in the working
- *      copy, and the image is written again if that changed it (as 1: all
- *      of it hidden by the upper directories and symlinks);
+ *      copy (made now if nothing made one yet), and the image is written
+ *      again if that changed it (as 1: all of it hidden by the upper
+ *      directories and symlinks);
  *   4. the upper directories and symlinks that hold nothing of the
  *      guest's own go (prune_apply), then syncfs of the upper: the image
  *      shows the same without them.
@@ -470,8 +481,17 @@ static int finish_image(struct pool *p, struct guest_scan *gs)
 		r = fold_finish(gs);
 	/* 3. */
 	if (r == 0)
-		r = prune_prepare(gs->upper_fd, gs->lower_fd, &p->policy, image_will_change, gs, &pl,
-		                  &changed);
+		r = prune_prepare(gs->upper_fd, gs->lower_fd, &p->policy, needs_copy, gs, &pl, &changed);
+	if (r == -E_NEEDS_COPY) {
+		/* nothing changed yet: again, on a working copy */
+		prune_list_free(&pl);
+		pl = (struct prune_list){0};
+		changed = 0;
+		r = lower_will_change(gs);
+		if (r == 0)
+			r = prune_prepare(gs->upper_fd, gs->lower_fd, &p->policy, image_will_change, gs, &pl,
+			                  &changed);
+	}
 	if (r == 0 && (changed || gs->lower_changed))
 		r = commit_image(gs, true);
 	/* 4. */

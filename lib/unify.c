@@ -50,8 +50,17 @@ static void guest_scan_free(struct guest_scan *gs)
 
 int lower_will_change(struct guest_scan *gs)
 {
-	/* the working copy is private: the image written at the end of the
-	 * store is what makes the change */
+	/* the first change: a private working copy of the record, which the
+	 * image written at the end of the store makes the record */
+	if (gs->lower_image && !gs->lower_is_copy) {
+		int fd = -1, r = meta_work_open(gs->home_fd, &fd);
+		if (r < 0)
+			return r;
+		if (gs->lower_fd >= 0)
+			close(gs->lower_fd);
+		gs->lower_fd = fd;
+		gs->lower_is_copy = true;
+	}
 	gs->lower_changed = true;
 	return 0;
 }
@@ -158,9 +167,21 @@ static int open_guest(struct pool *p, const char *name, struct guest_scan *gs, b
 		if (r < 0)
 			goto fail;
 		if (gs->lower_image) {
-			/* the working copy (meta_image.h): the image, else the
-			 * stubs of an older pool, else empty */
-			r = meta_work_open(gs->home_fd, &gs->lower_fd);
+			/* the record, read-only: the image, else the stubs of an
+			 * older pool; a private working copy of it is made at the
+			 * first change (lower_will_change), and an empty one for
+			 * a guest that has neither */
+			gs->lower_fd = meta_image_open(gs->home_fd, 0);
+			if (gs->lower_fd == -ENOENT) {
+				gs->lower_fd = openat(gs->home_fd, HOME_META,
+				                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+				if (gs->lower_fd < 0)
+					gs->lower_fd = errno == ENOENT ? -ENOENT : neg_errno();
+			}
+			if (gs->lower_fd == -ENOENT)
+				r = lower_will_change(gs);
+			else if (gs->lower_fd < 0)
+				r = gs->lower_fd;
 			if (r < 0)
 				goto fail;
 		} else {

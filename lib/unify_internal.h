@@ -232,6 +232,8 @@ struct guest_scan {
 	bool lower_image; /* HOME/meta.img is the record: lower_fd is a private
 	                   * working copy (meta_work_open) and the upper-side
 	                   * steps wait for the image (store.c, finish_lower) */
+	bool lower_is_copy; /* lower_fd is the working copy (else the record,
+	                     * read-only: nothing changed yet) */
 	bool lower_changed; /* the working copy differs from the record */
 };
 
