@@ -452,8 +452,9 @@ static int commit_image(struct guest_scan *gs, bool changed)
  *      step 1) or is an adopter's, named in 2.  Stubs beside it go after
  *      the rename;
  *   2. the upper-side steps, each hiding less of what the image shows:
- *      adoptions and the upper copies (store_commit_upper), the whiteouts
- *      and opaque marks (fold_finish).  Dying in between leaves upper
+ *      the whiteouts and opaque marks (fold_finish: the image lacks what
+ *      they hid), then adoptions and the upper copies
+ *      (store_commit_upper).  Dying in between leaves upper
  *      entries that hide equal entries of the image (or, before an
  *      adoption, an entry naming the object it is about to become); the
  *      next unify removes them;
@@ -474,11 +475,12 @@ static int finish_image(struct pool *p, struct guest_scan *gs)
 
 	/* 1. */
 	r = commit_image(gs, gs->lower_changed);
-	/* 2. */
-	if (r == 0)
-		r = store_commit_upper(p, gs);
+	/* 2. (the opaque marks before the upper copies under them: an
+	 *    opaque directory must not hide what its removed copies show) */
 	if (r == 0)
 		r = fold_finish(gs);
+	if (r == 0)
+		r = store_commit_upper(p, gs);
 	/* 3. */
 	if (r == 0)
 		r = prune_prepare(gs->upper_fd, gs->lower_fd, &p->policy, needs_copy, gs, &pl, &changed);

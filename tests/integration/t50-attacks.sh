@@ -336,8 +336,8 @@ done
 # both views intact, no stubs on disk beside an image, fsck clean, and a
 # re-run finishes the work.
 killed=0 after_image=0
-for point in renameat:1 renameat:2 renameat:3 fsync:1 fsync:2 fsync:3 fsync:4 unlinkat:1 unlinkat:3 \
-	syncfs:2 syncfs:3 syncfs:4 syncfs:5; do
+for point in renameat:1 renameat:2 renameat:3 fsync:1 fsync:2 fsync:3 fsync:4 unlinkat:1 unlinkat:2 unlinkat:3 unlinkat:5 \
+	syncfs:2 syncfs:3 syncfs:4 syncfs:5 syncfs:6; do
 	sc=${point%:*} k=${point#*:}
 	newcase "kill_9_around_the_image_rename ($point)" redirect 1
 	mktree "$C/tree"
