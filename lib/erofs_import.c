@@ -1,6 +1,7 @@
 /* Import a directory tree into an erofs_tree (see erofs.h).  The walk is
  * lib/walk.c's: nothing is followed, directories are reached through their
- * parents' fds, non-directories through O_PATH|O_NOFOLLOW fds. */
+ * parents' fds, the xattrs of non-directories read by name in their
+ * parent (xattr_list_read_at). */
 #define _GNU_SOURCE
 #include "erofs.h"
 
@@ -42,13 +43,14 @@ static struct erofs_node *link_find(struct ctx *c, const struct stat *st)
 	return NULL;
 }
 
-static int copy_xattrs(struct erofs_node *n, int fd, bool o_path)
+/* The xattrs of the directory FD, or of the entry NAME in FD. */
+static int copy_xattrs(struct erofs_node *n, int fd, const char *name)
 {
 	struct xattr_list l = {0};
 	size_t i;
 	int r;
 
-	r = xattr_list_read(fd, o_path, 0, &l);
+	r = name ? xattr_list_read_at(fd, name, 0, &l) : xattr_list_read(fd, false, 0, &l);
 	for (i = 0; r == 0 && i < l.n; i++)
 		r = erofs_set_xattr(n, l.v[i].name, l.v[i].value, l.v[i].size);
 	xattr_list_free(&l);
@@ -59,7 +61,6 @@ static int visit(const struct walk_entry *e, enum walk_event ev, void *ud)
 {
 	struct ctx *c = ud;
 	struct erofs_node *parent, *n = NULL;
-	_cleanup_close_ int fd = -1;
 	char target[4096];
 	int r;
 
@@ -79,7 +80,7 @@ static int visit(const struct walk_entry *e, enum walk_event ev, void *ud)
 		n = erofs_tree_root(c->tree);
 		erofs_node_set_stat(n, &e->st);
 		c->stack[0] = n;
-		return copy_xattrs(n, e->fd, false);
+		return copy_xattrs(n, e->fd, NULL);
 	}
 	parent = c->stack[e->depth - 1];
 	if (!S_ISDIR(e->st.st_mode) && e->st.st_nlink > 1) {
@@ -99,12 +100,9 @@ static int visit(const struct walk_entry *e, enum walk_event ev, void *ud)
 		return r;
 	if (S_ISDIR(e->st.st_mode)) {
 		c->stack[e->depth] = n;
-		return copy_xattrs(n, e->fd, false);
+		return copy_xattrs(n, e->fd, NULL);
 	}
-	fd = openat(e->parent_fd, e->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return neg_errno();
-	r = copy_xattrs(n, fd, true);
+	r = copy_xattrs(n, e->parent_fd, e->name);
 	if (r < 0)
 		return r;
 	if (e->st.st_nlink > 1) {

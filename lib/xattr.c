@@ -6,8 +6,12 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include "hash.h"
 #include "util.h"
@@ -15,22 +19,61 @@
 
 #define PROC_FD_LEN 32
 
+/* getxattrat(2) and listxattrat(2), Linux 6.13: one xattr of the entry NAME
+ * in a directory, looked up without following it.  The numbers are the
+ * same on every architecture (the unified table since 5.1); glibc of
+ * Debian 12 has no wrappers. */
+#ifndef __NR_getxattrat
+#define __NR_getxattrat 464
+#endif
+#ifndef __NR_listxattrat
+#define __NR_listxattrat 465
+#endif
+
+struct xattrat_args {
+	uint64_t value;
+	uint32_t size;
+	uint32_t flags;
+};
+
+/* Where the xattrs are read from: an fd opened for reading, an O_PATH fd
+ * (through /proc/self/fd/N, which names the inode itself), or the entry
+ * NAME in DIR_FD (the *xattrat calls, which spare that path's lookup and
+ * the open and close of an O_PATH fd: a third of a first unify's image
+ * import was the lookup of /proc paths). */
+struct xsrc {
+	int fd;
+	bool o_path;
+	const char *name; /* non-NULL: NAME in DIR_FD (fd) */
+};
+
 static const char *proc_path(int fd, char buf[PROC_FD_LEN])
 {
 	snprintf(buf, PROC_FD_LEN, "/proc/self/fd/%d", fd);
 	return buf;
 }
 
-static ssize_t do_list(int fd, bool o_path, char *buf, size_t size)
+/* 0 unknown, 1 the kernel has the *xattrat calls, -1 it has not */
+static int have_xattrat;
+
+static ssize_t do_list(const struct xsrc *s, char *buf, size_t size)
 {
 	char p[PROC_FD_LEN];
-	return o_path ? listxattr(proc_path(fd, p), buf, size) : flistxattr(fd, buf, size);
+
+	if (s->name)
+		return syscall(__NR_listxattrat, s->fd, s->name, AT_SYMLINK_NOFOLLOW, buf, size);
+	return s->o_path ? listxattr(proc_path(s->fd, p), buf, size) : flistxattr(s->fd, buf, size);
 }
 
-static ssize_t do_get(int fd, bool o_path, const char *name, void *buf, size_t size)
+static ssize_t do_get(const struct xsrc *s, const char *name, void *buf, size_t size)
 {
 	char p[PROC_FD_LEN];
-	return o_path ? getxattr(proc_path(fd, p), name, buf, size) : fgetxattr(fd, name, buf, size);
+
+	if (s->name) {
+		struct xattrat_args a = {.value = (uint64_t)(uintptr_t)buf, .size = (uint32_t)size};
+		return syscall(__NR_getxattrat, s->fd, s->name, AT_SYMLINK_NOFOLLOW, name, &a, sizeof(a));
+	}
+	return s->o_path ? getxattr(proc_path(s->fd, p), name, buf, size) : fgetxattr(s->fd, name, buf, size);
 }
 
 int xattr_set(int fd, bool o_path, const char *name, const void *value, size_t size)
@@ -43,7 +86,8 @@ int xattr_set(int fd, bool o_path, const char *name, const void *value, size_t s
 
 int xattr_get(int fd, bool o_path, const char *name, void *value, size_t size)
 {
-	ssize_t n = do_get(fd, o_path, name, value, size);
+	struct xsrc src = {.fd = fd, .o_path = o_path};
+	ssize_t n = do_get(&src, name, value, size);
 	return n < 0 ? neg_errno() : (int)n;
 }
 
@@ -70,38 +114,84 @@ void xattr_list_free(struct xattr_list *l)
 	l->n = 0;
 }
 
-int xattr_list_read(int fd, bool o_path, unsigned flags, struct xattr_list *ret)
+/* The value of NAME into *ret (malloc'd, *ret_size bytes): one call when it
+ * fits a small buffer, as nearly all do, else asked for its size first.
+ * Returns 0 or -errno (-ENODATA: gone meanwhile). */
+static int read_value(const struct xsrc *s, const char *name, unsigned char **ret, size_t *ret_size)
 {
-	struct xattr_list l = {0};
-	_cleanup_free_ char *names = NULL;
-	ssize_t len;
+	unsigned char small[256], *v = NULL;
+	ssize_t vl = do_get(s, name, small, sizeof(small));
 
-	for (;;) {
-		len = do_list(fd, o_path, NULL, 0);
-		if (len < 0) {
-			if (errno == ENOTSUP || errno == EOPNOTSUPP) {
-				*ret = l;
-				return 0;
-			}
-			return neg_errno();
-		}
-		if (len == 0) {
-			*ret = l;
-			return 0;
-		}
+	if (vl >= 0) {
+		v = malloc(vl ? (size_t)vl : 1);
+		if (!v)
+			return -ENOMEM;
+		memcpy(v, small, (size_t)vl);
+	}
+	while (vl < 0 && errno == ERANGE) {
+		vl = do_get(s, name, NULL, 0);
+		if (vl < 0)
+			break;
+		free(v);
+		v = malloc(vl ? (size_t)vl : 1);
+		if (!v)
+			return -ENOMEM;
+		vl = do_get(s, name, v, (size_t)vl);
+	}
+	if (vl < 0) {
+		int r = neg_errno();
+		free(v);
+		return r;
+	}
+	*ret = v;
+	*ret_size = (size_t)vl;
+	return 0;
+}
+
+/* The names, NUL-separated, into *ret (malloc'd; NULL when there are
+ * none).  Returns their length or -errno. */
+static ssize_t read_names(const struct xsrc *s, char **ret)
+{
+	char small[1024], *names = NULL;
+	ssize_t len = do_list(s, small, sizeof(small));
+
+	if (len > 0) {
+		names = malloc((size_t)len);
+		if (!names)
+			return -ENOMEM;
+		memcpy(names, small, (size_t)len);
+	}
+	while (len < 0 && errno == ERANGE) {
+		len = do_list(s, NULL, 0);
+		if (len <= 0)
+			break;
 		free(names);
 		names = malloc((size_t)len);
 		if (!names)
 			return -ENOMEM;
-		len = do_list(fd, o_path, names, (size_t)len);
-		if (len >= 0)
-			break;
-		if (errno != ERANGE)
-			return neg_errno();
+		len = do_list(s, names, (size_t)len);
 	}
+	if (len < 0) {
+		ssize_t r = errno == ENOTSUP || errno == EOPNOTSUPP ? 0 : neg_errno();
+		free(names);
+		names = NULL;
+		len = r;
+	}
+	*ret = names;
+	return len;
+}
+
+static int list_read(const struct xsrc *s, unsigned flags, struct xattr_list *ret)
+{
+	struct xattr_list l = {0};
+	_cleanup_free_ char *names = NULL;
+	ssize_t len = read_names(s, &names);
+
+	if (len < 0)
+		return (int)len;
 	for (char *n = names; n < names + len; n += strlen(n) + 1) {
 		struct xattr *x;
-		ssize_t vl;
+		int r;
 
 		if ((flags & XATTR_SKIP_OVERLAY) && !strncmp(n, "trusted.overlay.", 16))
 			continue;
@@ -112,45 +202,55 @@ int xattr_list_read(int fd, bool o_path, unsigned flags, struct xattr_list *ret)
 		}
 		l.v = x;
 		x = &l.v[l.n];
-		x->name = strdup(n);
-		x->value = NULL;
-		x->size = 0;
+		*x = (struct xattr){.name = strdup(n)};
 		if (!x->name) {
 			xattr_list_free(&l);
 			return -ENOMEM;
 		}
-		l.n++;
-		for (;;) {
-			vl = do_get(fd, o_path, n, NULL, 0);
-			if (vl < 0)
-				break;
-			free(x->value);
-			x->value = malloc(vl ? (size_t)vl : 1);
-			if (!x->value) {
-				xattr_list_free(&l);
-				return -ENOMEM;
-			}
-			vl = do_get(fd, o_path, n, x->value, (size_t)vl);
-			if (vl >= 0 || errno != ERANGE)
-				break;
+		r = read_value(s, n, &x->value, &x->size);
+		if (r == -ENODATA) { /* removed meanwhile */
+			free(x->name);
+			continue;
 		}
-		if (vl < 0) {
-			int r = neg_errno();
-			if (r == -ENODATA) { /* removed meanwhile */
-				free(x->name);
-				free(x->value);
-				l.n--;
-				continue;
-			}
+		if (r < 0) {
+			free(x->name);
 			xattr_list_free(&l);
 			return r;
 		}
-		x->size = (size_t)vl;
+		l.n++;
 	}
 	if (l.n > 1)
 		qsort(l.v, l.n, sizeof(*l.v), cmp_xattr);
 	*ret = l;
 	return 0;
+}
+
+int xattr_list_read(int fd, bool o_path, unsigned flags, struct xattr_list *ret)
+{
+	struct xsrc src = {.fd = fd, .o_path = o_path};
+
+	return list_read(&src, flags, ret);
+}
+
+int xattr_list_read_at(int dir_fd, const char *name, unsigned flags, struct xattr_list *ret)
+{
+	struct xsrc src = {.fd = dir_fd, .name = name};
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	if (__atomic_load_n(&have_xattrat, __ATOMIC_RELAXED) >= 0) {
+		r = list_read(&src, flags, ret);
+		if (r != -ENOSYS) {
+			__atomic_store_n(&have_xattrat, 1, __ATOMIC_RELAXED);
+			return r;
+		}
+		__atomic_store_n(&have_xattrat, -1, __ATOMIC_RELAXED);
+	}
+	/* before 6.13: the entry's inode through an O_PATH fd */
+	fd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return neg_errno();
+	return xattr_list_read(fd, true, flags, ret);
 }
 
 int xattr_list_apply(int fd, bool o_path, const struct xattr_list *l)

@@ -32,6 +32,13 @@ enum xattr_flags {
  * list.  Returns 0 or -errno; *ret untouched on failure. */
 int xattr_list_read(int fd, bool o_path, unsigned flags, struct xattr_list *ret);
 
+/* The same for the entry NAME in directory DIR_FD, not followed if it is a
+ * symlink: read by name (getxattrat, Linux 6.13+; through an O_PATH fd on
+ * older kernels), so nothing is opened.  For trees vunify owns (its
+ * working copies) or where the entry's identity is checked otherwise: by
+ * name, a rename between the caller's stat and this call is not seen. */
+int xattr_list_read_at(int dir_fd, const char *name, unsigned flags, struct xattr_list *ret);
+
 /* Set every xattr of l on fd.  Returns 0 or -errno. */
 int xattr_list_apply(int fd, bool o_path, const struct xattr_list *l);
 

@@ -328,6 +328,70 @@ static void test_o_path(void **state)
 	close(fifo);
 }
 
+/* By name in the parent (xattr_list_read_at): the same list as through an
+ * fd, for values past the first small buffer and name lists past it too;
+ * a symlink's own xattrs, never its target's; a fifo never opened. */
+static void test_read_at(void **state)
+{
+	struct fixture *f = *state;
+	struct xattr_list a = {0}, b = {0};
+	static char big[3000];
+	char name[64];
+	int fd = new_file(f->dir, "src"), many = new_file(f->dir, "many"), lnk;
+
+	if (!require_root()) {
+		close(fd);
+		close(many);
+		skip();
+		return;
+	}
+	memset(big, 'b', sizeof(big));
+	assert_int_equal(xattr_set(fd, false, "user.big", big, sizeof(big)), 0);
+	assert_int_equal(xattr_set(fd, false, "user.empty", "", 0), 0);
+	assert_int_equal(xattr_set(fd, false, "trusted.overlay.metacopy", "", 0), 0);
+	assert_int_equal(xattr_list_read(fd, false, 0, &a), 0);
+	assert_int_equal(a.n, 3);
+	assert_int_equal(xattr_list_read_at(f->dir, "src", 0, &b), 0);
+	assert_true(xattr_list_equal(&a, &b));
+	assert_int_equal(find(&b, "user.big")->size, sizeof(big));
+	xattr_list_free(&b);
+	assert_int_equal(xattr_list_read_at(f->dir, "src", XATTR_SKIP_OVERLAY, &b), 0);
+	assert_int_equal(b.n, 2);
+	assert_null(find(&b, "trusted.overlay.metacopy"));
+	xattr_list_free(&b);
+	xattr_list_free(&a);
+	/* 30 names of 40-odd bytes: a list longer than 1 KiB */
+	for (int i = 0; i < 30; i++) {
+		snprintf(name, sizeof(name), "user.a-rather-long-name-for-a-list-%03d", i);
+		assert_int_equal(xattr_set(many, false, name, bin, sizeof(bin)), 0);
+	}
+	assert_int_equal(xattr_list_read(many, false, 0, &a), 0);
+	assert_int_equal(a.n, 30);
+	assert_int_equal(xattr_list_read_at(f->dir, "many", 0, &b), 0);
+	assert_true(xattr_list_equal(&a, &b));
+	assert_sorted(&b);
+	xattr_list_free(&b);
+
+	/* the symlink itself: its one xattr, not the 43 of what it names */
+	assert_int_equal(symlinkat("src", f->dir, "sym"), 0);
+	lnk = openat(f->dir, "sym", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	assert_true(lnk >= 0);
+	assert_int_equal(xattr_set(lnk, true, "trusted.sym", bin, sizeof(bin)), 0);
+	assert_int_equal(xattr_list_read_at(f->dir, "sym", 0, &b), 0);
+	assert_int_equal(b.n, 1);
+	assert_string_equal(b.v[0].name, "trusted.sym");
+	xattr_list_free(&b);
+	/* a fifo: read without opening it (an open would block) */
+	assert_int_equal(mkfifoat(f->dir, "fifo", 0600), 0);
+	assert_int_equal(xattr_list_read_at(f->dir, "fifo", 0, &b), 0);
+	assert_int_equal(b.n, 0);
+	assert_int_equal(xattr_list_read_at(f->dir, "missing", 0, &b), -ENOENT);
+	xattr_list_free(&a);
+	close(lnk);
+	close(many);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -335,6 +399,7 @@ int main(void)
 	        cmocka_unit_test(test_equal_and_hash),
 	        cmocka_unit_test_setup_teardown(test_trusted_and_overlay, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_o_path, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_read_at, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
