@@ -24,12 +24,27 @@ void dircache_init(struct dircache *dc, int root_fd, bool mkdirs)
  * otherwise need more fds than RLIMIT_NOFILE allows. */
 #define DIRCACHE_MAX_FDS 64
 
+/* Times are put back best effort: a directory's times are not part of
+ * the view vunify keeps (SPEC: mtime of non-directories), only worth
+ * keeping, so a failure here fails nothing. */
+static void put_times(int fd, const struct timespec ts[2])
+{
+	struct stat st;
+
+	/* only where an entry changed: a futimens dirties the inode */
+	if (fstat(fd, &st) == 0 && (st.st_mtim.tv_sec != ts[1].tv_sec || st.st_mtim.tv_nsec != ts[1].tv_nsec))
+		(void)!futimens(fd, ts);
+}
+
 static void drop_to(struct dircache *dc, size_t depth)
 {
 	while (dc->depth > depth) {
 		int fd = dc->fds[--dc->depth];
-		if (fd >= 0)
+		if (fd >= 0) {
+			if (dc->keep_times)
+				put_times(fd, dc->times[dc->depth]);
 			close(fd);
+		}
 	}
 	dc->len = depth ? dc->ends[depth - 1] : 0;
 }
@@ -37,10 +52,28 @@ static void drop_to(struct dircache *dc, size_t depth)
 void dircache_release(struct dircache *dc)
 {
 	drop_to(dc, 0);
+	if (dc->keep_times && dc->root_fd >= 0)
+		put_times(dc->root_fd, dc->root_times);
 	free(dc->dir);
 	free(dc->fds);
 	free(dc->ends);
+	free(dc->times);
 	*dc = (struct dircache){.root_fd = dc->root_fd, .mkdirs = dc->mkdirs};
+}
+
+int dircache_keep_times(struct dircache *dc)
+{
+	struct stat st;
+
+	drop_to(dc, 0);
+	if (dc->root_fd >= 0) {
+		if (fstat(dc->root_fd, &st) < 0)
+			return neg_errno();
+		dc->root_times[0] = st.st_atim;
+		dc->root_times[1] = st.st_mtim;
+	}
+	dc->keep_times = true;
+	return 0;
 }
 
 static int push(struct dircache *dc, const char *comp, size_t clen)
@@ -66,6 +99,12 @@ static int push(struct dircache *dc, const char *comp, size_t clen)
 		if (!ne)
 			return -ENOMEM;
 		dc->ends = ne;
+		{
+			struct timespec(*nt)[2] = realloc(dc->times, nc * sizeof(*nt));
+			if (!nt)
+				return -ENOMEM;
+			dc->times = nt;
+		}
 		dc->fcap = nc;
 	}
 	if (need > dc->cap) {
@@ -85,6 +124,16 @@ static int push(struct dircache *dc, const char *comp, size_t clen)
 	}
 	if (fd < 0)
 		return fd;
+	if (dc->keep_times) {
+		struct stat st;
+		if (fstat(fd, &st) < 0) {
+			int r = neg_errno();
+			close(fd);
+			return r;
+		}
+		dc->times[dc->depth][0] = st.st_atim;
+		dc->times[dc->depth][1] = st.st_mtim;
+	}
 	if (dc->depth)
 		dc->dir[dc->len++] = '/';
 	memcpy(dc->dir + dc->len, comp, clen);
@@ -96,6 +145,8 @@ static int push(struct dircache *dc, const char *comp, size_t clen)
 	if (dc->depth > DIRCACHE_MAX_FDS) {
 		size_t old = dc->depth - 1 - DIRCACHE_MAX_FDS;
 		if (dc->fds[old] >= 0) {
+			if (dc->keep_times)
+				put_times(dc->fds[old], dc->times[old]);
 			close(dc->fds[old]);
 			dc->fds[old] = -1;
 		}

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 struct dircache {
 	int root_fd; /* not owned */
@@ -21,10 +22,22 @@ struct dircache {
 	int *fds; /* fds[i]: directory of the first i+1 components (owned) */
 	size_t *ends; /* ends[i]: end offset of component i in dir */
 	size_t depth, fcap;
+	/* dircache_keep_times: each directory's times as first opened */
+	struct timespec (*times)[2];
+	struct timespec root_times[2];
+	bool keep_times;
 };
 
 void dircache_init(struct dircache *dc, int root_fd, bool mkdirs);
 void dircache_release(struct dircache *dc);
+
+/* From now on, every directory the cache opens (and the root) gets back
+ * the access and modification times it had when opened, as the cache
+ * lets go of it (a later lookup elsewhere, or release): removing or
+ * renaming entries through the cache leaves the directories' times as
+ * they were.  A directory reopened later takes the times it has then.
+ * Returns 0 or -errno. */
+int dircache_keep_times(struct dircache *dc);
 
 /* An fd of the directory holding RELPATH (borrowed: valid until the next
  * call or release) and *ret_name its last component.  Never follows a

@@ -222,6 +222,18 @@ static size_t item_files(size_t chosen, unsigned nth)
 	return MIN(MAX(per, (size_t)1024), (size_t)BATCH_FILES);
 }
 
+/* Whether PATH lies in the directory DIR (DLEN bytes, no slash). */
+static bool in_dir(const char *path, const char *dir, size_t dlen)
+{
+	const char *slash = strrchr(path, '/');
+	size_t len = slash ? (size_t)(slash - path) : 0;
+
+	return len == dlen && !memcmp(path, dir, dlen);
+}
+
+/* Work items of about PER chosen files each, cut where a directory ends
+ * (up to 4 * PER in one huge directory): one thread removes a directory's
+ * upper copies and so puts its times back alone (dircache_keep_times). */
 static int store_items(struct guest_scan *scans, size_t ng, unsigned nth, struct store_item **ret,
                        size_t *ret_n)
 {
@@ -234,26 +246,37 @@ static int store_items(struct guest_scan *scans, size_t ng, unsigned nth, struct
 		chosen += scans[g].chosen;
 	per = item_files(chosen, nth);
 	for (size_t g = 0; g < ng; g++) {
-		size_t begin = 0, k = 0, left = scans[g].chosen;
-		for (size_t i = 0; i < scans[g].n; i++) {
-			if (scans[g].files[i].state != SF_CHOSEN)
-				continue;
-			if (k == 0)
-				begin = i;
-			if (++k < per && k < left)
-				continue;
-			if (n == cap) {
-				struct store_item *nv = realloc(v, 2 * cap * sizeof(*v));
-				if (!nv) {
-					free(v);
-					return -ENOMEM;
-				}
-				v = nv;
-				cap *= 2;
+		size_t begin = 0, k = 0, dlen = 0;
+		const char *dir = NULL;
+		for (size_t i = 0; i <= scans[g].n; i++) {
+			const char *path = NULL;
+			if (i < scans[g].n) {
+				if (scans[g].files[i].state != SF_CHOSEN)
+					continue;
+				path = sf_paths(&scans[g].files[i])[0];
 			}
-			v[n++] = (struct store_item){&scans[g], begin, i + 1};
-			left -= k;
-			k = 0;
+			if (k && (!path || (k >= per && (k >= 4 * per || !in_dir(path, dir, dlen))))) {
+				if (n == cap) {
+					struct store_item *nv = realloc(v, 2 * cap * sizeof(*v));
+					if (!nv) {
+						free(v);
+						return -ENOMEM;
+					}
+					v = nv;
+					cap *= 2;
+				}
+				v[n++] = (struct store_item){&scans[g], begin, i};
+				k = 0;
+			}
+			if (!path)
+				break;
+			if (k++ == 0)
+				begin = i;
+			{
+				const char *slash = strrchr(path, '/');
+				dir = path;
+				dlen = slash ? (size_t)(slash - path) : 0;
+			}
 		}
 	}
 	*ret = v;
@@ -441,6 +464,14 @@ static int commit_image(struct guest_scan *gs, bool changed)
 /* The end of a guest's offline run, redirect layout: its lower layer is a private
  * working copy (meta_work_open) and HOME/meta.img the record.  The order,
  * and why a kill -9 after each step leaves the guest's view intact:
+ *   0. if the image changes anyway: every upper directory's lower
+ *      counterpart takes its attributes, and every upper symlink gets an
+ *      equal lower one (prune_prepare, its list dropped), in the working
+ *      copy only: all hidden by the upper directories and symlinks, which
+ *      are all still there.  So the image of 1 already holds what 3 would
+ *      add, and 3 finds nothing to change (the upper copies leave the
+ *      directories' times as they were: store_commit_upper), which spares
+ *      a second image of the guest.  Nothing on disk changes in 0;
  *   1. the next image, written whole from the working copy (temp name,
  *      fsync, renamed in, HOME fsync'd: commit_image).  Dying before the
  *      rename: the old image, and the upper untouched (every upper-side
@@ -473,6 +504,16 @@ static int finish_image(struct pool *p, struct guest_scan *gs)
 	uint64_t removed = 0, blocks = 0;
 	int changed = 0, r;
 
+	/* 0. (only when this image changes anyway) */
+	if (gs->lower_changed) {
+		r = prune_prepare(gs->upper_fd, gs->lower_fd, &p->policy, image_will_change, gs, &pl,
+		                  &changed);
+		prune_list_free(&pl);
+		pl = (struct prune_list){0};
+		changed = 0;
+		if (r < 0)
+			return r;
+	}
 	/* 1. */
 	r = commit_image(gs, gs->lower_changed);
 	/* 2. (the opaque marks before the upper copies under them: an

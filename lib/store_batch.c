@@ -455,6 +455,9 @@ int store_commit_upper(struct pool *p, struct guest_scan *gs)
 	int r = 0;
 
 	dircache_init(&a.upper_dc, gs->upper_fd, false);
+	/* the upper directories keep their times as the copies leave them
+	 * (finish_image's lower counterparts were given those times) */
+	r = dircache_keep_times(&a.upper_dc);
 	/* 3. adoption */
 	for (size_t i = 0; i < gs->n && r == 0; i++) {
 		struct scanned_file *f = &gs->files[i];
@@ -611,7 +614,11 @@ int store_range(struct pool *p, struct guest_scan *gs, const struct hash_set *po
 		return r;
 	dircache_init(&a.upper_dc, gs->upper_fd, false);
 	dircache_init(&a.lower_dc, gs->lower_fd, true);
-	r = batch_alloc(&b);
+	/* (threads on one directory may each take its times, one of them
+	 * after another's change: then it keeps the newer time) */
+	r = dircache_keep_times(&a.upper_dc);
+	if (r == 0)
+		r = batch_alloc(&b);
 	if (r == 0)
 		r = apply_range(&a, &b, sp, begin, end);
 	batch_free(&b);
