@@ -90,4 +90,22 @@ int erofs_write_at(struct erofs_tree *t, int dir_fd, const char *name);
  * failed, relative to DIR_FD.  Returns 0 or -errno. */
 int erofs_tree_from_dir(int dir_fd, struct erofs_tree **ret_tree, char **ret_failed);
 
+struct walk_entry;
+
+/* How erofs_tree_import treats a tree (erofs_tree_from_dir: all zero). */
+struct erofs_import {
+	unsigned xattr_flags; /* xattr.h's XATTR_* for every entry */
+	/* Called for each regular file (its first name in the tree) before
+	 * it is added: returns 0 to add it, 1 to leave it out (and its other
+	 * names), or -errno.  Writing a path of 1..SIZE-1 bytes to REDIRECT
+	 * makes it a metacopy stub redirecting there (overlayfs's
+	 * trusted.overlay.metacopy and .redirect). */
+	int (*file)(const struct walk_entry *e, void *ud, char *redirect, size_t size);
+	void *ud;
+};
+
+/* erofs_tree_from_dir as HOW says. */
+int erofs_tree_import(int dir_fd, const struct erofs_import *how, struct erofs_tree **ret_tree,
+                      char **ret_failed);
+
 #endif

@@ -31,6 +31,7 @@ struct ctx {
 	struct link_entry *links;
 	size_t n_links, cap_links;
 	const char *failed; /* path of the entry being visited */
+	const struct erofs_import *how;
 };
 
 static struct erofs_node *link_find(struct ctx *c, const struct stat *st)
@@ -44,13 +45,14 @@ static struct erofs_node *link_find(struct ctx *c, const struct stat *st)
 }
 
 /* The xattrs of the directory FD, or of the entry NAME in FD. */
-static int copy_xattrs(struct erofs_node *n, int fd, const char *name)
+static int copy_xattrs(struct ctx *c, struct erofs_node *n, int fd, const char *name)
 {
+	unsigned flags = c->how->xattr_flags;
 	struct xattr_list l = {0};
 	size_t i;
 	int r;
 
-	r = name ? xattr_list_read_at(fd, name, 0, &l) : xattr_list_read(fd, false, 0, &l);
+	r = name ? xattr_list_read_at(fd, name, flags, &l) : xattr_list_read(fd, false, flags, &l);
 	for (i = 0; r == 0 && i < l.n; i++)
 		r = erofs_set_xattr(n, l.v[i].name, l.v[i].value, l.v[i].size);
 	xattr_list_free(&l);
@@ -61,7 +63,7 @@ static int visit(const struct walk_entry *e, enum walk_event ev, void *ud)
 {
 	struct ctx *c = ud;
 	struct erofs_node *parent, *n = NULL;
-	char target[4096];
+	char target[4096], redirect[256] = "";
 	int r;
 
 	c->failed = e->path;
@@ -80,13 +82,19 @@ static int visit(const struct walk_entry *e, enum walk_event ev, void *ud)
 		n = erofs_tree_root(c->tree);
 		erofs_node_set_stat(n, &e->st);
 		c->stack[0] = n;
-		return copy_xattrs(n, e->fd, NULL);
+		return copy_xattrs(c, n, e->fd, NULL);
 	}
 	parent = c->stack[e->depth - 1];
 	if (!S_ISDIR(e->st.st_mode) && e->st.st_nlink > 1) {
 		n = link_find(c, &e->st);
 		if (n)
 			return erofs_add_link(c->tree, parent, e->name, n);
+	}
+	if (S_ISREG(e->st.st_mode) && c->how->file) {
+		r = c->how->file(e, c->how->ud, redirect, sizeof(redirect));
+		if (r != 0)
+			return r > 0 ? 0 : r;
+		redirect[sizeof(redirect) - 1] = '\0';
 	}
 	if (S_ISLNK(e->st.st_mode)) {
 		ssize_t len = readlinkat(e->parent_fd, e->name, target, sizeof(target) - 1);
@@ -100,9 +108,14 @@ static int visit(const struct walk_entry *e, enum walk_event ev, void *ud)
 		return r;
 	if (S_ISDIR(e->st.st_mode)) {
 		c->stack[e->depth] = n;
-		return copy_xattrs(n, e->fd, NULL);
+		return copy_xattrs(c, n, e->fd, NULL);
 	}
-	r = copy_xattrs(n, e->parent_fd, e->name);
+	r = copy_xattrs(c, n, e->parent_fd, e->name);
+	if (r == 0 && redirect[0]) {
+		r = erofs_set_xattr(n, "trusted.overlay.metacopy", "", 0);
+		if (r == 0)
+			r = erofs_set_xattr(n, "trusted.overlay.redirect", redirect, strlen(redirect));
+	}
 	if (r < 0)
 		return r;
 	if (e->st.st_nlink > 1) {
@@ -122,7 +135,15 @@ static int visit(const struct walk_entry *e, enum walk_event ev, void *ud)
 
 int erofs_tree_from_dir(int dir_fd, struct erofs_tree **ret_tree, char **ret_failed)
 {
-	struct ctx c = {0};
+	static const struct erofs_import plain;
+
+	return erofs_tree_import(dir_fd, &plain, ret_tree, ret_failed);
+}
+
+int erofs_tree_import(int dir_fd, const struct erofs_import *how, struct erofs_tree **ret_tree,
+                      char **ret_failed)
+{
+	struct ctx c = {.how = how};
 	int r;
 
 	r = erofs_tree_new(&c.tree);

@@ -33,6 +33,8 @@
 #include "meta_image.h"
 #include "remove_tree.h"
 #include "util.h"
+#include "walk.h"
+#include "xattr.h"
 #include "banned.h"
 
 static char manifest_tool[512];
@@ -589,6 +591,55 @@ static void test_overlay_redirect(void **state)
 	assert_memory_equal(buf, data, sizeof(data) - 1);
 }
 
+/* erofs_tree_import's file hook: "out*" left out (both names of a
+ * hard-link pair), "stub" redirected, the rest as they are; with
+ * XATTR_SKIP_OVERLAY, a tree's own trusted.overlay.* stay out. */
+static int plan(const struct walk_entry *e, void *ud, char *redirect, size_t size)
+{
+	(*(int *)ud)++;
+	if (!strncmp(e->name, "out", 3))
+		return 1;
+	if (!strcmp(e->name, "stub"))
+		snprintf(redirect, size, "/ab/cdef");
+	return 0;
+}
+
+static void test_import_hook(void **state)
+{
+	struct fx *f = *state;
+	struct erofs_tree *t = NULL;
+	int calls = 0, src;
+	struct erofs_import how = {.xattr_flags = XATTR_SKIP_OVERLAY, .file = plan, .ud = &calls};
+	char v[64];
+
+	if (!require_root("mount, trusted.* xattrs"))
+		return;
+	assert_int_equal(mkdirat(f->dir, "src", 0755), 0);
+	src = openat(f->dir, "src", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(src >= 0);
+	mkfile(src, "stub", 100, 0640);
+	mkfile(src, "plain", 7, 0644);
+	mkfile(src, "out1", 3, 0644);
+	assert_int_equal(linkat(src, "out1", src, "out2", 0), 0);
+	assert_int_equal(lsetxattr(p(f, "src/plain"), "trusted.overlay.opaque", "y", 1, 0), 0);
+	assert_int_equal(lsetxattr(p(f, "src/plain"), "user.keep", "k", 1, 0), 0);
+	assert_int_equal(erofs_tree_import(src, &how, &t, NULL), 0);
+	close(src);
+	/* one call per regular file (out2 again: out1 was left out) */
+	assert_int_equal(calls, 4);
+	write_tree(f, t, "img");
+	assert_int_equal(fsck(f, "img"), 0);
+	mount_image(f, "img", "mnt");
+	assert_int_equal(access(p(f, "mnt/out1"), F_OK), -1);
+	assert_int_equal(access(p(f, "mnt/out2"), F_OK), -1);
+	assert_int_equal(lgetxattr(p(f, "mnt/stub"), "trusted.overlay.redirect", v, sizeof(v)), 8);
+	assert_memory_equal(v, "/ab/cdef", 8);
+	assert_int_equal(lgetxattr(p(f, "mnt/stub"), "trusted.overlay.metacopy", v, sizeof(v)), 0);
+	assert_int_equal(lgetxattr(p(f, "mnt/plain"), "trusted.overlay.metacopy", v, sizeof(v)), -1);
+	assert_int_equal(lgetxattr(p(f, "mnt/plain"), "trusted.overlay.opaque", v, sizeof(v)), -1);
+	assert_int_equal(lgetxattr(p(f, "mnt/plain"), "user.keep", v, sizeof(v)), 1);
+}
+
 static void test_refused(void **state)
 {
 	struct erofs_tree *t;
@@ -872,6 +923,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_refused),
+	        cmocka_unit_test_setup_teardown(test_import_hook, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_replace, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_fsck_catches, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_every_type, setup, teardown),
