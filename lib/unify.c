@@ -240,24 +240,40 @@ void unify_result_free(struct unify_result *r)
 	r->n_guests = 0;
 }
 
-/* VUNIFY_TIMING=1: phase durations on stderr, for tuning, and the peak
- * RSS at the end of each phase ("peak-rss PHASE KiB"). */
+static double tv_s(struct timeval tv)
+{
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* VUNIFY_TIMING=1: phase durations on stderr, for tuning, the CPU time of
+ * each phase, all threads ("cpu PHASE SECONDS": against the duration, how
+ * busy the CPUs were), and the peak RSS at the end of each phase
+ * ("peak-rss PHASE KiB"). */
 static void phase_time(const char *what)
 {
 	static struct timespec t0;
+	static double cpu0;
 	struct timespec t1;
 	struct rusage ru;
+	double cpu = 0;
+	bool have_ru;
 
 	if (!getenv("VUNIFY_TIMING"))
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	have_ru = getrusage(RUSAGE_SELF, &ru) == 0;
+	if (have_ru)
+		cpu = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
 	if (t0.tv_sec) {
 		fprintf(stderr, "%s %.3f\n", what,
 		        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-		if (getrusage(RUSAGE_SELF, &ru) == 0)
+		if (have_ru) {
+			fprintf(stderr, "cpu %s %.3f\n", what, cpu - cpu0);
 			fprintf(stderr, "peak-rss %s %ld\n", what, ru.ru_maxrss);
+		}
 	}
 	t0 = t1;
+	cpu0 = cpu;
 }
 
 int unify_run(struct pool *p, char *const *names, size_t n, const struct unify_options *o,

@@ -529,7 +529,8 @@ TOTAL_WALL=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }')
 	fi
 	for id in vunify-first vunify-cross; do
 		printf '%s phases (VUNIFY_TIMING):' "$id"
-		awk '/^(scan|hash|decide|store) [0-9.]+$/ { printf " %s %s s", $1, $2 }' "$LOG/$id.log"
+		awk '/^(scan|hash|decide|store) [0-9.]+$/ { printf " %s %s s", $1, $2 }
+			/^cpu (scan|hash|decide|store) [0-9.]+$/ { printf " (CPU %s s)", $3 }' "$LOG/$id.log"
 		echo
 	done
 	echo
