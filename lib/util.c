@@ -168,6 +168,22 @@ int read_file_at(int dirfd, const char *name, size_t max, char **ret_buf, size_t
 	return 0;
 }
 
+ssize_t readlink_at(int dir_fd, const char *name, char *buf, size_t size)
+{
+	ssize_t n;
+
+	if (size == 0)
+		return -ENAMETOOLONG;
+	n = readlinkat(dir_fd, name, buf, size);
+	if (n < 0)
+		return neg_errno();
+	/* n == size: the target may have been cut short; the NUL needs one more */
+	if ((size_t)n >= size)
+		return -ENAMETOOLONG;
+	buf[n] = '\0';
+	return n;
+}
+
 int write_file_atomic_at(int dirfd, const char *name, const void *buf, size_t len, mode_t mode)
 {
 	char tmp[256];

@@ -105,6 +105,12 @@ int read_file_at(int dirfd, const char *name, size_t max, char **ret_buf, size_t
  * not a regular file, -ELOOP for a symlink, or -errno. */
 int open_regular_at(int dir_fd, const char *name, int flags, struct stat *ret_st);
 
+/* readlinkat(2) of the symlink NAME under DIR_FD into BUF (SIZE bytes),
+ * NUL-terminated.  Returns the target's length (< SIZE), -ENAMETOOLONG
+ * when the target and its NUL do not fit in SIZE (readlinkat truncates
+ * silently), -EINVAL when NAME is not a symlink, or -errno. */
+ssize_t readlink_at(int dir_fd, const char *name, char *buf, size_t size);
+
 /* Write a small file atomically: temp name in the same directory, fsync,
  * rename over NAME, fsync the directory.  Returns 0 or -errno. */
 int write_file_atomic_at(int dirfd, const char *name, const void *buf, size_t len, mode_t mode);

@@ -1,6 +1,6 @@
 /* lib/util.c: number parsing with its must-fail inputs, path joining, the
  * small-file helpers (atomic write, bounded read that never follows a
- * symlink) and byte formatting. */
+ * symlink), the bounded symlink read and byte formatting. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -256,6 +256,44 @@ static void test_read_limits(void **state)
 	assert_ptr_equal(buf, (char *)0x1);
 }
 
+static void test_readlink_at(void **state)
+{
+	struct fixture *f = *state;
+	char longest[PATH_MAX], buf[PATH_MAX], small[16];
+
+	/* the longest target a symlink holds: PATH_MAX - 1 bytes, which
+	 * with its NUL fills a PATH_MAX buffer exactly */
+	memset(longest, 't', sizeof(longest) - 1);
+	longest[sizeof(longest) - 1] = '\0';
+	assert_int_equal(symlinkat(longest, f->dir, "longest"), 0);
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(readlink_at(f->dir, "longest", buf, sizeof(buf)), PATH_MAX - 1);
+	assert_string_equal(buf, longest);
+	/* one byte less room: the whole target fits but not its NUL
+	 * (readlinkat fills the buffer and cuts nothing it can tell) */
+	assert_int_equal(readlink_at(f->dir, "longest", buf, sizeof(buf) - 1), -ENAMETOOLONG);
+
+	/* the same bound on a small buffer: 15 bytes fit in 16, 16 do not */
+	assert_int_equal(symlinkat("123456789012345", f->dir, "fits"), 0);
+	assert_int_equal(readlink_at(f->dir, "fits", small, sizeof(small)), 15);
+	assert_string_equal(small, "123456789012345");
+	assert_int_equal(symlinkat("1234567890123456", f->dir, "over"), 0);
+	assert_int_equal(readlink_at(f->dir, "over", small, sizeof(small)), -ENAMETOOLONG);
+	assert_int_equal(readlink_at(f->dir, "over", small, 0), -ENAMETOOLONG);
+
+	/* a dangling or absolute target is read, never followed */
+	assert_int_equal(symlinkat("/etc/passwd", f->dir, "abs"), 0);
+	assert_int_equal(readlink_at(f->dir, "abs", small, sizeof(small)), 11);
+	assert_string_equal(small, "/etc/passwd");
+
+	/* not a symlink: a regular file, a directory, nothing */
+	assert_int_equal(write_file_atomic_at(f->dir, "file", "x", 1, 0644), 0);
+	assert_int_equal(readlink_at(f->dir, "file", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(mkdirat(f->dir, "dir", 0755), 0);
+	assert_int_equal(readlink_at(f->dir, "dir", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(readlink_at(f->dir, "missing", buf, sizeof(buf)), -ENOENT);
+}
+
 static void test_format_bytes(void **state)
 {
 	static const struct {
@@ -330,6 +368,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_write_atomic_errors, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_readlink_at, setup, teardown),
 	        cmocka_unit_test(test_format_bytes),
 	        cmocka_unit_test(test_helpers),
 	};
