@@ -20,25 +20,12 @@
 
 #include "util.h"
 #include "tmpdir.h"
+#include "unit.h"
 #include "banned.h"
 
 static int setup(void **state)
 {
 	return fixture_setup(state, "util");
-}
-
-/* Number of entries in dir (without . and ..). */
-static size_t count_entries(int dir)
-{
-	DIR *d = fdopendir(openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-	struct dirent *de;
-	size_t n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)))
-		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
-	closedir(d);
-	return n;
 }
 
 static void test_parse_u64(void **state)
