@@ -1,6 +1,7 @@
 /* lib/util.c: number parsing with its must-fail inputs, path joining, the
  * small-file helpers (atomic write, bounded read that never follows a
- * symlink), the bounded symlink read and byte formatting. */
+ * symlink), the bounded symlink read, opening a directory for readdir
+ * and byte formatting. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -281,6 +282,39 @@ static void test_readlink_at(void **state)
 	assert_int_equal(readlink_at(f->dir, "missing", buf, sizeof(buf)), -ENOENT);
 }
 
+static void test_opendir_at(void **state)
+{
+	struct fixture *f = *state;
+	DIR *d = (DIR *)0x1;
+	struct dirent *de;
+	int r, sub, n = 0;
+
+	sub = mkdir_open(f->dir, "sub", 0755);
+	assert_int_equal(write_file_atomic_at(sub, "x", "x", 1, 0644), 0);
+	assert_int_equal(write_file_atomic_at(f->dir, "file", "x", 1, 0644), 0);
+	assert_int_equal(symlinkat("sub", f->dir, "link"), 0);
+
+	/* refused: nothing, a file, a symlink to a directory (never followed) */
+	assert_int_equal(opendir_at(f->dir, "missing", &d), -ENOENT);
+	assert_int_equal(opendir_at(f->dir, "file", &d), -ENOTDIR);
+	r = opendir_at(f->dir, "link", &d);
+	assert_true(r == -ELOOP || r == -ENOTDIR);
+	assert_ptr_equal(d, (DIR *)0x1); /* untouched on failure */
+
+	/* "." reads DIR_FD's own directory afresh */
+	assert_int_equal(opendir_at(sub, ".", &d), 0);
+	assert_true(dirfd(d) >= 0 && dirfd(d) != sub);
+	while ((de = readdir(d)))
+		n += !strcmp(de->d_name, "x");
+	assert_int_equal(n, 1);
+	closedir(d);
+	assert_int_equal(count_entries(sub), 1);
+	close(sub);
+
+	assert_int_equal(opendir_at(f->dir, "sub", &d), 0);
+	closedir(d);
+}
+
 static void test_format_bytes(void **state)
 {
 	static const struct {
@@ -356,6 +390,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_write_atomic_errors, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_readlink_at, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_opendir_at, setup, teardown),
 	        cmocka_unit_test(test_format_bytes),
 	        cmocka_unit_test(test_helpers),
 	};
