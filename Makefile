@@ -37,7 +37,8 @@ $(BUILD)/libvunify.a: $(LIB_OBJ)
 $(BUILD)/vunify: $(CMD_OBJ) $(BUILD)/libvunify.a
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvunify.a $(wildcard lib/*.h)
+# tests/unit/*.h: the helpers the unit tests share (tmpdir.h, unit.h, pool_fixture.h)
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvunify.a $(wildcard lib/*.h) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS_ALL) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< $(BUILD)/libvunify.a $(LDLIBS) -lcmocka
 

@@ -68,16 +68,10 @@ static int dir_is_empty(int dfd, const char *name)
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int r = opendir_at(dfd, name, &d);
 
-	if (fd < 0)
-		return neg_errno();
-	d = fdopendir(fd);
-	if (!d) {
-		int r = neg_errno();
-		close(fd);
+	if (r < 0)
 		return r;
-	}
 	while ((de = readdir(d)))
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
 			return 0;

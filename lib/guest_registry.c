@@ -133,16 +133,10 @@ int pool_guest_names(struct pool *p, char ***ret_names)
 	struct dirent *de;
 	char **names = NULL;
 	size_t n = 0;
-	int fd = openat(p->guests_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r = opendir_at(p->guests_fd, ".", &d);
 
-	if (fd < 0)
-		return neg_errno();
-	d = fdopendir(fd);
-	if (!d) {
-		int r = neg_errno();
-		close(fd);
+	if (r < 0)
 		return r;
-	}
 	names = calloc(1, sizeof(*names));
 	if (!names)
 		return -ENOMEM;

@@ -137,14 +137,11 @@ int hasher_read_small(struct hasher *h, int fd, uint64_t size)
 	if (size >= READ_CHUNK)
 		return -EFBIG;
 	while (got < want) {
-		ssize_t n = pread(fd, h->buf + got, want - got, (off_t)got);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return neg_errno();
-		}
-		if (n == 0)
-			break;
+		ssize_t n = pread_data(fd, h->buf + got, want - got, got);
+		if (n == -E_CHANGED)
+			break; /* end of file */
+		if (n < 0)
+			return (int)n;
 		got += (size_t)n;
 		if ((size_t)n < want - (got - (size_t)n))
 			break; /* a short read of a regular file: end of file */

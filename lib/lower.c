@@ -54,24 +54,18 @@ static int objects_each(struct pool *p, fanout_fn fn, void *ud)
 		char fan[3];
 		_cleanup_closedir_ DIR *d = NULL;
 		struct dirent *de;
-		int fd;
 
 		snprintf(fan, sizeof(fan), "%02x", i);
-		fd = openat(p->objects_fd, fan, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
-			if (errno == ENOENT)
-				continue;
-			return neg_errno();
+		r = opendir_at(p->objects_fd, fan, &d);
+		if (r == -ENOENT) {
+			r = 0;
+			continue;
 		}
-		d = fdopendir(fd);
-		if (!d) {
-			r = neg_errno();
-			close(fd);
+		if (r < 0)
 			return r;
-		}
 		while (r == 0 && (de = readdir(d)))
 			if (de->d_name[0] != '.')
-				r = fn(fd, fan, de, ud);
+				r = fn(dirfd(d), fan, de, ud);
 	}
 	return r;
 }

@@ -74,11 +74,10 @@ int lower_copy_entry(int src_dir, const char *name, const struct stat *st, int d
 		 * else is copied as what it is */
 		if (S_ISLNK(st->st_mode)) {
 			char target[4097];
-			ssize_t len = readlinkat(src_dir, name, target, sizeof(target) - 1);
+			ssize_t len = readlink_at(src_dir, name, target, sizeof(target));
 			struct timespec ts[2] = {st->st_atim, st->st_mtim};
 			if (len < 0)
-				return neg_errno();
-			target[len] = '\0';
+				return (int)len;
 			struct xattr_list xl = {0};
 			int r;
 			if (symlinkat(target, dst_dir, name) < 0 ||

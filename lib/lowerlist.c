@@ -180,13 +180,11 @@ static int describe_link(struct describe_walk *d, const struct walk_entry *e)
 {
 	char target[PATH_MAX];
 	_cleanup_close_ int fd = -1;
-	ssize_t n = readlinkat(e->parent_fd, e->name, target, sizeof(target));
+	ssize_t n = readlink_at(e->parent_fd, e->name, target, sizeof(target));
 	int r;
 
 	if (n < 0)
-		return neg_errno();
-	if ((size_t)n >= sizeof(target))
-		return -ENAMETOOLONG;
+		return (int)n;
 	fd = openat(e->parent_fd, e->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return neg_errno();

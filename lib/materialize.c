@@ -191,14 +191,11 @@ static int materialize_link(struct materialize *m, const struct walk_entry *e, i
 	struct xattr_list xl = {0};
 	_cleanup_close_ int src = -1, dst = -1;
 	char s[64], target[PATH_MAX];
-	ssize_t n = readlinkat(e->parent_fd, e->name, target, sizeof(target));
+	ssize_t n = readlink_at(e->parent_fd, e->name, target, sizeof(target));
 	int r;
 
 	if (n < 0)
-		return neg_errno();
-	if ((size_t)n >= sizeof(target))
-		return -ENAMETOOLONG;
-	target[n] = '\0';
+		return (int)n;
 	src = openat(e->parent_fd, e->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (src < 0)
 		return neg_errno();

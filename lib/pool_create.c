@@ -71,17 +71,11 @@ static int init_dirs(const char *path)
 		/* Refuse a non-empty directory that is not an unfinished pool,
 		 * so init never scribbles over someone's data. */
 		_cleanup_closedir_ DIR *d = NULL;
-		int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		struct dirent *de;
 		static const char *const ours[] = {"objects", "guests", "roots", "tmp", "lock", POLICY_NAME};
-		if (dfd < 0)
-			return neg_errno();
-		d = fdopendir(dfd);
-		if (!d) {
-			r = neg_errno();
-			close(dfd);
+		r = opendir_at(fd, ".", &d);
+		if (r < 0)
 			return r;
-		}
 		while ((de = readdir(d))) {
 			bool known = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
 			             !strncmp(de->d_name, ".tmp.", 5) || !strcmp(de->d_name, "lost+found");

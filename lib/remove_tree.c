@@ -48,20 +48,14 @@ int remove_contents_at(int dir_fd, const char *name, uint64_t *ret_count)
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-	int fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r;
+	int r = opendir_at(dir_fd, name, &d);
 
-	if (fd < 0)
-		return errno == ENOENT ? 0 : neg_errno();
-	d = fdopendir(fd);
-	if (!d) {
-		r = neg_errno();
-		close(fd);
-		return r;
-	}
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		r = remove_tree_at(fd, de->d_name);
+		r = remove_tree_at(dirfd(d), de->d_name);
 		if (r < 0)
 			return r;
 		if (ret_count)

@@ -110,19 +110,12 @@ int replica_commit(struct pool *p, const char *stage, uint64_t *ret_n)
 		struct dirent *de;
 		int fd;
 		snprintf(fan, sizeof(fan), "%02x", i);
-		fd = openat(sfd, fan, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
-			if (errno == ENOENT)
-				continue;
-			r = neg_errno();
-			break;
-		}
-		d = fdopendir(fd);
-		if (!d) {
-			r = neg_errno();
-			close(fd);
-			break;
-		}
+		r = opendir_at(sfd, fan, &d);
+		if (r == -ENOENT)
+			r = 0; /* no object of this fan-out was sent */
+		if (!d)
+			continue; /* to the next, or out on an error */
+		fd = dirfd(d);
 		/* 2. each verified, then named (an existing object wins) */
 		while (r == 0 && (de = readdir(d))) {
 			bool dropped = false;

@@ -19,24 +19,46 @@ static int cmp_hash(const void *a, const void *b)
 	return memcmp(a, b, HASH_LEN);
 }
 
-static int pool_hash_cb(const char *name, void *ud)
+/* Append hash H to S, growing it.  Returns 0 or -ENOMEM. */
+static int hash_set_add(struct hash_set *s, const unsigned char *h)
 {
-	struct hash_set *s = ud;
-	char hex[HASH_HEX_LEN + 1];
-
 	if (s->n == s->cap) {
-		size_t nc = s->cap ? s->cap * 2 : 4096;
+		size_t nc = s->cap ? s->cap * 2 : 1024;
 		unsigned char *nv = realloc(s->v, nc * HASH_LEN);
 		if (!nv)
 			return -ENOMEM;
 		s->v = nv;
 		s->cap = nc;
 	}
+	memcpy(s->v + s->n * HASH_LEN, h, HASH_LEN);
+	s->n++;
+	return 0;
+}
+
+/* The end of both loaders: on R < 0 free SET and return R; else sort SET
+ * for hash_set_has, hand it to *RET and return 0. */
+static int hash_set_finish(struct hash_set *set, int r, struct hash_set *ret)
+{
+	if (r < 0) {
+		hash_set_free(set);
+		return r;
+	}
+	if (set->n > 1)
+		qsort(set->v, set->n, HASH_LEN, cmp_hash);
+	*ret = *set;
+	return 0;
+}
+
+static int pool_hash_cb(const char *name, void *ud)
+{
+	char hex[HASH_HEX_LEN + 1];
+	unsigned char h[HASH_LEN];
+
 	memcpy(hex, name, HASH_HEX_LEN);
 	hex[HASH_HEX_LEN] = '\0';
-	if (hash_from_hex(hex, s->v + s->n * HASH_LEN) == 0)
-		s->n++;
-	return 0;
+	if (hash_from_hex(hex, h) < 0)
+		return 0;
+	return hash_set_add(ud, h);
 }
 
 bool hash_set_has(const struct hash_set *s, const unsigned char *h)
@@ -47,16 +69,8 @@ bool hash_set_has(const struct hash_set *s, const unsigned char *h)
 int hash_set_load(struct pool *p, struct hash_set *ret)
 {
 	struct hash_set set = {0};
-	int r = objects_names(p, pool_hash_cb, &set);
 
-	if (r < 0) {
-		free(set.v);
-		return r;
-	}
-	if (set.n > 1)
-		qsort(set.v, set.n, HASH_LEN, cmp_hash);
-	*ret = set;
-	return 0;
+	return hash_set_finish(&set, objects_names(p, pool_hash_cb, &set), ret);
 }
 
 int hash_set_load_held(struct pool *p, const struct hash_intern *t, struct hash_set *ret)
@@ -78,28 +92,9 @@ int hash_set_load_held(struct pool *p, const struct hash_intern *t, struct hash_
 		}
 		if (r < 0)
 			break;
-		r = 0;
-		if (set.n == set.cap) {
-			size_t nc = set.cap ? set.cap * 2 : 1024;
-			unsigned char *nv = realloc(set.v, nc * HASH_LEN);
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			set.v = nv;
-			set.cap = nc;
-		}
-		memcpy(set.v + set.n * HASH_LEN, h, HASH_LEN);
-		set.n++;
+		r = hash_set_add(&set, h);
 	}
-	if (r < 0) {
-		free(set.v);
-		return r;
-	}
-	if (set.n > 1)
-		qsort(set.v, set.n, HASH_LEN, cmp_hash);
-	*ret = set;
-	return 0;
+	return hash_set_finish(&set, r, ret);
 }
 
 void hash_set_free(struct hash_set *s)

@@ -168,6 +168,39 @@ int read_file_at(int dirfd, const char *name, size_t max, char **ret_buf, size_t
 	return 0;
 }
 
+ssize_t readlink_at(int dir_fd, const char *name, char *buf, size_t size)
+{
+	ssize_t n;
+
+	if (size == 0)
+		return -ENAMETOOLONG;
+	n = readlinkat(dir_fd, name, buf, size);
+	if (n < 0)
+		return neg_errno();
+	/* n == size: the target may have been cut short; the NUL needs one more */
+	if ((size_t)n >= size)
+		return -ENAMETOOLONG;
+	buf[n] = '\0';
+	return n;
+}
+
+int opendir_at(int dir_fd, const char *name, DIR **ret_dir)
+{
+	int fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d;
+
+	if (fd < 0)
+		return neg_errno();
+	d = fdopendir(fd);
+	if (!d) {
+		int r = neg_errno();
+		close(fd);
+		return r;
+	}
+	*ret_dir = d;
+	return 0;
+}
+
 int write_file_atomic_at(int dirfd, const char *name, const void *buf, size_t len, mode_t mode)
 {
 	char tmp[256];

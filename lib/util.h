@@ -105,6 +105,19 @@ int read_file_at(int dirfd, const char *name, size_t max, char **ret_buf, size_t
  * not a regular file, -ELOOP for a symlink, or -errno. */
 int open_regular_at(int dir_fd, const char *name, int flags, struct stat *ret_st);
 
+/* readlinkat(2) of the symlink NAME under DIR_FD into BUF (SIZE bytes),
+ * NUL-terminated.  Returns the target's length (< SIZE), -ENAMETOOLONG
+ * when the target and its NUL do not fit in SIZE (readlinkat truncates
+ * silently), -EINVAL when NAME is not a symlink, or -errno. */
+ssize_t readlink_at(int dir_fd, const char *name, char *buf, size_t size);
+
+/* Open the directory NAME under DIR_FD for readdir(3): openat with
+ * O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC (NAME "." opens DIR_FD's directory
+ * afresh, so the caller's fd and its position stay untouched), then
+ * fdopendir.  Returns 0 and *RET_DIR (closedir it; dirfd(3) gives its fd)
+ * or -errno (-ENOENT: no NAME; -ENOTDIR or -ELOOP: not a directory). */
+int opendir_at(int dir_fd, const char *name, DIR **ret_dir);
+
 /* Write a small file atomically: temp name in the same directory, fsync,
  * rename over NAME, fsync the directory.  Returns 0 or -errno. */
 int write_file_atomic_at(int dirfd, const char *name, const void *buf, size_t len, mode_t mode);

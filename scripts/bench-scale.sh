@@ -40,6 +40,8 @@ set -eu
 set -o pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/scripts/lib.sh"
 BUILD_DIR=${BENCH_BUILD:-$here/build-release}
 VUNIFY=${VUNIFY:-$BUILD_DIR/vunify}
 MKGUESTS=$BUILD_DIR/tools/mkguests
@@ -52,34 +54,9 @@ SEED=${SCALE_SEED:-1}
 IMG_SIZE=${BENCH_IMG_SIZE:-16G}
 TIME=/usr/bin/time
 
-say() { printf '== %s\n' "$*" >&2; }
-info() { printf '   %s\n' "$*" >&2; }
-die() {
-	printf 'bench-scale: %s\n' "$*" >&2
-	exit 1
-}
-usage() { sed -n '2,/^set -eu/p' "$0" | sed -e '/^set -eu/d' -e 's/^# \{0,1\}//'; }
-
-case ${1:-} in
-"") mode=run ;;
---clean) mode=clean ;;
--h | --help)
-	usage
-	exit 0
-	;;
-*)
-	usage >&2
-	exit 2
-	;;
-esac
-
-case $BENCH_DIR in
-/*) ;;
-*) die "BENCH_DIR must be an absolute path: $BENCH_DIR" ;;
-esac
-BENCH_DIR=$(realpath -m "$BENCH_DIR")
-[ "$BENCH_DIR" != / ] || die "BENCH_DIR must not be /"
-[ "$(id -u)" = 0 ] || die "must run as root (loop device, mount)"
+parse_mode run "$@"
+check_work_dir BENCH_DIR
+need_root "loop device, mount"
 for v in N FILES REPS SEED; do
 	case ${!v} in '' | *[!0-9]*) die "SCALE_$v must be a number: ${!v}" ;; esac
 done
@@ -91,24 +68,9 @@ IMG=$BENCH_DIR/img
 FSA=$BENCH_DIR/a
 LOG=$BENCH_DIR/logs
 
-now() { date +%s.%N; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
-
-release_fs() {
-	local img=$IMG/a.img dev t
-	[ -e "$img" ] || return 0
-	for dev in $(losetup --list -n -O NAME -j "$img"); do
-		for t in $(findmnt -rn -S "$dev" -o TARGET | tac); do
-			umount "$t" 2>/dev/null || umount -l "$t"
-		done
-		losetup -d "$dev"
-	done
-	rm -f "$img"
-}
-
 cleanup() {
 	[ -e "$BENCH_DIR" ] || return 0
-	release_fs
+	release_image "$IMG/a.img"
 	! findmnt -rn "$FSA" >/dev/null 2>&1 || die "still mounted: $FSA"
 	rm -rf --one-file-system "$IMG" "$FSA" "$BENCH_DIR/tmp"
 }
@@ -122,9 +84,7 @@ fi
 T_START=$(now)
 [ -x "$VUNIFY" ] || die "no vunify binary at $VUNIFY (make bench-scale builds it)"
 [ -x "$MKGUESTS" ] || die "no mkguests tool at $MKGUESTS (make bench-scale builds it)"
-for c in mkfs.ext4 losetup findmnt; do
-	command -v "$c" >/dev/null || die "missing command: $c (scripts/deps.sh)"
-done
+need_commands mkfs.ext4 losetup findmnt
 [ -x "$TIME" ] || die "missing $TIME (Debian package time)"
 
 trap cleanup EXIT
@@ -134,11 +94,7 @@ mkdir -p "$IMG" "$FSA" "$LOG" "$BENCH_DIR/tmp"
 chmod 700 "$BENCH_DIR"
 rm -f "$LOG"/*.log
 
-truncate -s "$IMG_SIZE" "$IMG/a.img"
-chmod 600 "$IMG/a.img"
-mkfs.ext4 -q -F -I 512 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard "$IMG/a.img"
-dev=$(losetup --direct-io=on -f --show "$IMG/a.img")
-mount -o noinit_itable "$dev" "$FSA"
+loop_ext4 "$IMG/a.img" "$IMG_SIZE" "$FSA"
 
 # timed ID CMD...: run CMD under /usr/bin/time; sets T_WALL, T_CPU (user +
 # sys: steadier than wall on a shared machine), T_RSS (KiB).

@@ -52,6 +52,8 @@ set -eu
 set -o pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/scripts/lib.sh"
 BUILD_DIR=${BENCH_BUILD:-$here/build-release}
 VUNIFY=${VUNIFY:-$BUILD_DIR/vunify}
 MANIFEST=${MANIFEST:-$BUILD_DIR/tools/manifest}
@@ -63,34 +65,9 @@ IMG_SIZE=${BENCH_IMG_SIZE:-8G}
 POOL_SIZE=${BENCH_POOL_SIZE:-4G}
 TIME=/usr/bin/time
 
-say() { printf '== %s\n' "$*" >&2; }
-info() { printf '   %s\n' "$*" >&2; }
-die() {
-	printf 'bench: %s\n' "$*" >&2
-	exit 1
-}
-usage() { sed -n '2,/^set -eu/p' "$0" | sed -e '/^set -eu/d' -e 's/^# \{0,1\}//'; }
-
-case ${1:-} in
-"") mode=run ;;
---clean) mode=clean ;;
--h | --help)
-	usage
-	exit 0
-	;;
-*)
-	usage >&2
-	exit 2
-	;;
-esac
-
-case $BENCH_DIR in
-/*) ;;
-*) die "BENCH_DIR must be an absolute path: $BENCH_DIR" ;;
-esac
-BENCH_DIR=$(realpath -m "$BENCH_DIR")
-[ "$BENCH_DIR" != / ] || die "BENCH_DIR must not be /"
-[ "$(id -u)" = 0 ] || die "must run as root (loop devices, mounts, drop_caches)"
+parse_mode run "$@"
+check_work_dir BENCH_DIR
+need_root "loop devices, mounts, drop_caches"
 
 IMG=$BENCH_DIR/img # image files
 FSA=$BENCH_DIR/a   # the one filesystem (guests, and the pool in one-fs runs)
@@ -99,10 +76,6 @@ MNT=$BENCH_DIR/mnt # the guests' merged roots
 LOG=$BENCH_DIR/logs
 POOL="" # the pool whose guests cleanup unmounts
 
-now() { date +%s.%N; }
-# mib BYTES: MiB with one decimal.
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
-used_bytes() { df -B1 --output=used "$1" | tail -n 1 | tr -d ' '; }
 cached_bytes() { awk '/^Cached:/ { printf "%.0f\n", $2 * 1024 }' /proc/meminfo; }
 drop_caches() {
 	sync
@@ -110,11 +83,6 @@ drop_caches() {
 }
 
 # ---------------------------------------------------------------- cleanup --
-
-# mounts_below DIR: mount points at or below DIR, most recent first.
-mounts_below() {
-	findmnt -rn -o TARGET | awk -v d="$1" '$0 == d || index($0, d "/") == 1' | tac
-}
 
 umount_guests() {
 	local m g
@@ -130,20 +98,6 @@ umount_guests() {
 	done
 }
 
-# release_fs NAME: unmount filesystem NAME, detach its loop device, delete
-# its image.
-release_fs() {
-	local img=$IMG/$1.img dev t
-	[ -e "$img" ] || return 0
-	for dev in $(losetup --list -n -O NAME -j "$img"); do
-		for t in $(findmnt -rn -S "$dev" -o TARGET | tac); do
-			umount "$t" 2>/dev/null || umount -l "$t"
-		done
-		losetup -d "$dev"
-	done
-	rm -f "$img"
-}
-
 cleanup() {
 	[ -e "$BENCH_DIR" ] || return 0
 	local t
@@ -151,8 +105,8 @@ cleanup() {
 	for t in $(mounts_below "$BENCH_DIR"); do
 		umount "$t" 2>/dev/null || umount -l "$t"
 	done
-	release_fs a
-	release_fs b
+	release_image "$IMG/a.img"
+	release_image "$IMG/b.img"
 	[ -z "$(mounts_below "$BENCH_DIR")" ] || die "still mounted below $BENCH_DIR"
 	rm -rf --one-file-system "$IMG" "$FSA" "$FSB" "$MNT" "$BENCH_DIR/tmp"
 }
@@ -169,9 +123,7 @@ T_START=$(now)
 [ -x "$VUNIFY" ] || die "no vunify binary at $VUNIFY (make bench builds it)"
 [ -x "$MANIFEST" ] || die "no manifest tool at $MANIFEST (make bench builds it)"
 [ -x "$OPFLOOR" ] || die "no opfloor tool at $OPFLOOR (make bench builds it)"
-for c in mkfs.ext4 losetup findmnt fincore hardlink jdupes rdfind ostree xargs; do
-	command -v "$c" >/dev/null || die "missing command: $c (scripts/deps.sh)"
-done
+need_commands mkfs.ext4 losetup findmnt fincore hardlink jdupes rdfind ostree xargs
 [ -x "$TIME" ] || die "missing $TIME (Debian package time)"
 
 trap cleanup EXIT
@@ -215,19 +167,15 @@ read -r U_FILES U_BYTES U_PAGES < <(cat "$BENCH_DIR"/tmp/manifest.* | awk '
 	END { printf "%.0f %.0f %.0f\n", n, b, p }')
 info "$N_FILES regular files, $(mib "$N_BYTES") MiB; $U_FILES distinct non-empty contents, $(mib "$U_BYTES") MiB"
 
-# fresh_fs NAME SIZE MOUNTPOINT: a new, empty ext4 on a loop device.  The
-# inode tables are left uninitialised and never zeroed in the background
-# (noinit_itable), so no kernel thread writes during the measurements.
+# fresh_fs NAME SIZE MOUNTPOINT: a new, empty ext4 on a loop device
+# (loop_ext4 in scripts/lib.sh), its image IMG/NAME.img; the bytes it uses
+# empty into EMPTY[NAME].
 declare -A EMPTY
 fresh_fs() {
-	local name=$1 img=$IMG/$1.img dev
+	local name=$1
 	findmnt -rn "$3" >/dev/null 2>&1 && umount "$3"
-	release_fs "$name"
-	truncate -s "$2" "$img"
-	chmod 600 "$img"
-	mkfs.ext4 -q -F -I 512 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard "$img"
-	dev=$(losetup --direct-io=on -f --show "$img")
-	mount -o noinit_itable "$dev" "$3"
+	release_image "$IMG/$name.img"
+	loop_ext4 "$IMG/$name.img" "$2" "$3"
 	EMPTY[$name]=$(used_bytes "$3")
 }
 # disk_after NAME MOUNTPOINT: bytes used on it beyond the empty filesystem.

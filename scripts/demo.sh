@@ -16,18 +16,17 @@ set -eu
 set -o pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/scripts/lib.sh"
 VUNIFY=${VUNIFY:-$here/build/vunify}
 DEMO_DIR=${DEMO_DIR:-/var/tmp/vunify-demo}
 GUEST_MIB=${DEMO_GUEST_MIB:-700}
 IMG_SIZE=${DEMO_IMG_SIZE:-3G}
 GUESTS="g1 g2 g3"
 
+# the demo speaks on stdout, a blank line before each step
 say() { printf '\n== %s\n' "$*"; }
 info() { printf '   %s\n' "$*"; }
-die() {
-	printf 'demo: %s\n' "$*" >&2
-	exit 1
-}
 # hb BYTES: human-readable size (e.g. 1.3GiB).
 hb() {
 	local b=$1 sign=""
@@ -37,40 +36,12 @@ hb() {
 	fi
 	printf '%s%s' "$sign" "$(numfmt --to=iec-i --suffix=B --format=%.1f "$b")"
 }
-now() { date +%s.%N; }
 # since T0: seconds elapsed since T0, one decimal.
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-# used_bytes MOUNTPOINT: bytes used on that filesystem.
-used_bytes() { df -B1 --output=used "$1" | tail -n 1 | tr -d ' '; }
 
-usage() {
-	sed -n '2,/^set -eu/p' "$0" | sed -e '/^set -eu/d' -e 's/^# \{0,1\}//'
-}
-
-case ${1:-} in
-"") mode=build ;;
---clean) mode=clean ;;
--h | --help)
-	usage
-	exit 0
-	;;
-*)
-	usage >&2
-	exit 2
-	;;
-esac
-[ $# -le 1 ] || {
-	usage >&2
-	exit 2
-}
-
-case $DEMO_DIR in
-/*) ;;
-*) die "DEMO_DIR must be an absolute path: $DEMO_DIR" ;;
-esac
-DEMO_DIR=$(realpath -m "$DEMO_DIR")
-[ "$DEMO_DIR" != / ] || die "DEMO_DIR must not be /"
-[ "$(id -u)" = 0 ] || die "must run as root (loop devices, mounts, chroot)"
+parse_mode build "$@"
+check_work_dir DEMO_DIR
+need_root "loop devices, mounts, chroot"
 
 IMG=$DEMO_DIR/img   # the image files
 FS=$DEMO_DIR/fs     # where the images are mounted: fs/pool, fs/g1, ...
@@ -81,11 +52,6 @@ POOL=$FS/pool/pool
 vu() { "$VUNIFY" -p "$POOL" "$@"; }
 
 # ---------------------------------------------------------------- cleanup --
-
-# mounts_below DIR: mount points at or below DIR, most recent first.
-mounts_below() {
-	findmnt -rn -o TARGET | awk -v d="$1" '$0 == d || index($0, d "/") == 1' | tac
-}
 
 cleanup() {
 	[ -e "$DEMO_DIR" ] || return 0
@@ -107,14 +73,8 @@ cleanup() {
 	done
 	for img in "$IMG"/*.img; do
 		[ -e "$img" ] || continue
-		for dev in $(losetup --list -n -O NAME -j "$img"); do
-			for t in $(findmnt -rn -S "$dev" -o TARGET | tac); do
-				info "umount $t ($dev)"
-				umount "$t" 2>/dev/null || umount -l "$t"
-			done
-			info "losetup -d $dev ($img)"
-			losetup -d "$dev"
-		done
+		info "release $img (umount, losetup -d, rm)"
+		release_image "$img"
 	done
 	# Loop devices whose image file was deleted under them.
 	losetup --list -n -O NAME,BACK-FILE | while read -r dev t; do
@@ -141,9 +101,7 @@ fi
 
 T_START=$(now)
 [ -x "$VUNIFY" ] || die "no vunify binary at $VUNIFY (run make, or set VUNIFY)"
-for c in mkfs.ext4 losetup findmnt tar chroot numfmt truncate head du df; do
-	command -v "$c" >/dev/null || die "missing command: $c"
-done
+need_commands mkfs.ext4 losetup findmnt tar chroot numfmt truncate head du df
 
 say "Cleaning up any previous demo in $DEMO_DIR"
 cleanup

@@ -25,9 +25,7 @@ need_root
 need_cmd jq
 need_bin "$VUNIFY" "$MANIFEST"
 
-seed=${VUNIFY_CRASH_SEED:-$(($(date +%s) % 32768))}
-RANDOM=$seed
-echo "seed: $seed (replay with VUNIFY_CRASH_SEED=$seed)"
+seed_random
 n_unify=${VUNIFY_CRASH_ITER:-20}
 n_other=$(((n_unify + 2) / 3))
 t_start=${EPOCHREALTIME//[!0-9]/}
@@ -65,22 +63,6 @@ for c in "${commands[@]}"; do
 	landed[$c]=0
 done
 live=() # guests whose view must stay $TEST_TMP/G.exp.man
-
-# rnd N: R = a random integer in [0, N).  Only ever called in the main
-# shell (never in $(...)), so the sequence is the seed's.
-rnd() {
-	R=$(((RANDOM * 32768 + RANDOM) % $1))
-}
-
-# must CMD...: CMD must exit 0; only a failure is reported.
-must() {
-	local rc=0
-	"$@" >"$LAST_STDOUT" 2>"$LAST_STDERR" || rc=$?
-	[ "$rc" = 0 ] && return 0
-	_fail "$* (exit $rc)"
-	_show "$LAST_STDERR" stderr
-	return "$rc"
-}
 
 # timed CMD...: assert_ok CMD and set DUR_MS to its wall time.
 timed() {
@@ -483,4 +465,5 @@ for c in "${commands[@]}"; do
 done
 secs=$(((${EPOCHREALTIME//[!0-9]/} - t_start) / 1000000))
 echo "durations (ms): add=$d_add unify=$d_unify unify_whole_guest=$d_unify_all gc=$d_gc export=$d_export remove=$d_remove"
+# shellcheck disable=SC2154 # seed: set by seed_random (lib.sh)
 echo "FIGURES crash layout=$LAYOUT kills=$total landed_mid_command=$total_landed$per seed=$seed wall=${secs}s"

@@ -197,6 +197,21 @@ mkfs_loop() {
 	defer umount_quiet "$dir"
 }
 
+# ---- randomized runs --------------------------------------------------------
+
+# seed_random: seed bash's RANDOM with VUNIFY_CRASH_SEED, or else the clock,
+# and print it; sets seed too.  The same seed replays the same run.
+seed_random() {
+	seed=${VUNIFY_CRASH_SEED:-$(($(date +%s) % 32768))}
+	RANDOM=$seed
+	echo "seed: $seed (replay with VUNIFY_CRASH_SEED=$seed)"
+}
+
+# rnd N: R = a random integer in [0, N).  Call it in the main shell only
+# (never in $(...)), so the sequence is the seed's.
+# shellcheck disable=SC2034 # R is the caller's
+rnd() { R=$(((RANDOM * 32768 + RANDOM) % $1)); }
+
 # ---- assertions --------------------------------------------------------------
 
 # Messages are cut at 300 bytes a line: hostile names are long.
@@ -241,6 +256,17 @@ assert_ok() {
 		_fail "$* (exit $rc)"
 		_show "$LAST_STDERR" stderr
 	fi
+	return "$rc"
+}
+
+# must CMD ARGS...: as assert_ok, but only a failure is reported (for the
+# many steps of a randomized run, whose passes would drown the log).
+must() {
+	local rc=0
+	"$@" >"$LAST_STDOUT" 2>"$LAST_STDERR" || rc=$?
+	[ "$rc" = 0 ] && return 0
+	_fail "$* (exit $rc)"
+	_show "$LAST_STDERR" stderr
 	return "$rc"
 }
 

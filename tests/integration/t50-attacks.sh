@@ -77,6 +77,17 @@ upper_objects() {
 	done
 }
 
+# link_upper_to_object GUEST PATH: hard-link GUEST's upper PATH to the
+# object behind guest a's PATH (a unified first, link layout), as an older
+# vunify killed between linking an upper file into objects/ and removing
+# its upper name left it.
+link_upper_to_object() {
+	local obj
+	obj=$(objects_with_ino "$(stat -c %d:%i "$TEST_TMP/poolfs/c$n_case/pool/roots/a/$2")")
+	[ -n "$obj" ] || fatal "no object for a's $2"
+	ln -f "$obj" "$HB/$1/upper/$2"
+}
+
 # bad_objects: objects whose content is not the hash their name starts with.
 bad_objects() {
 	local o h
@@ -235,9 +246,7 @@ mktree "$C/tree"
 addguest a "$C/tree"
 addguest b "$C/tree"
 assert_ok "${V[@]}" unify a
-obj=$(objects_with_ino "$(stat -c %d:%i "$TEST_TMP/poolfs/c$n_case/pool/roots/a/usr/bin/tool")")
-[ -n "$obj" ] || fatal "no object for a's tool"
-ln -f "$obj" "$HB/b/upper/usr/bin/tool"
+link_upper_to_object b usr/bin/tool
 assert_ok "${V[@]}" unify b
 assert_eq "" "$(upper_objects "$HB/b")" "after the re-run no upper file of b is a pool object"
 mkdir -p "$C/ma" "$C/mb"
@@ -258,9 +267,7 @@ mktree "$C/tree"
 addguest a "$C/tree"
 addguest b "$C/tree"
 assert_ok "${V[@]}" unify a
-obj=$(objects_with_ino "$(stat -c %d:%i "$TEST_TMP/poolfs/c$n_case/pool/roots/a/usr/lib/libdemo.so")")
-[ -n "$obj" ] || fatal "no object for a's libdemo.so"
-ln -f "$obj" "$HB/b/upper/usr/lib/libdemo.so"
+link_upper_to_object b usr/lib/libdemo.so
 printf 'EVIL' | dd of="$HB/b/upper/usr/lib/libdemo.so" bs=1 seek=10 conv=notrunc status=none
 cp "$HB/b/upper/usr/lib/libdemo.so" "$C/b.expected"
 assert_ok "${V[@]}" unify b
@@ -280,9 +287,7 @@ addguest a "$C/tree"
 addguest c "$C/tree"
 addguest w "$C/tree"
 assert_ok "${V[@]}" unify a
-obj=$(objects_with_ino "$(stat -c %d:%i "$TEST_TMP/poolfs/c$n_case/pool/roots/a/usr/lib/libdemo.so")")
-[ -n "$obj" ] || fatal "no object for a's libdemo.so"
-ln -f "$obj" "$HB/w/upper/usr/lib/libdemo.so"
+link_upper_to_object w usr/lib/libdemo.so
 printf 'EVIL' | dd of="$HB/w/upper/usr/lib/libdemo.so" bs=1 seek=10 conv=notrunc status=none
 # one thread: c's files are stored before w's
 assert_ok "${V[@]}" unify --jobs 1 c w

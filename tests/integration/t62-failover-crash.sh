@@ -29,9 +29,7 @@ twohost_start
 LAYOUT=${LAYOUT:-redirect}
 mopt=()
 [ "$LAYOUT" = link ] && mopt=(--no-ino)
-seed=${VUNIFY_CRASH_SEED:-$(($(date +%s) % 32768))}
-RANDOM=$seed
-echo "seed: $seed (replay with VUNIFY_CRASH_SEED=$seed)"
+seed_random
 want_landed=6
 max_rounds=${VUNIFY_CRASH_ROUNDS:-16}
 
@@ -58,15 +56,6 @@ manifest "$tree" "$TEST_TMP/src.man" "${mopt[@]}" || exit 1
 mapfile -t usrfiles < <(awk '$2 == "file" && $1 ~ /^\/usr\/[A-Za-z0-9\/._+-]+$/ { print substr($1, 2) }' "$TEST_TMP/src.man")
 copy_dirs=(usr/share/perl5 usr/lib/x86_64-linux-gnu/perl-base usr/share/zoneinfo usr/bin usr/share/locale)
 
-rnd() { R=$(((RANDOM * 32768 + RANDOM) % $1)); }
-must() {
-	local rc=0
-	"$@" >"$LAST_STDOUT" 2>"$LAST_STDERR" || rc=$?
-	[ "$rc" = 0 ] && return 0
-	_fail "$* (exit $rc)"
-	_show "$LAST_STDERR" stderr
-	return "$rc"
-}
 a_to_b() { detach_a "$G1_FS" && attach_b "$G1_IMG" "$G1_FS" || fatal "fail g1 over to B"; }
 b_to_a() { detach_b "$G1_FS" && attach_a "$G1_IMG" "$G1_FS" || fatal "fail g1 back to A"; }
 

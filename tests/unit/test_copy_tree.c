@@ -29,6 +29,7 @@
 #include "xattr.h"
 #define TMPDIR_OWN_FIXTURE
 #include "tmpdir.h"
+#include "unit.h"
 #include "banned.h"
 
 #define SPARSE_SIZE (1ULL << 30)
@@ -40,19 +41,6 @@ struct fixture {
 	int src, dst;
 };
 
-static bool require_root(void)
-{
-	const char *ci = getenv("CI");
-
-	if (geteuid() == 0)
-		return true;
-	if (ci && !strcmp(ci, "true"))
-		fail_msg("test_copy_tree needs root (chown, mknod, trusted.* xattrs); CI=true, so not "
-		         "skipping");
-	print_message("test_copy_tree: skipped, needs root (chown, mknod, trusted.* xattrs)\n");
-	return false;
-}
-
 static int setup(void **state)
 {
 	_cleanup_free_ struct fixture *f = calloc(1, sizeof(*f));
@@ -60,10 +48,7 @@ static int setup(void **state)
 
 	if (!f)
 		return -1;
-	snprintf(f->tmp, sizeof(f->tmp), "/tmp/vunify-copy-tree.XXXXXX");
-	if (!mkdtemp(f->tmp))
-		return -1;
-	tmp = open(f->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	tmp = tmpdir_make(f->tmp, sizeof(f->tmp), "copy-tree");
 	if (tmp < 0 || mkdirat(tmp, "src", 0755) < 0 || mkdirat(tmp, "dst", 0755) < 0)
 		return -1;
 	f->src = openat(tmp, "src", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -98,16 +83,6 @@ static void mkfile(int dir, const char *name, const char *content, mode_t mode)
 		assert_int_equal(write_all(fd, content, strlen(content)), 0);
 	assert_int_equal(fchmod(fd, mode), 0);
 	close(fd);
-}
-
-static int mkdir_open(int dir, const char *name, mode_t mode)
-{
-	int fd;
-
-	assert_int_equal(mkdirat(dir, name, mode), 0);
-	fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	assert_true(fd >= 0);
-	return fd;
 }
 
 static void set_mtime(int dir, const char *name, time_t sec, long nsec)
@@ -406,10 +381,7 @@ static void test_copy_hostile_tree(void **state)
 	ssize_t n;
 	int fd;
 
-	if (!require_root()) {
-		skip();
-		return;
-	}
+	need_root("chown, mknod, trusted.* xattrs");
 	build_tree(f->src);
 	assert_int_equal(copy_tree(f->src, f->dst, COPY_TREE_DEFAULT, &err), 0);
 	assert_null(err);
@@ -499,10 +471,7 @@ static void test_refuse_whiteout(void **state)
 	char *err = NULL;
 	int d;
 
-	if (!require_root()) {
-		skip();
-		return;
-	}
+	need_root("chown, mknod, trusted.* xattrs");
 	mkfile(f->src, "before", "b", 0644);
 	d = mkdir_open(f->src, "dir", 0755);
 	assert_int_equal(mknodat(d, "wh", S_IFCHR | 0, makedev(0, 0)), 0);
@@ -519,10 +488,7 @@ static void test_refuse_existing_and_loop(void **state)
 	char *err = NULL;
 	int d;
 
-	if (!require_root()) {
-		skip();
-		return;
-	}
+	need_root("chown, mknod, trusted.* xattrs");
 	mkfile(f->src, "x", "x", 0644);
 	mkfile(f->dst, "x", "y", 0644);
 	assert_int_equal(copy_tree(f->src, f->dst, COPY_TREE_DEFAULT, &err), -EEXIST);

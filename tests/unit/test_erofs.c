@@ -35,6 +35,9 @@
 #include "util.h"
 #include "walk.h"
 #include "xattr.h"
+#define TMPDIR_OWN_FIXTURE
+#include "tmpdir.h"
+#include "unit.h"
 #include "banned.h"
 
 static char manifest_tool[512];
@@ -81,28 +84,13 @@ struct fx {
 	int n_mounts;
 };
 
-static bool require_root(const char *why)
-{
-	const char *ci = getenv("CI");
-
-	if (geteuid() == 0)
-		return true;
-	if (ci && !strcmp(ci, "true"))
-		fail_msg("test_erofs needs root (%s); CI=true, so not skipping", why);
-	print_message("test_erofs: skipped, needs root (%s)\n", why);
-	return false;
-}
-
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 
 	if (!f)
 		return -1;
-	snprintf(f->tmp, sizeof(f->tmp), "/tmp/vunify-erofs.XXXXXX");
-	if (!mkdtemp(f->tmp))
-		return -1;
-	f->dir = open(f->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	f->dir = tmpdir_make(f->tmp, sizeof(f->tmp), "erofs");
 	if (f->dir < 0)
 		return -1;
 	*state = f;
@@ -117,9 +105,9 @@ static int teardown(void **state)
 	while (f->n_mounts > 0)
 		umount2(f->mounts[--f->n_mounts], MNT_DETACH);
 	close(f->dir);
-	r = remove_tree_at(AT_FDCWD, f->tmp);
+	r = tmpdir_remove(f->tmp);
 	free(f);
-	return r < 0 ? -1 : 0;
+	return r;
 }
 
 static const char *p(struct fx *f, const char *rel)

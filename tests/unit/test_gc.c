@@ -37,32 +37,12 @@
 #include "util.h"
 #include "walk.h"
 #include "tmpdir.h"
+#include "pool_fixture.h"
 #include "banned.h"
 
 static int setup(void **state)
 {
 	return fixture_setup(state, "gc");
-}
-
-/* An object of TEXT in pool P; its name into ret_name. */
-static void make_object(struct pool *p, int dir, const char *text, char *ret_name)
-{
-	const struct layout_ops *ops = layout_ops_for(p);
-	struct file_meta m = {0};
-	char tmp[OBJECT_TMP_MAX];
-	int fd, tfd;
-
-	fd = openat(dir, "src", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(write_all(fd, text, strlen(text)), 0);
-	assert_int_equal(fstat(fd, &m.st), 0);
-	assert_int_equal(hash_fd(fd, (uint64_t)m.st.st_size, m.hash), 0);
-	assert_int_equal(ops->object_name(&m, ret_name), 0);
-	assert_int_equal(object_write_tmp(p, fd, (uint64_t)m.st.st_size, m.hash, tmp, &tfd), 0);
-	assert_int_equal(ops->object_finish(tfd, &m), 0);
-	close(tfd);
-	close(fd);
-	assert_int_equal(object_commit(p, tmp, ret_name), 0);
 }
 
 static bool has(struct pool *p, const char *name)

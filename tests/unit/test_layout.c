@@ -32,6 +32,8 @@
 #include "pool.h"
 #include "util.h"
 #include "tmpdir.h"
+#include "pool_fixture.h"
+#include "unit.h"
 #include "banned.h"
 
 static int setup(void **state)
@@ -46,26 +48,6 @@ static void put(int dir, const char *name, const char *text)
 	assert_true(fd >= 0);
 	assert_int_equal(write_all(fd, text, strlen(text)), 0);
 	close(fd);
-}
-
-/* Make the object for the file NAME under dir (content and metadata into
- * *m, the object's name into ret_name), as unify's store does. */
-static void make_object(struct pool *p, const struct layout_ops *ops, int dir, const char *name,
-                        struct file_meta *m, char *ret_name)
-{
-	char tmp[OBJECT_TMP_MAX];
-	int fd = openat(dir, name, O_RDONLY | O_CLOEXEC), tfd;
-
-	assert_true(fd >= 0);
-	memset(m, 0, sizeof(*m));
-	assert_int_equal(fstat(fd, &m->st), 0);
-	assert_int_equal(hash_fd(fd, (uint64_t)m->st.st_size, m->hash), 0);
-	assert_int_equal(ops->object_name(m, ret_name), 0);
-	assert_int_equal(object_write_tmp(p, fd, (uint64_t)m->st.st_size, m->hash, tmp, &tfd), 0);
-	assert_int_equal(ops->object_finish(tfd, m), 0);
-	close(tfd);
-	close(fd);
-	assert_int_equal(object_commit(p, tmp, ret_name), 0);
 }
 
 static void check_layout(struct fixture *f, enum layout_kind kind)
@@ -110,7 +92,7 @@ static void check_layout(struct fixture *f, enum layout_kind kind)
 
 	/* an object, placed in the guest's lower layer */
 	put(hfd, "src", text);
-	make_object(p, ops, hfd, "src", &m, name);
+	store_object(p, hfd, "src", &m, name);
 	lfd = guest_open_lower(p, &g, hfd, true);
 	assert_true(lfd >= 0);
 	staging = openat(hfd, HOME_STAGING, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -234,7 +216,7 @@ static void check_layout(struct fixture *f, enum layout_kind kind)
 
 	/* gc keeps what the guest references and deletes an orphan ... */
 	put(hfd, "orphan", "nobody references this\n");
-	make_object(p, ops, hfd, "orphan", &om, orphan);
+	store_object(p, hfd, "orphan", &om, orphan);
 	assert_int_equal(gc_run(p, true, &gr, &what), 0);
 	assert_int_equal(gr.objects_kept, 1);
 	assert_int_equal(gr.objects_deleted, 1);
@@ -306,10 +288,7 @@ static void test_registry(void **state)
 
 static void test_redirect(void **state)
 {
-	if (geteuid() != 0) {
-		print_message("test_redirect: skipped, needs root (trusted.* xattrs)\n");
-		skip();
-	}
+	need_root("trusted.* xattrs");
 	check_layout(*state, LAYOUT_REDIRECT);
 }
 

@@ -33,6 +33,8 @@
 #include "util.h"
 #include "xattr.h"
 #include "tmpdir.h"
+#include "pool_fixture.h"
+#include "unit.h"
 #include "banned.h"
 
 static int setup(void **state)
@@ -40,53 +42,11 @@ static int setup(void **state)
 	return fixture_setup(state, "lowerlist");
 }
 
-static void need_root(void)
-{
-	if (geteuid() != 0) {
-		if (getenv("CI") && !strcmp(getenv("CI"), "true"))
-			fail_msg("needs root under CI");
-		skip();
-	}
-}
-
-/* An object of TEXT in pool P; its name into ret_name. */
-static void make_object(struct pool *p, int dir, const char *text, char *ret_name)
-{
-	const struct layout_ops *ops = layout_ops_for(p);
-	struct file_meta m = {0};
-	char tmp[OBJECT_TMP_MAX];
-	int fd, tfd;
-
-	fd = openat(dir, "src", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(write_all(fd, text, strlen(text)), 0);
-	assert_int_equal(fstat(fd, &m.st), 0);
-	assert_int_equal(hash_fd(fd, (uint64_t)m.st.st_size, m.hash), 0);
-	assert_int_equal(ops->object_name(&m, ret_name), 0);
-	assert_int_equal(object_write_tmp(p, fd, (uint64_t)m.st.st_size, m.hash, tmp, &tfd), 0);
-	assert_int_equal(ops->object_finish(tfd, &m), 0);
-	close(tfd);
-	close(fd);
-	assert_int_equal(object_commit(p, tmp, ret_name), 0);
-}
-
 static void set_times(int dir, const char *path, long sec)
 {
 	struct timespec ts[2] = {{sec, 5}, {sec + 1, 123456789}};
 
 	assert_int_equal(utimensat(dir, path, ts, AT_SYMLINK_NOFOLLOW), 0);
-}
-
-static void mkd(int dir, const char *path, mode_t mode, uid_t uid, gid_t gid)
-{
-	int fd;
-
-	assert_int_equal(mkdirat(dir, path, 0700), 0);
-	fd = openat(dir, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	assert_true(fd >= 0);
-	assert_int_equal(fchown(fd, uid, gid), 0);
-	assert_int_equal(fchmod(fd, mode), 0);
-	close(fd);
 }
 
 /* Entry PATH is the same in both trees: type, mode, owner, mtime, xattrs,
@@ -154,21 +114,18 @@ static void test_roundtrip(void **state)
 	struct stat so, sf;
 	int lo, home, out, fd;
 
-	need_root();
+	need_root("chown, trusted.* xattrs");
 	snprintf(pool_path, sizeof(pool_path), "%s/pool", f->tmp);
 	assert_int_equal(pool_init(pool_path, LAYOUT_LINK), 0);
 	assert_int_equal(pool_open(pool_path, POOL_LOCK_EXCLUSIVE, false, &p, NULL), 0);
 	make_object(p, f->dir, "a file\n", obj);
-	assert_int_equal(mkdirat(f->dir, "home", 0700), 0);
-	assert_int_equal(mkdirat(f->dir, "lower", 0755), 0);
-	home = openat(f->dir, "home", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	lo = openat(f->dir, "lower", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	assert_true(home >= 0 && lo >= 0);
+	home = mkdir_open(f->dir, "home", 0700);
+	lo = mkdir_open(f->dir, "lower", 0755);
 
 	/* the lower layer as unify and prune leave it */
-	mkd(lo, "a", 0750, 1001, 1002);
-	mkd(lo, "a/b c\t:", 01777, 0, 5);
-	mkd(lo, "a/b c\t:/e", 0, 7, 7);
+	mkdir_as(lo, "a", 0750, 1001, 1002);
+	mkdir_as(lo, "a/b c\t:", 01777, 0, 5);
+	mkdir_as(lo, "a/b c\t:/e", 0, 7, 7);
 	fd = openat(lo, "a", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	assert_int_equal(fsetxattr(fd, "user.bin", bin, sizeof(bin), 0), 0);

@@ -25,6 +25,7 @@
 #include "util.h"
 #define TMPDIR_OWN_FIXTURE
 #include "tmpdir.h"
+#include "unit.h"
 #include "banned.h"
 
 #define SPARSE_SIZE (64ull << 20)
@@ -42,10 +43,7 @@ static int setup(void **state)
 
 	if (!f)
 		return -1;
-	snprintf(f->tmp, sizeof(f->tmp), "/tmp/vunify-object.XXXXXX");
-	if (!mkdtemp(f->tmp))
-		return -1;
-	f->dir = open(f->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	f->dir = tmpdir_make(f->tmp, sizeof(f->tmp), "object");
 	if (f->dir < 0 || mkdirat(f->dir, "src", 0755) < 0)
 		return -1;
 	snprintf(path, sizeof(path), "%s/pool", f->tmp);
@@ -66,19 +64,6 @@ static int teardown(void **state)
 		return -1;
 	free(f);
 	return 0;
-}
-
-static size_t count_entries(int dir)
-{
-	DIR *d = fdopendir(openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-	struct dirent *de;
-	size_t n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)))
-		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
-	closedir(d);
-	return n;
 }
 
 /* A source file in tmp/src; returns an O_RDONLY fd. */

@@ -23,6 +23,7 @@
 #include "util.h"
 #define TMPDIR_OWN_FIXTURE
 #include "tmpdir.h"
+#include "unit.h"
 #include "banned.h"
 
 struct fixture {
@@ -31,28 +32,13 @@ struct fixture {
 	int dir;
 };
 
-static bool require_root(const char *why)
-{
-	const char *ci = getenv("CI");
-
-	if (geteuid() == 0)
-		return true;
-	if (ci && !strcmp(ci, "true"))
-		fail_msg("test_overlay needs root (%s); CI=true, so not skipping", why);
-	print_message("test_overlay: skipped, needs root (%s)\n", why);
-	return false;
-}
-
 static int setup(void **state)
 {
 	_cleanup_free_ struct fixture *f = calloc(1, sizeof(*f));
 
 	if (!f)
 		return -1;
-	snprintf(f->tmp, sizeof(f->tmp), "/tmp/vunify-overlay.XXXXXX");
-	if (!mkdtemp(f->tmp))
-		return -1;
-	f->dir = open(f->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	f->dir = tmpdir_make(f->tmp, sizeof(f->tmp), "overlay");
 	if (f->dir < 0)
 		return -1;
 	*state = steal_pointer(&f);
@@ -117,19 +103,6 @@ static void test_options(void **state)
 		                            4 * 2 * (sizeof(big) - 1));
 		free(o);
 	}
-}
-
-static size_t count_entries(int dir)
-{
-	DIR *d = fdopendir(openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-	struct dirent *de;
-	size_t n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)))
-		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
-	closedir(d);
-	return n;
 }
 
 static void test_probe(void **state)

@@ -16,26 +16,8 @@
 
 #include "policy.h"
 #include "util.h"
+#include "unit.h"
 #include "banned.h"
-
-/* Classify PATH the way the walk does: every ancestor first, from "/". */
-static enum policy_class classify_walk(const struct policy *p, const char *path)
-{
-	enum policy_class c = POLICY_OTHER;
-	char buf[4096];
-	size_t n = strlen(path);
-
-	assert_true(path[0] == '/' && n < sizeof(buf));
-	memcpy(buf, path, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		buf[i] = '\0';
-		c = policy_classify(p, buf, c);
-		buf[i] = path[i];
-	}
-	return c;
-}
 
 static void test_defaults(void **state)
 {

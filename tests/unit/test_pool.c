@@ -41,13 +41,10 @@ static int setup(void **state)
 
 	if (!f)
 		return -1;
-	snprintf(f->tmp, sizeof(f->tmp), "/tmp/vunify-pool.XXXXXX");
-	if (!mkdtemp(f->tmp))
-		return -1;
-	snprintf(f->pool, sizeof(f->pool), "%s/pool", f->tmp);
-	f->dir = open(f->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	f->dir = tmpdir_make(f->tmp, sizeof(f->tmp), "pool");
 	if (f->dir < 0)
 		return -1;
+	snprintf(f->pool, sizeof(f->pool), "%s/pool", f->tmp);
 	*state = steal_pointer(&f);
 	return 0;
 }

@@ -1,6 +1,7 @@
 /* lib/util.c: number parsing with its must-fail inputs, path joining, the
  * small-file helpers (atomic write, bounded read that never follows a
- * symlink) and byte formatting. */
+ * symlink), the bounded symlink read, opening a directory for readdir
+ * and byte formatting. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,25 +21,12 @@
 
 #include "util.h"
 #include "tmpdir.h"
+#include "unit.h"
 #include "banned.h"
 
 static int setup(void **state)
 {
 	return fixture_setup(state, "util");
-}
-
-/* Number of entries in dir (without . and ..). */
-static size_t count_entries(int dir)
-{
-	DIR *d = fdopendir(openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-	struct dirent *de;
-	size_t n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)))
-		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
-	closedir(d);
-	return n;
 }
 
 static void test_parse_u64(void **state)
@@ -256,6 +244,77 @@ static void test_read_limits(void **state)
 	assert_ptr_equal(buf, (char *)0x1);
 }
 
+static void test_readlink_at(void **state)
+{
+	struct fixture *f = *state;
+	char longest[PATH_MAX], buf[PATH_MAX], small[16];
+
+	/* the longest target a symlink holds: PATH_MAX - 1 bytes, which
+	 * with its NUL fills a PATH_MAX buffer exactly */
+	memset(longest, 't', sizeof(longest) - 1);
+	longest[sizeof(longest) - 1] = '\0';
+	assert_int_equal(symlinkat(longest, f->dir, "longest"), 0);
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(readlink_at(f->dir, "longest", buf, sizeof(buf)), PATH_MAX - 1);
+	assert_string_equal(buf, longest);
+	/* one byte less room: the whole target fits but not its NUL
+	 * (readlinkat fills the buffer and cuts nothing it can tell) */
+	assert_int_equal(readlink_at(f->dir, "longest", buf, sizeof(buf) - 1), -ENAMETOOLONG);
+
+	/* the same bound on a small buffer: 15 bytes fit in 16, 16 do not */
+	assert_int_equal(symlinkat("123456789012345", f->dir, "fits"), 0);
+	assert_int_equal(readlink_at(f->dir, "fits", small, sizeof(small)), 15);
+	assert_string_equal(small, "123456789012345");
+	assert_int_equal(symlinkat("1234567890123456", f->dir, "over"), 0);
+	assert_int_equal(readlink_at(f->dir, "over", small, sizeof(small)), -ENAMETOOLONG);
+	assert_int_equal(readlink_at(f->dir, "over", small, 0), -ENAMETOOLONG);
+
+	/* a dangling or absolute target is read, never followed */
+	assert_int_equal(symlinkat("/etc/passwd", f->dir, "abs"), 0);
+	assert_int_equal(readlink_at(f->dir, "abs", small, sizeof(small)), 11);
+	assert_string_equal(small, "/etc/passwd");
+
+	/* not a symlink: a regular file, a directory, nothing */
+	assert_int_equal(write_file_atomic_at(f->dir, "file", "x", 1, 0644), 0);
+	assert_int_equal(readlink_at(f->dir, "file", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(mkdirat(f->dir, "dir", 0755), 0);
+	assert_int_equal(readlink_at(f->dir, "dir", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(readlink_at(f->dir, "missing", buf, sizeof(buf)), -ENOENT);
+}
+
+static void test_opendir_at(void **state)
+{
+	struct fixture *f = *state;
+	DIR *d = (DIR *)0x1;
+	struct dirent *de;
+	int r, sub, n = 0;
+
+	sub = mkdir_open(f->dir, "sub", 0755);
+	assert_int_equal(write_file_atomic_at(sub, "x", "x", 1, 0644), 0);
+	assert_int_equal(write_file_atomic_at(f->dir, "file", "x", 1, 0644), 0);
+	assert_int_equal(symlinkat("sub", f->dir, "link"), 0);
+
+	/* refused: nothing, a file, a symlink to a directory (never followed) */
+	assert_int_equal(opendir_at(f->dir, "missing", &d), -ENOENT);
+	assert_int_equal(opendir_at(f->dir, "file", &d), -ENOTDIR);
+	r = opendir_at(f->dir, "link", &d);
+	assert_true(r == -ELOOP || r == -ENOTDIR);
+	assert_ptr_equal(d, (DIR *)0x1); /* untouched on failure */
+
+	/* "." reads DIR_FD's own directory afresh */
+	assert_int_equal(opendir_at(sub, ".", &d), 0);
+	assert_true(dirfd(d) >= 0 && dirfd(d) != sub);
+	while ((de = readdir(d)))
+		n += !strcmp(de->d_name, "x");
+	assert_int_equal(n, 1);
+	closedir(d);
+	assert_int_equal(count_entries(sub), 1);
+	close(sub);
+
+	assert_int_equal(opendir_at(f->dir, "sub", &d), 0);
+	closedir(d);
+}
+
 static void test_format_bytes(void **state)
 {
 	static const struct {
@@ -330,6 +389,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_write_atomic_errors, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_readlink_at, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_opendir_at, setup, teardown),
 	        cmocka_unit_test(test_format_bytes),
 	        cmocka_unit_test(test_helpers),
 	};

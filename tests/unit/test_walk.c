@@ -22,6 +22,7 @@
 #include "util.h"
 #include "walk.h"
 #include "tmpdir.h"
+#include "unit.h"
 #include "banned.h"
 
 #define DEEP_LEVELS 200
@@ -38,16 +39,6 @@ static void mkfile(int dir, const char *name)
 
 	assert_true(fd >= 0);
 	close(fd);
-}
-
-static int mkdir_open(int dir, const char *name)
-{
-	int fd;
-
-	assert_int_equal(mkdirat(dir, name, 0755), 0);
-	fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	assert_true(fd >= 0);
-	return fd;
 }
 
 /* ---- recording callback ---- */
@@ -115,14 +106,14 @@ static void build_small(int root)
 	mkfile(root, "b");
 	mkfile(root, "C");
 	mkfile(root, "a.b");
-	a = mkdir_open(root, "a");
+	a = mkdir_open(root, "a", 0755);
 	mkfile(a, "z");
 	mkfile(a, "y");
-	d = mkdir_open(a, "d");
+	d = mkdir_open(a, "d", 0755);
 	mkfile(d, "x");
 	close(d);
 	close(a);
-	d = mkdir_open(root, "c");
+	d = mkdir_open(root, "c", 0755);
 	close(d);
 	assert_int_equal(symlinkat("a", root, "link"), 0);
 	assert_int_equal(symlinkat("/", root, "abs"), 0);
@@ -267,7 +258,7 @@ static void test_deep(void **state)
 	assert_non_null(path);
 	for (unsigned i = 0; i < DEEP_LEVELS; i++) {
 		deep_name(i, name);
-		e = mkdir_open(d, name);
+		e = mkdir_open(d, name, 0755);
 		close(d);
 		d = e;
 		memcpy(path + len, name, DEEP_NAME_LEN);
@@ -398,7 +389,7 @@ static void test_very_deep(void **state)
 	/* "d/d/d/.../bottom": recursion of one C frame per level overflowed
 	 * the stack at 16,309 levels; one fd per level exceeds RLIMIT_NOFILE */
 	for (unsigned i = 0; i < VERY_DEEP; i++) {
-		e = mkdir_open(d, "d");
+		e = mkdir_open(d, "d", 0755);
 		close(d);
 		d = e;
 	}

@@ -23,19 +23,8 @@
 #include "util.h"
 #include "xattr.h"
 #include "tmpdir.h"
+#include "unit.h"
 #include "banned.h"
-
-static bool require_root(void)
-{
-	const char *ci = getenv("CI");
-
-	if (geteuid() == 0)
-		return true;
-	if (ci && !strcmp(ci, "true"))
-		fail_msg("test_xattr needs root (trusted.* xattrs); CI=true, so not skipping");
-	print_message("test_xattr: skipped, needs root (trusted.* xattrs)\n");
-	return false;
-}
 
 static int setup(void **state)
 {
@@ -224,10 +213,7 @@ static void test_trusted_and_overlay(void **state)
 	struct xattr_list all = {0}, kept = {0}, back = {0};
 	int src, dst;
 
-	if (!require_root()) {
-		skip();
-		return;
-	}
+	need_root("trusted.* xattrs");
 	src = new_file(f->dir, "src");
 	dst = new_file(f->dir, "dst");
 	assert_int_equal(xattr_set(src, false, "trusted.overlay.metacopy", "", 0), 0);
@@ -272,10 +258,7 @@ static void test_o_path(void **state)
 	char buf[16];
 	int lnk, lnk2, fifo;
 
-	if (!require_root()) {
-		skip();
-		return;
-	}
+	need_root("trusted.* xattrs");
 	assert_int_equal(symlinkat("target-that-does-not-exist", f->dir, "sym"), 0);
 	assert_int_equal(symlinkat("src", f->dir, "sym2"), 0);
 	assert_int_equal(mkfifoat(f->dir, "fifo", 0600), 0);
@@ -339,7 +322,7 @@ static void test_read_at(void **state)
 	char name[64];
 	int fd = new_file(f->dir, "src"), many = new_file(f->dir, "many"), lnk;
 
-	if (!require_root()) {
+	if (!require_root("trusted.* xattrs")) {
 		close(fd);
 		close(many);
 		skip();

@@ -19,6 +19,17 @@ static inline int tmpdir_remove(const char *path)
 	return remove_tree_at(AT_FDCWD, path) < 0 ? -1 : 0;
 }
 
+/* Make a fresh scratch directory /tmp/vunify-TAG.XXXXXX, its path into
+ * BUF (SIZE bytes), and open it.  Returns the directory's fd, or -1. */
+static inline int tmpdir_make(char *buf, size_t size, const char *tag)
+{
+	if (snprintf(buf, size, "/tmp/vunify-%s.XXXXXX", tag) >= (int)size)
+		return -1;
+	if (!mkdtemp(buf))
+		return -1;
+	return open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
 /* Tests whose fixture holds more (a pool, a mount) define
  * TMPDIR_OWN_FIXTURE and use tmpdir_remove alone. */
 #ifndef TMPDIR_OWN_FIXTURE
@@ -34,10 +45,7 @@ static inline int fixture_setup(void **state, const char *tag)
 
 	if (!f)
 		return -1;
-	snprintf(f->tmp, sizeof(f->tmp), "/tmp/vunify-%s.XXXXXX", tag);
-	if (!mkdtemp(f->tmp))
-		return -1;
-	f->dir = open(f->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	f->dir = tmpdir_make(f->tmp, sizeof(f->tmp), tag);
 	if (f->dir < 0)
 		return -1;
 	*state = steal_pointer(&f);
