@@ -97,11 +97,10 @@ static int visit(const struct walk_entry *e, enum walk_event ev, void *ud)
 		redirect[sizeof(redirect) - 1] = '\0';
 	}
 	if (S_ISLNK(e->st.st_mode)) {
-		ssize_t len = readlinkat(e->parent_fd, e->name, target, sizeof(target) - 1);
+		ssize_t len = readlink_at(e->parent_fd, e->name, target, sizeof(target));
 
 		if (len < 0)
-			return neg_errno();
-		target[len] = '\0';
+			return (int)len;
 	}
 	r = erofs_add(c->tree, parent, e->name, &e->st, S_ISLNK(e->st.st_mode) ? target : NULL, &n);
 	if (r < 0)

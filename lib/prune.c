@@ -92,23 +92,16 @@ struct link_attrs {
  * not a symlink, or -errno. */
 static int read_link(int dir_fd, const char *name, struct link_attrs *a)
 {
-	_cleanup_close_ int fd = -1;
 	ssize_t n;
 
 	if (fstatat(dir_fd, name, &a->st, AT_SYMLINK_NOFOLLOW) < 0)
 		return neg_errno();
 	if (!S_ISLNK(a->st.st_mode))
 		return -EINVAL;
-	n = readlinkat(dir_fd, name, a->target, sizeof(a->target));
+	n = readlink_at(dir_fd, name, a->target, sizeof(a->target));
 	if (n < 0)
-		return neg_errno();
-	if ((size_t)n >= sizeof(a->target))
-		return -ENAMETOOLONG;
-	a->target[n] = '\0';
-	fd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return neg_errno();
-	return xattr_list_read(fd, true, XATTR_SKIP_OVERLAY, &a->xl);
+		return (int)n;
+	return xattr_list_read_at(dir_fd, name, XATTR_SKIP_OVERLAY, &a->xl);
 }
 
 static bool same_link(const struct link_attrs *a, const struct link_attrs *b)
