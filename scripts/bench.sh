@@ -431,8 +431,8 @@ row copy-unique "cp -r of the unique content + sync" - "the pool's objects to th
 
 umount_guests
 POOL=""
-release_fs a
-release_fs b
+release_image "$IMG/a.img"
+release_image "$IMG/b.img"
 
 # ----------------------------------------------------------------- report --
 
