@@ -16,6 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -375,6 +380,69 @@ static void test_read_at(void **state)
 	close(fd);
 }
 
+/* Before Linux 6.13 there is no getxattrat/listxattrat: a seccomp filter
+ * makes this kernel answer ENOSYS to both, as an older one does, in a
+ * child (the filter cannot be lifted).  xattr_list_read_at must then read
+ * the same list through an O_PATH fd, a symlink's own included. */
+static int read_at_without_xattrat(int dir, const char *name, const struct xattr_list *want)
+{
+	struct sock_filter f[] = {
+	        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 464, 2, 0), /* getxattrat */
+	        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 465, 1, 0), /* listxattrat */
+	        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+	};
+	struct sock_fprog prog = {.len = ARRAY_SIZE(f), .filter = f};
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct xattr_list got = {0};
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+			_exit(3);
+		if (syscall(465, dir, name, AT_SYMLINK_NOFOLLOW, NULL, 0) >= 0 || errno != ENOSYS)
+			_exit(4); /* the filter does not work */
+		if (xattr_list_read_at(dir, name, 0, &got) < 0)
+			_exit(2);
+		_exit(xattr_list_equal(&got, want) ? 0 : 1);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static void test_read_at_fallback(void **state)
+{
+	struct fixture *f = *state;
+	struct xattr_list want = {0};
+	int fd = new_file(f->dir, "src"), lnk;
+
+	if (!require_root("trusted.* xattrs, seccomp")) {
+		close(fd);
+		skip();
+		return;
+	}
+	assert_int_equal(xattr_set(fd, false, "user.a", bin, sizeof(bin)), 0);
+	assert_int_equal(xattr_set(fd, false, "trusted.overlay.metacopy", "", 0), 0);
+	assert_int_equal(xattr_list_read(fd, false, 0, &want), 0);
+	assert_int_equal(want.n, 2);
+	assert_int_equal(read_at_without_xattrat(f->dir, "src", &want), 0);
+	xattr_list_free(&want);
+	assert_int_equal(symlinkat("src", f->dir, "sym"), 0);
+	lnk = openat(f->dir, "sym", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	assert_true(lnk >= 0);
+	assert_int_equal(xattr_set(lnk, true, "trusted.sym", bin, sizeof(bin)), 0);
+	assert_int_equal(xattr_list_read(lnk, true, 0, &want), 0);
+	assert_int_equal(want.n, 1);
+	assert_int_equal(read_at_without_xattrat(f->dir, "sym", &want), 0);
+	xattr_list_free(&want);
+	close(lnk);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -383,6 +451,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_trusted_and_overlay, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_o_path, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_read_at, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_read_at_fallback, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
