@@ -18,6 +18,7 @@
 #include "parallel.h"
 #include "store_internal.h"
 #include "unify_internal.h"
+#include "xattr.h"
 #include "banned.h"
 /* Our own link or unlink changed the upper inode's ctime and link count:
  * take them again, provided the upper name still shows the inode, size,
@@ -122,20 +123,9 @@ void plain_object(struct pool *p, const struct pending *pe)
 	char rel[OBJECT_NAME_MAX + 4];
 
 	object_relpath(pe->name, rel);
-	{
-		/* every xattr: the guest's, and what overlayfs left on a file
-		 * it copied up (trusted.overlay.origin), which the scan does
-		 * not list */
-		char path[64 + OBJECT_NAME_MAX], names[4096];
-		ssize_t n;
-		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", p->objects_fd, rel);
-		n = llistxattr(path, names, sizeof(names));
-		if (n < 0 && errno == ERANGE)
-			for (size_t i = 0; i < pe->adopt->m.n_xattrs; i++)
-				(void)lremovexattr(path, pe->adopt->m.xattrs[i].name);
-		for (ssize_t o = 0; n > 0 && o < n; o += (ssize_t)strlen(names + o) + 1)
-			(void)lremovexattr(path, names + o);
-	}
+	/* every xattr: the guest's, and what overlayfs left on a file it
+	 * copied up (trusted.overlay.origin), which the scan does not list */
+	(void)xattr_remove_all_at(p->objects_fd, rel);
 	/* Best effort, as the comment above says; glibc's fortified headers
 	 * mark these warn_unused_result, which a (void) cast does not quiet. */
 	if (pe->adopt->m.st.st_uid || pe->adopt->m.st.st_gid)

@@ -29,6 +29,9 @@
 #ifndef __NR_listxattrat
 #define __NR_listxattrat 465
 #endif
+#ifndef __NR_removexattrat
+#define __NR_removexattrat 466
+#endif
 
 struct xattrat_args {
 	uint64_t value;
@@ -251,6 +254,31 @@ int xattr_list_read_at(int dir_fd, const char *name, unsigned flags, struct xatt
 	if (fd < 0)
 		return neg_errno();
 	return xattr_list_read(fd, true, flags, ret);
+}
+
+int xattr_remove_all_at(int dir_fd, const char *name)
+{
+	struct xattr_list l = {0};
+	_cleanup_close_ int fd = -1;
+	int r = xattr_list_read_at(dir_fd, name, 0, &l);
+
+	for (size_t i = 0; r == 0 && i < l.n; i++) {
+		if (__atomic_load_n(&have_xattrat, __ATOMIC_RELAXED) > 0) {
+			if (syscall(__NR_removexattrat, dir_fd, name, AT_SYMLINK_NOFOLLOW, l.v[i].name) < 0 &&
+			    errno != ENODATA)
+				r = neg_errno();
+			continue;
+		}
+		if (fd < 0 && (fd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+			r = neg_errno();
+			break;
+		}
+		r = xattr_remove(fd, true, l.v[i].name);
+		if (r == -ENODATA)
+			r = 0;
+	}
+	xattr_list_free(&l);
+	return r;
 }
 
 int xattr_list_apply(int fd, bool o_path, const struct xattr_list *l)

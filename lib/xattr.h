@@ -39,6 +39,10 @@ int xattr_list_read(int fd, bool o_path, unsigned flags, struct xattr_list *ret)
  * name, a rename between the caller's stat and this call is not seen. */
 int xattr_list_read_at(int dir_fd, const char *name, unsigned flags, struct xattr_list *ret);
 
+/* Remove every xattr of the entry NAME in DIR_FD (not followed; by name as
+ * xattr_list_read_at).  Returns 0 or -errno. */
+int xattr_remove_all_at(int dir_fd, const char *name);
+
 /* Set every xattr of l on fd.  Returns 0 or -errno. */
 int xattr_list_apply(int fd, bool o_path, const struct xattr_list *l);
 

@@ -375,6 +375,17 @@ static void test_read_at(void **state)
 	assert_int_equal(b.n, 0);
 	assert_int_equal(xattr_list_read_at(f->dir, "missing", 0, &b), -ENOENT);
 	xattr_list_free(&a);
+	/* every xattr removed by name: the symlink's own, not its target's */
+	assert_int_equal(xattr_remove_all_at(f->dir, "sym"), 0);
+	assert_int_equal(xattr_list_read_at(f->dir, "sym", 0, &b), 0);
+	assert_int_equal(b.n, 0);
+	assert_int_equal(xattr_list_read_at(f->dir, "src", 0, &b), 0);
+	assert_int_equal(b.n, 3);
+	xattr_list_free(&b);
+	assert_int_equal(xattr_remove_all_at(f->dir, "src"), 0);
+	assert_int_equal(xattr_list_read(fd, false, 0, &b), 0);
+	assert_int_equal(b.n, 0);
+	assert_int_equal(xattr_remove_all_at(f->dir, "missing"), -ENOENT);
 	close(lnk);
 	close(many);
 	close(fd);
@@ -383,7 +394,8 @@ static void test_read_at(void **state)
 /* Before Linux 6.13 there is no getxattrat/listxattrat: a seccomp filter
  * makes this kernel answer ENOSYS to both, as an older one does, in a
  * child (the filter cannot be lifted).  xattr_list_read_at must then read
- * the same list through an O_PATH fd, a symlink's own included. */
+ * the same list through an O_PATH fd, a symlink's own included, and
+ * xattr_remove_all_at remove them all. */
 static int read_at_without_xattrat(int dir, const char *name, const struct xattr_list *want)
 {
 	struct sock_filter f[] = {
@@ -406,7 +418,13 @@ static int read_at_without_xattrat(int dir, const char *name, const struct xattr
 			_exit(4); /* the filter does not work */
 		if (xattr_list_read_at(dir, name, 0, &got) < 0)
 			_exit(2);
-		_exit(xattr_list_equal(&got, want) ? 0 : 1);
+		if (!xattr_list_equal(&got, want))
+			_exit(1);
+		xattr_list_free(&got);
+		/* and removed the same way */
+		if (xattr_remove_all_at(dir, name) < 0 || xattr_list_read_at(dir, name, 0, &got) < 0)
+			_exit(5);
+		_exit(got.n == 0 ? 0 : 6);
 	}
 	assert_true(pid > 0);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
