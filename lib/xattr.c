@@ -117,84 +117,55 @@ void xattr_list_free(struct xattr_list *l)
 	l->n = 0;
 }
 
-/* The value of NAME into *ret (malloc'd, *ret_size bytes): one call when it
- * fits a small buffer, as nearly all do, else asked for its size first.
- * Returns 0 or -errno (-ENODATA: gone meanwhile). */
-static int read_value(const struct xsrc *s, const char *name, unsigned char **ret, size_t *ret_size)
+/* XNAME's value, or with XNAME NULL the NUL-separated names, into *ret
+ * (malloc'd, one byte at least): one call when it fits a small buffer, as
+ * nearly all do, else asked for its size first.  Returns the length or
+ * -errno (-ENODATA: the xattr is gone meanwhile). */
+static ssize_t read_sized(const struct xsrc *s, const char *xname, void **ret)
 {
-	unsigned char small[256], *v = NULL;
-	ssize_t vl = do_get(s, name, small, sizeof(small));
+	char small[1024];
+	void *v = NULL;
+	ssize_t len = xname ? do_get(s, xname, small, sizeof(small)) : do_list(s, small, sizeof(small));
 
-	if (vl >= 0) {
-		v = malloc(vl ? (size_t)vl : 1);
+	if (len >= 0) {
+		v = malloc(len ? (size_t)len : 1);
 		if (!v)
 			return -ENOMEM;
-		memcpy(v, small, (size_t)vl);
+		memcpy(v, small, (size_t)len);
 	}
-	while (vl < 0 && errno == ERANGE) {
-		vl = do_get(s, name, NULL, 0);
-		if (vl < 0)
+	while (len < 0 && errno == ERANGE) {
+		len = xname ? do_get(s, xname, NULL, 0) : do_list(s, NULL, 0);
+		if (len < 0)
 			break;
 		free(v);
-		v = malloc(vl ? (size_t)vl : 1);
+		v = malloc(len ? (size_t)len : 1);
 		if (!v)
 			return -ENOMEM;
-		vl = do_get(s, name, v, (size_t)vl);
+		len = xname ? do_get(s, xname, v, (size_t)len) : do_list(s, v, (size_t)len);
 	}
-	if (vl < 0) {
-		int r = neg_errno();
+	if (len < 0) {
+		ssize_t r = neg_errno();
 		free(v);
 		return r;
 	}
 	*ret = v;
-	*ret_size = (size_t)vl;
-	return 0;
-}
-
-/* The names, NUL-separated, into *ret (malloc'd; NULL when there are
- * none).  Returns their length or -errno. */
-static ssize_t read_names(const struct xsrc *s, char **ret)
-{
-	char small[1024], *names = NULL;
-	ssize_t len = do_list(s, small, sizeof(small));
-
-	if (len > 0) {
-		names = malloc((size_t)len);
-		if (!names)
-			return -ENOMEM;
-		memcpy(names, small, (size_t)len);
-	}
-	while (len < 0 && errno == ERANGE) {
-		len = do_list(s, NULL, 0);
-		if (len <= 0)
-			break;
-		free(names);
-		names = malloc((size_t)len);
-		if (!names)
-			return -ENOMEM;
-		len = do_list(s, names, (size_t)len);
-	}
-	if (len < 0) {
-		ssize_t r = errno == ENOTSUP || errno == EOPNOTSUPP ? 0 : neg_errno();
-		free(names);
-		names = NULL;
-		len = r;
-	}
-	*ret = names;
 	return len;
 }
 
 static int list_read(const struct xsrc *s, unsigned flags, struct xattr_list *ret)
 {
 	struct xattr_list l = {0};
-	_cleanup_free_ char *names = NULL;
-	ssize_t len = read_names(s, &names);
+	_cleanup_free_ void *names = NULL;
+	ssize_t len = read_sized(s, NULL, &names);
 
+	if (len == -ENOTSUP || len == -EOPNOTSUPP)
+		len = 0; /* no xattrs on this filesystem */
 	if (len < 0)
 		return (int)len;
-	for (char *n = names; n < names + len; n += strlen(n) + 1) {
+	for (char *n = names; n < (char *)names + len; n += strlen(n) + 1) {
 		struct xattr *x;
-		int r;
+		void *value;
+		ssize_t vl;
 
 		if ((flags & XATTR_SKIP_OVERLAY) && !strncmp(n, "trusted.overlay.", 16))
 			continue;
@@ -210,16 +181,18 @@ static int list_read(const struct xsrc *s, unsigned flags, struct xattr_list *re
 			xattr_list_free(&l);
 			return -ENOMEM;
 		}
-		r = read_value(s, n, &x->value, &x->size);
-		if (r == -ENODATA) { /* removed meanwhile */
+		vl = read_sized(s, n, &value);
+		if (vl == -ENODATA) { /* removed meanwhile */
 			free(x->name);
 			continue;
 		}
-		if (r < 0) {
+		if (vl < 0) {
 			free(x->name);
 			xattr_list_free(&l);
-			return r;
+			return (int)vl;
 		}
+		x->value = value;
+		x->size = (size_t)vl;
 		l.n++;
 	}
 	if (l.n > 1)
@@ -262,18 +235,17 @@ int xattr_remove_all_at(int dir_fd, const char *name)
 	_cleanup_close_ int fd = -1;
 	int r = xattr_list_read_at(dir_fd, name, 0, &l);
 
+	/* the read found out which calls this kernel has */
+	if (r == 0 && l.n && __atomic_load_n(&have_xattrat, __ATOMIC_RELAXED) < 0 &&
+	    (fd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		r = neg_errno();
 	for (size_t i = 0; r == 0 && i < l.n; i++) {
-		if (__atomic_load_n(&have_xattrat, __ATOMIC_RELAXED) > 0) {
-			if (syscall(__NR_removexattrat, dir_fd, name, AT_SYMLINK_NOFOLLOW, l.v[i].name) < 0 &&
-			    errno != ENODATA)
-				r = neg_errno();
-			continue;
-		}
-		if (fd < 0 && (fd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-			r = neg_errno();
-			break;
-		}
-		r = xattr_remove(fd, true, l.v[i].name);
+		if (fd < 0)
+			r = syscall(__NR_removexattrat, dir_fd, name, AT_SYMLINK_NOFOLLOW, l.v[i].name) < 0
+			            ? neg_errno()
+			            : 0;
+		else
+			r = xattr_remove(fd, true, l.v[i].name);
 		if (r == -ENODATA)
 			r = 0;
 	}
