@@ -222,13 +222,20 @@ static size_t item_files(size_t chosen, unsigned nth)
 	return MIN(MAX(per, (size_t)1024), (size_t)BATCH_FILES);
 }
 
-/* Whether PATH lies in the directory DIR (DLEN bytes, no slash). */
-static bool in_dir(const char *path, const char *dir, size_t dlen)
+/* The length of PATH's directory part (0 at the top). */
+static size_t dir_len(const char *path)
 {
 	const char *slash = strrchr(path, '/');
-	size_t len = slash ? (size_t)(slash - path) : 0;
 
-	return len == dlen && !memcmp(path, dir, dlen);
+	return slash ? (size_t)(slash - path) : 0;
+}
+
+/* Whether paths A and B lie in the same directory. */
+static bool same_dir(const char *a, const char *b)
+{
+	size_t len = dir_len(a);
+
+	return len == dir_len(b) && !memcmp(a, b, len);
 }
 
 /* Work items of about PER chosen files each, cut where a directory ends
@@ -246,8 +253,8 @@ static int store_items(struct guest_scan *scans, size_t ng, unsigned nth, struct
 		chosen += scans[g].chosen;
 	per = item_files(chosen, nth);
 	for (size_t g = 0; g < ng; g++) {
-		size_t begin = 0, k = 0, dlen = 0;
-		const char *dir = NULL;
+		size_t begin = 0, k = 0;
+		const char *prev = NULL; /* the item's last path */
 		for (size_t i = 0; i <= scans[g].n; i++) {
 			const char *path = NULL;
 			if (i < scans[g].n) {
@@ -255,7 +262,7 @@ static int store_items(struct guest_scan *scans, size_t ng, unsigned nth, struct
 					continue;
 				path = sf_paths(&scans[g].files[i])[0];
 			}
-			if (k && (!path || (k >= per && (k >= 4 * per || !in_dir(path, dir, dlen))))) {
+			if (k && (!path || (k >= per && (k >= 4 * per || !same_dir(path, prev))))) {
 				if (n == cap) {
 					struct store_item *nv = realloc(v, 2 * cap * sizeof(*v));
 					if (!nv) {
@@ -272,11 +279,7 @@ static int store_items(struct guest_scan *scans, size_t ng, unsigned nth, struct
 				break;
 			if (k++ == 0)
 				begin = i;
-			{
-				const char *slash = strrchr(path, '/');
-				dir = path;
-				dlen = slash ? (size_t)(slash - path) : 0;
-			}
+			prev = path;
 		}
 	}
 	*ret = v;
@@ -508,8 +511,7 @@ static int finish_image(struct pool *p, struct guest_scan *gs)
 	if (gs->lower_changed) {
 		r = prune_prepare(gs->upper_fd, gs->lower_fd, &p->policy, image_will_change, gs, &pl,
 		                  &changed);
-		prune_list_free(&pl);
-		pl = (struct prune_list){0};
+		prune_list_free(&pl); /* (leaves it empty) */
 		changed = 0;
 		if (r < 0)
 			return r;
@@ -527,8 +529,7 @@ static int finish_image(struct pool *p, struct guest_scan *gs)
 		r = prune_prepare(gs->upper_fd, gs->lower_fd, &p->policy, needs_copy, gs, &pl, &changed);
 	if (r == -E_NEEDS_COPY) {
 		/* nothing changed yet: again, on a working copy */
-		prune_list_free(&pl);
-		pl = (struct prune_list){0};
+		prune_list_free(&pl); /* (leaves it empty) */
 		changed = 0;
 		r = lower_will_change(gs);
 		if (r == 0)

@@ -614,8 +614,9 @@ int store_range(struct pool *p, struct guest_scan *gs, const struct hash_set *po
 		return r;
 	dircache_init(&a.upper_dc, gs->upper_fd, false);
 	dircache_init(&a.lower_dc, gs->lower_fd, true);
-	/* (threads on one directory may each take its times, one of them
-	 * after another's change: then it keeps the newer time) */
+	/* (a directory is one work item's: store_items; only a hard-link
+	 * group's other names may lie in another item's directory, whose
+	 * thread may then take and keep the time this one's unlink set) */
 	r = dircache_keep_times(&a.upper_dc);
 	if (r == 0)
 		r = batch_alloc(&b);
