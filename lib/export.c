@@ -126,12 +126,8 @@ int guest_export(struct pool *p, const struct guest *g, const char *dest, char *
 		goto out_umount;
 	}
 	r = copy_tree(mfd, tfd, layout_ops_for(p)->copy_flags, ret_path);
-	if (r == 0 && syncfs(tfd) < 0)
-		r = neg_errno();
-	if (r == 0 && renameat2(parent, tmpname, parent, base, RENAME_NOREPLACE) < 0)
-		r = neg_errno();
 	if (r == 0)
-		r = fsync_dir(parent);
+		r = publish_tree(tfd, parent, tmpname, base);
 out_umount:
 	if (mfd >= 0) {
 		close(mfd);

@@ -316,12 +316,8 @@ static int stubs_from_image(int home_fd)
 	r = remove_tree_at(home_fd, tmp);
 	if (r == 0)
 		r = lower_copy_tree(img, home_fd, tmp, false);
-	if (r == 0 && syncfs(home_fd) < 0)
-		r = neg_errno();
-	if (r == 0 && renameat2(home_fd, tmp, home_fd, HOME_META, RENAME_NOREPLACE) < 0)
-		r = neg_errno();
 	if (r == 0)
-		r = fsync_dir(home_fd);
+		r = publish_tree(home_fd, home_fd, tmp, HOME_META);
 	return r;
 }
 

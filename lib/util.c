@@ -84,6 +84,13 @@ int fsync_dir(int dirfd)
 	return 0;
 }
 
+int publish_tree(int fs_fd, int dir_fd, const char *tmp, const char *name)
+{
+	if (syncfs(fs_fd) < 0 || renameat2(dir_fd, tmp, dir_fd, name, RENAME_NOREPLACE) < 0)
+		return neg_errno();
+	return fsync_dir(dir_fd);
+}
+
 int open_regular_at(int dir_fd, const char *name, int flags, struct stat *ret_st)
 {
 	_cleanup_close_ int pfd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);

@@ -135,6 +135,12 @@ int pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 /* fsync a directory fd, tolerating filesystems that refuse it. */
 int fsync_dir(int dirfd);
 
+/* A tree built whole under the temporary name TMP in DIR_FD takes its
+ * final NAME: syncfs of the filesystem of FS_FD (the tree's contents
+ * durable first), TMP renamed to NAME (never over an existing NAME:
+ * -EEXIST), DIR_FD fsync'd.  Returns 0 or -errno. */
+int publish_tree(int fs_fd, int dir_fd, const char *tmp, const char *name);
+
 /* Parse an unsigned decimal with overflow checks (no atoi). */
 int parse_u64(const char *s, uint64_t *ret);
 
